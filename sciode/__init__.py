@@ -1,0 +1,32 @@
+"""sciode: differentiable scientific computing with ordinary differential equations.
+
+Declare a model symbolically (``Model``), a cost (``Cost``, ``LeastSquares``),
+and get fast solutions (``solve``), gradients (``value_and_grad``), fits
+(``fit``) and proof that the gradients are right (``gradcheck``).
+"""
+
+__version__ = "0.1.0"
+
+from . import _numba_cache  # noqa: F401  (must precede every cached njit)
+
+from .errors import ModelError, SciodeError, SolverError
+from .model import Model
+from .cost import Cost, LeastSquares
+from .controls import Controls
+from . import symbolic
+from .api import solve
+from .solution import Solution
+
+__all__ = [
+    "__version__",
+    "Model",
+    "Cost",
+    "LeastSquares",
+    "Controls",
+    "ModelError",
+    "SolverError",
+    "SciodeError",
+    "symbolic",
+    "solve",
+    "Solution",
+]

@@ -1,0 +1,79 @@
+"""Keep Numba's disk cache of sciode's own loops consistent with the source.
+
+Numba stamps a cached function with the modification time of *its own* file
+only, so editing a callee in another module (a system, a step helper) would
+leave a stale compiled loop in the cache.  sciode's loops call each other
+across modules, so this locator stamps every function defined inside the
+``sciode`` package with one hash over all of the package's sources (and the
+Numba version): any change anywhere recompiles everything once.
+
+Cached code goes to ``$SCIODE_CACHE_DIR/numba`` (else the user cache
+directory), never into the installed package, which may be read-only.  The
+locator is registered on import of ``sciode``, before any loop is decorated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numba
+from numba.core import caching
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _source_hash() -> str:
+    h = hashlib.sha256(numba.__version__.encode())
+    for path in sorted(_PACKAGE_DIR.rglob("*.py")):
+        h.update(str(path.relative_to(_PACKAGE_DIR)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+SOURCE_HASH = _source_hash()
+
+
+def numba_cache_root() -> Path:
+    env = os.environ.get("SCIODE_CACHE_DIR")
+    if env:
+        return Path(env) / "numba"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("sciode")) / "numba"
+
+
+class SciodeCacheLocator(caching._CacheLocator):
+    """Locator for functions defined in the sciode package (see module doc)."""
+
+    def __init__(self, py_func, py_file):
+        self._py_file = py_file
+        rel = Path(py_file).resolve().relative_to(_PACKAGE_DIR)
+        self._cache_path = str(numba_cache_root() / SOURCE_HASH / rel.parent)
+
+    def get_cache_path(self):
+        return self._cache_path
+
+    def get_source_stamp(self):
+        return SOURCE_HASH
+
+    def get_disambiguator(self):
+        return Path(self._py_file).stem
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        try:
+            Path(py_file).resolve().relative_to(_PACKAGE_DIR)
+        except ValueError:
+            return None
+        self = cls(py_func, py_file)
+        try:
+            self.ensure_cache_path()
+        except OSError:
+            return None
+        return self
+
+
+if SciodeCacheLocator not in caching.CacheImpl._locator_classes:
+    caching.CacheImpl._locator_classes.insert(0, SciodeCacheLocator)

@@ -1,0 +1,81 @@
+"""The kernel ABI: one signature per kind of generated function.
+
+Every function that code generation emits, and every integrator that calls
+one, uses exactly these Numba signatures.  Kernels write into preallocated
+output arrays and return nothing, so a stepping loop allocates nothing per
+step.
+
+=============  ==============================================  ==================
+kind           signature                                       kernels
+=============  ==============================================  ==================
+``VEC``        ``k(t, y, p, w, out)``                          rhs, dfdt, L, dLdy,
+                                                               dLdp, dLdw, Phi,
+                                                               dPhidy, dPhidp, obs
+``VJP``        ``k(t, y, p, w, v, out)``                       vjp_y, vjp_p, vjp_w,
+                                                               obs_vjp_y, obs_vjp_p
+``MAT``        ``k(t, y, p, w, out2d)``                        jac_y, jac_p
+``SENS``       ``k(t, y, p, w, S, out2d)``                     sens_rhs
+=============  ==============================================  ==================
+
+``t`` is a float, ``y`` the state ``(n_states,)``, ``p`` the parameters
+``(n_params,)``, ``w`` the control values at ``t`` ``(n_controls,)``, ``v`` a
+cotangent.  The meaning of each kernel (``f`` is the model rhs):
+
+- ``rhs``: ``out = f(t, y, p, w)``; ``dfdt``: ``out = df/dt``.
+- ``jac_y``: ``out = df/dy`` ``(n, n)``; ``jac_p``: ``out = df/dp`` ``(n, n_p)``.
+- ``vjp_y``: ``out = (df/dy)^T v``; ``vjp_p``: ``(df/dp)^T v``; ``vjp_w``:
+  ``(df/dw)^T v``.
+- ``sens_rhs``: ``out = (df/dy) S``, plus ``df/dp`` added to the first ``n_p``
+  columns: the forward-sensitivity right-hand side ``S' = J S + f_p`` for
+  ``S = [dy/dp, dy/dy0]``.
+- ``L`` (``out[0]``), ``dLdy``, ``dLdp``, ``dLdw``: the running cost and its
+  gradients.
+- ``Phi`` (``out[0]``), ``dPhidy``, ``dPhidp``: the terminal cost.
+- ``obs``: observables ``h(t, y, p)`` ``(n_obs,)``; ``obs_vjp_y``:
+  ``(dh/dy)^T v``; ``obs_vjp_p``: ``(dh/dp)^T v``.
+
+The types are Numba first-class function types, so one stepping loop,
+compiled and cached once per installation, serves every model: the model's
+kernels are passed in as arguments instead of being compiled into the loop.
+"""
+
+from __future__ import annotations
+
+from numba import types
+
+ARRAY = types.float64[::1]
+MATRIX = types.float64[:, ::1]
+
+VEC_SIG = types.void(types.float64, ARRAY, ARRAY, ARRAY, ARRAY)
+VJP_SIG = types.void(types.float64, ARRAY, ARRAY, ARRAY, ARRAY, ARRAY)
+MAT_SIG = types.void(types.float64, ARRAY, ARRAY, ARRAY, MATRIX)
+SENS_SIG = types.void(types.float64, ARRAY, ARRAY, ARRAY, MATRIX, MATRIX)
+
+VEC = types.FunctionType(VEC_SIG)
+VJP = types.FunctionType(VJP_SIG)
+MAT = types.FunctionType(MAT_SIG)
+SENS = types.FunctionType(SENS_SIG)
+
+#: kernel name -> signature; the single source of truth for codegen and loops.
+MODEL_KERNELS = {
+    "rhs": VEC_SIG,
+    "dfdt": VEC_SIG,
+    "jac_y": MAT_SIG,
+    "jac_p": MAT_SIG,
+    "vjp_y": VJP_SIG,
+    "vjp_p": VJP_SIG,
+    "vjp_w": VJP_SIG,
+    "sens_rhs": SENS_SIG,
+}
+COST_KERNELS = {
+    "L": VEC_SIG,
+    "dLdy": VEC_SIG,
+    "dLdp": VEC_SIG,
+    "dLdw": VEC_SIG,
+    "Phi": VEC_SIG,
+    "dPhidy": VEC_SIG,
+    "dPhidp": VEC_SIG,
+    "obs": VEC_SIG,
+    "obs_vjp_y": VJP_SIG,
+    "obs_vjp_p": VJP_SIG,
+}

@@ -1,0 +1,261 @@
+"""Symbolic derivation: Jacobians, Hamiltonian, costate and gradient integrands.
+
+Everything here is plain SymPy in, plain SymPy out.  The results feed code
+generation (``sciode.codegen``) and are shown to users as they are, so they
+stay unsimplified but exact.
+
+Derivatives are taken entry by entry, and only with respect to the symbols an
+expression actually contains: for a model with ``n`` states whose right-hand
+sides each touch a few states (a discretized PDE), the Jacobian costs
+``O(nnz)`` derivative calls instead of ``O(n^2)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import sympy as sp
+
+from ..cost import Cost, as_cost
+from ..model import Model
+
+#: A sparse matrix of expressions: ``{(row, col): expr}`` with no zero entries.
+SparseExprs = dict
+
+
+#: Functions whose derivative SymPy writes with ``re``/``im`` unless the
+#: argument is known to be real (``d|x|/dx``); sciode models are real.
+_COMPLEX_AWARE = (sp.Abs, sp.sign, sp.arg, sp.re, sp.im, sp.conjugate)
+
+
+def real_diff(expr, var):
+    """``d expr / d var`` treating every free symbol as real.
+
+    Plain ``sympy.Symbol`` objects carry no ``real`` assumption, so SymPy
+    differentiates ``Abs(x)`` to ``(re(x)*Derivative(re(x), x) + ...)/x``,
+    which no kernel can evaluate.  Swapping in real stand-ins for the
+    duration of the derivative gives ``sign(x)`` instead.
+    """
+    if not expr.has(*_COMPLEX_AWARE):
+        return sp.diff(expr, var)
+    real = {s: sp.Dummy(s.name, real=True) for s in expr.free_symbols if s.is_real is not True}
+    if not real:
+        return sp.diff(expr, var)
+    back = {d: s for s, d in real.items()}
+    return sp.diff(expr.xreplace(real), real.get(var, var)).xreplace(back)
+
+
+def sparse_jacobian(exprs, variables) -> SparseExprs:
+    """Nonzero entries of ``d exprs_i / d variables_j``.
+
+    Parameters
+    ----------
+    exprs : sequence of sympy.Expr, length m
+    variables : sequence of sympy.Symbol, length n
+
+    Returns
+    -------
+    dict
+        ``{(i, j): d exprs[i] / d variables[j]}`` for the entries that are
+        not identically zero.
+    """
+    index = {v: j for j, v in enumerate(variables)}
+    out = {}
+    for i, expr in enumerate(exprs):
+        expr = sp.sympify(expr)
+        used = sorted((index[s] for s in expr.free_symbols if s in index))
+        for j in used:
+            d = real_diff(expr, variables[j])
+            if d != 0:
+                out[(i, j)] = d
+    return out
+
+
+def gradient(expr, variables) -> tuple:
+    """``d expr / d v`` for each ``v`` in ``variables`` (zeros kept)."""
+    expr = sp.sympify(expr)
+    present = expr.free_symbols
+    return tuple(real_diff(expr, v) if v in present else sp.Integer(0) for v in variables)
+
+
+def dense(entries: SparseExprs, shape) -> sp.Matrix:
+    """A dense ``sympy.Matrix`` from sparse entries."""
+    m = sp.zeros(*shape)
+    for (i, j), e in entries.items():
+        m[i, j] = e
+    return m
+
+
+@dataclass(frozen=True)
+class ModelDerivatives:
+    """Derivatives of the right-hand side ``f(t, y, p, w)`` of one model.
+
+    Attributes
+    ----------
+    model : Model
+    f : tuple of sympy.Expr, ``(n,)``
+    dfdy, dfdp, dfdw : dict
+        Sparse Jacobians ``{(i, j): expr}`` of shapes ``(n, n)``,
+        ``(n, n_p)``, ``(n, n_w)``.
+    dfdt : tuple of sympy.Expr, ``(n,)``
+    """
+
+    model: Model
+    f: tuple
+    dfdy: SparseExprs
+    dfdp: SparseExprs
+    dfdw: SparseExprs
+    dfdt: tuple
+
+    @property
+    def jacobian_pattern(self) -> np.ndarray:
+        """Boolean ``(n, n)`` sparsity pattern of ``df/dy``."""
+        n = self.model.n_states
+        pattern = np.zeros((n, n), dtype=bool)
+        for i, j in self.dfdy:
+            pattern[i, j] = True
+        return pattern
+
+
+def derive_model(model: Model) -> ModelDerivatives:
+    """Jacobians ``df/dy``, ``df/dp``, ``df/dw`` and ``df/dt`` of a model."""
+    f = tuple(model.rhs)
+    return ModelDerivatives(
+        model=model,
+        f=f,
+        dfdy=sparse_jacobian(f, model.states),
+        dfdp=sparse_jacobian(f, model.params),
+        dfdw=sparse_jacobian(f, model.controls),
+        dfdt=tuple(real_diff(e, model.t) for e in f),
+    )
+
+
+@dataclass(frozen=True)
+class CostDerivatives:
+    """Derivatives of the three cost pieces.
+
+    ``L`` is the running cost, ``Phi`` the terminal cost and ``h`` the
+    concatenated observables of every least-squares term (the data misfit's
+    values and weights are runtime data, not symbols).
+    """
+
+    L: sp.Expr
+    dLdy: tuple
+    dLdp: tuple
+    dLdw: tuple
+    Phi: sp.Expr
+    dPhidy: tuple
+    dPhidp: tuple
+    h: tuple
+    dhdy: SparseExprs
+    dhdp: SparseExprs
+
+
+def observables(model: Model, cost: Cost) -> tuple:
+    """All observables of ``cost``'s data terms, concatenated in order."""
+    out = []
+    for term in cost.data:
+        out.extend(term.resolved(model))
+    return tuple(out)
+
+
+def derive_cost(model: Model, cost) -> CostDerivatives:
+    """Gradients of the running cost, terminal cost and observables."""
+    cost = as_cost(cost)
+    cost.check(model)
+    y, p, w = model.states, model.params, model.controls
+    h = observables(model, cost)
+    return CostDerivatives(
+        L=cost.running,
+        dLdy=gradient(cost.running, y),
+        dLdp=gradient(cost.running, p),
+        dLdw=gradient(cost.running, w),
+        Phi=cost.terminal,
+        dPhidy=gradient(cost.terminal, y),
+        dPhidp=gradient(cost.terminal, p),
+        h=h,
+        dhdy=sparse_jacobian(h, y),
+        dhdp=sparse_jacobian(h, p),
+    )
+
+
+def _fresh_symbols(prefix: str, names, taken) -> tuple:
+    """Symbols ``prefix_name`` that clash with none of ``taken``."""
+    out = []
+    for name in names:
+        candidate = f"{prefix}_{name}"
+        while candidate in taken:
+            candidate += "_"
+        taken.add(candidate)
+        out.append(sp.Symbol(candidate))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class AdjointSystem:
+    """The Pontryagin adjoint of a model and a cost, as SymPy expressions.
+
+    With ``H = L + lambda . f``:
+
+    - ``costate_rhs``: ``d lambda / dt = -dH/dy`` (integrated backward),
+    - ``terminal_costate``: ``lambda(t1) = dPhi/dy(t1)``,
+    - ``param_gradient``: ``dH/dp``, so ``dJ/dp = dPhi/dp + int dH/dp dt``
+      (plus the data terms' ``d ell_i/dp``),
+    - ``control_gradient``: ``dH/dw``,
+    - ``observation_jacobian``: ``dh/dy``; at each observation time the
+      costate jumps by ``(dh/dy)^T r`` with weighted residuals ``r``.
+    """
+
+    model: Model
+    cost: Cost
+    hamiltonian: sp.Expr
+    costates: tuple
+    costate_rhs: tuple
+    terminal_costate: tuple
+    param_gradient: tuple
+    control_gradient: tuple
+    observation_jacobian: sp.Matrix
+    sensitivity_symbols: sp.Matrix
+    sensitivity_rhs: sp.Matrix
+
+
+def derive_adjoint(model: Model, cost=None) -> AdjointSystem:
+    """Derive the Hamiltonian, costate equations and gradient integrands.
+
+    Parameters
+    ----------
+    model : Model
+    cost : Cost or LeastSquares, optional
+        Defaults to the zero cost (the adjoint of a Neural ODE with ``L = 0``).
+
+    Returns
+    -------
+    AdjointSystem
+        ``H = L + lambda . f``, ``lambda' = -dH/dy``, ``lambda(t1) =
+        dPhi/dy``, ``dH/dp``, ``dH/dw``, and the forward-sensitivity
+        right-hand side ``S' = (df/dy) S + df/dp`` with ``S_ij = dy_i/dp_j``.
+    """
+    cost = Cost() if cost is None else as_cost(cost)
+    cost.check(model)
+    taken = {s.name for s in (*model.states, *model.params, *model.controls, model.t)}
+    lam = _fresh_symbols("lambda", [s.name for s in model.states], taken)
+    H = cost.running + sum((li * fi for li, fi in zip(lam, model.rhs)), sp.Integer(0))
+    h = observables(model, cost)
+    n, n_p = model.n_states, model.n_params
+    S = sp.Matrix(n, n_p, lambda i, j: sp.Symbol(f"S_{model.states[i].name}_{model.params[j].name}"))
+    jac = sp.Matrix(n, n, lambda i, j: real_diff(model.rhs[i], model.states[j]))
+    fp = sp.Matrix(n, n_p, lambda i, j: real_diff(model.rhs[i], model.params[j]))
+    return AdjointSystem(
+        model=model,
+        cost=cost,
+        hamiltonian=H,
+        costates=lam,
+        costate_rhs=tuple(-g for g in gradient(H, model.states)),
+        terminal_costate=gradient(cost.terminal, model.states),
+        param_gradient=gradient(H, model.params),
+        control_gradient=gradient(H, model.controls),
+        observation_jacobian=sp.Matrix(len(h), n, lambda i, j: real_diff(h[i], model.states[j])),
+        sensitivity_symbols=S,
+        sensitivity_rhs=jac * S + fp,
+    )
