@@ -1,0 +1,140 @@
+"""The user API: ``solve`` (and, in sibling modules, gradients and fits)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .controls import Controls
+from .cpu import solvers
+from .cpu.dense import DenseOutput
+from .cpu.status import SUCCESS, message
+from .errors import ModelError, SolverError
+from .methods.tableaus import Tableau
+from .model import Model
+from .solution import Solution
+
+
+def _check_model(model):
+    if not isinstance(model, Model):
+        raise TypeError(f"`model` must be a sciode.Model, got {type(model).__name__}")
+
+
+def check_span(t_span):
+    try:
+        t0, t1 = (float(v) for v in t_span)
+    except (TypeError, ValueError):
+        raise ValueError(f"`t_span` must be a pair (t0, t1) of numbers, got {t_span!r}") from None
+    if not (math.isfinite(t0) and math.isfinite(t1)):
+        raise ValueError(f"`t_span` must be finite, got {t_span!r}")
+    return t0, t1
+
+
+def check_t_eval(t_eval, t0, t1):
+    if t_eval is None:
+        return np.zeros(0)
+    te = np.ascontiguousarray(np.atleast_1d(np.asarray(t_eval, dtype=np.float64)))
+    if te.ndim != 1 or not np.all(np.isfinite(te)):
+        raise ValueError("`t_eval` must be a 1-D array of finite times")
+    lo, hi = min(t0, t1), max(t0, t1)
+    outside = te[(te < lo) | (te > hi)]
+    if outside.size:
+        raise ValueError(f"`t_eval` values must lie within `t_span` [{lo}, {hi}]; {outside[0]} does not")
+    d = np.diff(te) * (1.0 if t1 >= t0 else -1.0)
+    if np.any(d < 0):
+        raise ValueError("`t_eval` must be sorted in the direction of integration")
+    return te
+
+
+def check_tolerances(rtol, atol, n):
+    rtol = float(rtol)
+    if not (rtol > 0 and math.isfinite(rtol)):
+        raise ValueError(f"`rtol` must be positive and finite, got {rtol}")
+    atol_arr = np.ascontiguousarray(np.broadcast_to(np.asarray(atol, dtype=np.float64), (n,)).copy())
+    if not np.all(atol_arr > 0) or not np.all(np.isfinite(atol_arr)):
+        raise ValueError(f"`atol` must be positive and finite (scalar or one per state), got {atol!r}")
+    return rtol, atol_arr
+
+
+def check_controls(model, controls):
+    if model.n_controls == 0:
+        if controls is not None:
+            raise ModelError("`controls` given but the model declares no controls")
+        return None
+    if not isinstance(controls, Controls):
+        raise ModelError(f"model declares controls {model.controls}; pass `controls=sciode.Controls(t_grid, values)`")
+    if controls.n_controls != model.n_controls:
+        raise ModelError(f"`controls` has {controls.n_controls} columns but the model declares "
+                         f"{model.n_controls} controls {model.controls}")
+    return controls
+
+
+def solve(model, y0, t_span, params=None, t_eval=None, method="dopri5", rtol=1e-6, atol=1e-9,
+          controls=None, dt=None, max_steps=100_000, raise_on_failure=False, first_step=None,
+          max_step=np.inf, dense=False) -> Solution:
+    """Integrate ``y' = f(t, y, p, w(t))``, ``y(t0) = y0`` over ``t_span``.
+
+    Parameters
+    ----------
+    model : Model
+    y0 : (n_states,) or mapping name -> value
+    t_span : (t0, t1); ``t1 < t0`` integrates backward
+    params : sequence ordered as ``model.params`` or mapping
+    t_eval : (m,) output times served by the method's dense output
+    method : str, one of ``solvers.method_names()``
+    rtol, atol : tolerances of the RMS error norm (``atol`` scalar or (n,))
+    controls : Controls, required when the model declares controls
+    dt : float, the step of fixed-step methods (``euler``, ``rk4``)
+    max_steps : int, bound on attempted steps
+    raise_on_failure : raise ``SolverError`` instead of returning ``success=False``
+    first_step, max_step : optional step-size bounds for adaptive methods
+    dense : keep the continuous solution (``sol.dense(t)``)
+
+    Returns
+    -------
+    Solution
+    """
+    _check_model(model)
+    from .codegen import model_kernels
+
+    t0, t1 = check_span(t_span)
+    z0 = np.ascontiguousarray(model.state_vector(y0))
+    p = np.ascontiguousarray(model.param_vector(params))
+    te = check_t_eval(t_eval, t0, t1)
+    rtol, atol_arr = check_tolerances(rtol, atol, model.n_states)
+    controls = check_controls(model, controls)
+    spec = solvers.lookup_method(method)
+    if int(max_steps) < 1:
+        raise ValueError(f"`max_steps` must be >= 1, got {max_steps}")
+    mk = model_kernels(model)
+    if isinstance(spec, Tableau):
+        if not spec.adaptive:
+            if dt is None or not (float(dt) > 0 and math.isfinite(float(dt))):
+                raise ValueError(f"method {method!r} is fixed-step: pass a positive `dt`, got {dt!r}")
+        h_init = 0.0 if first_step is None else float(first_step)
+        raw = solvers.run_explicit(mk, spec, p, controls, z0, t0, t1, te, rtol, atol_arr, h_init,
+                                   float(max_step), float(dt or 0.0), int(max_steps), bool(dense))
+    else:
+        raw = spec(mk, p, controls, z0, t0, t1, te, rtol, atol_arr,
+                   0.0 if first_step is None else float(first_step), float(max_step), int(max_steps), bool(dense))
+    return finish(raw, te, method, max_steps, raise_on_failure, dense)
+
+
+def finish(raw, te, method, max_steps, raise_on_failure, dense) -> Solution:
+    """Turn a loop's raw result into a ``Solution`` (or raise on failure)."""
+    ok = raw.status == SUCCESS
+    msg = message(raw.status, raw.t_reached, max_steps)
+    if not ok and raise_on_failure:
+        raise SolverError(f"{method}: {msg}")
+    if te.size:
+        t_out, y_out = te, raw.z_eval
+        if not ok:
+            keep = (te - raw.t_reached) * np.sign(raw.ts[-1] - raw.ts[0] or 1.0) <= 0
+            t_out, y_out = te[keep], raw.z_eval[keep]
+    else:
+        t_out, y_out = raw.ts, raw.zs
+    dense_out = DenseOutput(raw.ts, raw.hs, raw.zs, raw.Ks, raw.P) if (dense and raw.Ks.shape[0] == raw.hs.shape[0]) else None
+    return Solution(t=t_out, y=y_out, stats=dict(raw.stats), success=ok, status=raw.status,
+                    message=msg, t_reached=raw.t_reached, dense=dense_out, method=method,
+                    extra={"raw": raw})

@@ -1,0 +1,315 @@
+"""The explicit Runge--Kutta stepping loop (one loop for every tableau).
+
+A step of a tableau ``(A, b, c, e)`` from ``(t, z)`` with step ``h``::
+
+    K[i]  = F(t + c[i] h, z + h sum_{j<i} A[i, j] K[j])
+    z_new = z + h sum_i b[i] K[i]
+    err   = h sum_i e[i] K[i]
+
+The error is measured in the RMS norm of ``err / (atol + rtol max(|z|,
+|z_new|))`` and the step adapted by a PI controller (Hairer, Norsett & Wanner,
+*Solving ODEs I*, Sec. II.4; Hairer's DOPRI5 stabilisation beta = 0.04).
+DOP853 combines its 5th- and 3rd-order estimators as in Hairer's ``dop853.f``.
+Dense output uses each tableau's own continuous extension ``P`` (plus extra
+stages for DOP853): ``z(t + theta h) = z + h sum_i K[i] sum_j P[i, j]
+theta^(j+1)``.  The stages of every accepted step can be kept (``store_dense``)
+so that an adjoint pass interpolates the forward state exactly as the forward
+pass would have.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from .status import MAX_STEPS, NONFINITE, STEP_UNDERFLOW, SUCCESS
+from .systems import sys_rhs
+
+EPS = np.finfo(np.float64).eps
+SAFETY = 0.9
+FAC_MIN = 0.2
+FAC_MAX = 10.0
+
+
+@nb.njit(cache=True, nogil=True)
+def grow_rows(a, n_rows):
+    """A copy of ``a`` with room for ``n_rows`` along axis 0 (used rows kept)."""
+    out = np.empty((n_rows,) + a.shape[1:], dtype=a.dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def rms_scaled(v, z, z_new, rtol, atol):
+    """``sqrt(mean((v / (atol + rtol max(|z|, |z_new|)))^2))``."""
+    acc = 0.0
+    n = v.shape[0]
+    for i in range(n):
+        sc = atol[i] + rtol * max(abs(z[i]), abs(z_new[i]))
+        acc += (v[i] / sc) ** 2
+    return math.sqrt(acc / max(n, 1))
+
+
+@nb.njit(cache=True, nogil=True)
+def all_finite(v):
+    for i in range(v.shape[0]):
+        if not math.isfinite(v[i]):
+            return False
+    return True
+
+
+@nb.njit(cache=True, nogil=True)
+def initial_step(sys, t0, z0, f0, direction, order, rtol, atol, hmax, span, work, f1):
+    """Hairer's starting step (``hinit`` in ``dopri5.f``): two rhs evaluations' worth
+    of information about the scale of ``z`` and of its derivatives."""
+    d0 = rms_scaled(z0, z0, z0, rtol, atol)
+    d1 = rms_scaled(f0, z0, z0, rtol, atol)
+    h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
+    h0 = min(h0, hmax, span)
+    for i in range(z0.shape[0]):
+        work[i] = z0[i] + direction * h0 * f0[i]
+    sys_rhs(sys, t0 + direction * h0, work, f1)
+    for i in range(z0.shape[0]):
+        work[i] = f1[i] - f0[i]
+    d2 = rms_scaled(work, z0, z0, rtol, atol) / h0
+    dmax = max(d1, d2)
+    if not math.isfinite(dmax):
+        return h0 * 1e-3
+    h1 = max(1e-6, h0 * 1e-3) if dmax <= 1e-15 else (0.01 / dmax) ** (1.0 / (order + 1))
+    return min(100.0 * h0, h1, hmax, span)
+
+
+@nb.njit(cache=True, nogil=True)
+def rk_stages(sys, t, z, h, A, c, K, first, work):
+    """Stages ``first .. s-1`` of an explicit step into ``K``."""
+    n = z.shape[0]
+    for i in range(first, A.shape[0]):
+        for m in range(n):
+            acc = 0.0
+            for j in range(i):
+                acc += A[i, j] * K[j, m]
+            work[m] = z[m] + h * acc
+        sys_rhs(sys, t + c[i] * h, work, K[i])
+
+
+@nb.njit(cache=True, nogil=True)
+def extra_stages(sys, t, z, h, A_ext, c_ext, s, K, work):
+    """The extra dense-output stages ``K[s:]`` (DOP853)."""
+    n = z.shape[0]
+    for m_ in range(A_ext.shape[0]):
+        i = s + m_
+        for m in range(n):
+            acc = 0.0
+            for j in range(i):
+                acc += A_ext[m_, j] * K[j, m]
+            work[m] = z[m] + h * acc
+        sys_rhs(sys, t + c_ext[m_] * h, work, K[i])
+
+
+@nb.njit(cache=True, nogil=True)
+def weighted_sum(z, h, w, K, out):
+    """``out = z + h sum_i w[i] K[i]``."""
+    n = z.shape[0]
+    for m in range(n):
+        acc = 0.0
+        for i in range(w.shape[0]):
+            acc += w[i] * K[i, m]
+        out[m] = z[m] + h * acc
+
+
+@nb.njit(cache=True, nogil=True)
+def scaled_sum(h, w, K, out):
+    """``out = h sum_i w[i] K[i]``."""
+    for m in range(out.shape[0]):
+        acc = 0.0
+        for i in range(w.shape[0]):
+            acc += w[i] * K[i, m]
+        out[m] = h * acc
+
+
+@nb.njit(cache=True, nogil=True)
+def dense_point(z, h, K, P, theta, wbuf, out):
+    """``out = z + h sum_i K[i] sum_j P[i, j] theta^(j+1)`` (the interpolant)."""
+    for i in range(P.shape[0]):
+        acc = 0.0
+        pw = theta
+        for j in range(P.shape[1]):
+            acc += P[i, j] * pw
+            pw *= theta
+        wbuf[i] = acc
+    weighted_sum(z, h, wbuf, K, out)
+
+
+@nb.njit(cache=True, nogil=True)
+def error_norm(h, e, e3, K, z, z_new, rtol, atol, work):
+    """Scaled RMS error of a step (DOP853's combined norm when ``e3`` is given)."""
+    n = z.shape[0]
+    scaled_sum(h, e, K, work)
+    if e3.shape[0] == 0:
+        return rms_scaled(work, z, z_new, rtol, atol)
+    err5 = 0.0
+    for m in range(n):
+        sc = atol[m] + rtol * max(abs(z[m]), abs(z_new[m]))
+        err5 += (work[m] / sc) ** 2
+    scaled_sum(h, e3, K, work)
+    err3 = 0.0
+    for m in range(n):
+        sc = atol[m] + rtol * max(abs(z[m]), abs(z_new[m]))
+        err3 += (work[m] / sc) ** 2
+    deno = err5 + 0.01 * err3
+    if deno <= 0.0:
+        return 0.0
+    # err5 and err3 above already carry h; dop853.f's formula has one factor h
+    # outside: |h| err5 / sqrt(n deno) with unscaled sums, i.e. this.
+    return err5 / math.sqrt(n * deno)
+
+
+@nb.njit(cache=True, nogil=True)
+def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptive,
+                 order, q, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense):
+    """Integrate ``z' = F(t, z)`` from ``t0`` to ``t1`` (either direction).
+
+    Parameters
+    ----------
+    sys : system NamedTuple (see ``sciode.cpu.systems``)
+    z0 : (n,) initial state
+    A, b, c, e, e3, P, A_ext, c_ext : tableau arrays (``e3`` empty unless DOP853)
+    fsal, adaptive : bool
+    order : int, order of the method (initial step heuristic)
+    q : float, exponent denominator of the controller (error order + 1)
+    rtol : float; atol : (n,)
+    h_init : first step (0 = automatic); hmax : largest |h|; dt : fixed step
+    max_steps : int
+    t_eval : (m,) output times, monotone in the direction of integration
+    store_dense : keep every accepted step's stages for dense output
+
+    Returns
+    -------
+    status, t_reached, n_stored, ts (n_stored,), zs (n_stored, n), hs,
+    Ks (n_stored - 1, s_total, n) or empty, z_eval (m, n), stats (nfev,
+    nsteps, naccepted, nrejected)
+    """
+    n = z0.shape[0]
+    s = A.shape[0]
+    s_tot = P.shape[0]
+    direction = 1.0 if t1 >= t0 else -1.0
+    span = abs(t1 - t0)
+    K = np.zeros((s_tot, n))
+    work = np.empty(n)
+    z = z0.copy()
+    z_new = np.empty(n)
+    wbuf = np.empty(s_tot)
+    stats = np.zeros(4, dtype=np.int64)  # nfev, nsteps, naccepted, nrejected
+    cap = 64
+    ts = np.empty(cap)
+    hs = np.empty(cap)
+    zs = np.empty((cap, n))
+    Ks = np.empty((cap if store_dense else 0, s_tot, n))
+    ts[0] = t0
+    zs[0] = z
+    n_stored = 1
+    m_eval = t_eval.shape[0]
+    z_eval = np.full((m_eval, n), np.nan)
+    i_eval = 0
+    while i_eval < m_eval and t_eval[i_eval] == t0:
+        z_eval[i_eval] = z
+        i_eval += 1
+    t = t0
+    if span == 0.0:
+        return SUCCESS, t, n_stored, ts[:1], zs[:1], hs[:0], Ks[:0], z_eval, stats
+    sys_rhs(sys, t, z, K[0])
+    stats[0] += 1
+    if not all_finite(K[0]) or not all_finite(z):
+        return NONFINITE, t, n_stored, ts[:1], zs[:1], hs[:0], Ks[:0], z_eval, stats
+    if adaptive:
+        h = abs(h_init) if h_init > 0.0 else initial_step(sys, t, z, K[0], direction, order, rtol,
+                                                          atol, hmax, span, work, K[1])
+        if h_init <= 0.0:
+            stats[0] += 1
+    else:
+        h = dt
+    err_prev = 1e-4
+    rejected_last = False
+    saw_nonfinite = False
+    status = SUCCESS
+    while (t1 - t) * direction > 0.0:
+        if stats[1] >= max_steps:
+            status = MAX_STEPS
+            break
+        if h < 10.0 * EPS * max(abs(t), 1e-300):
+            status = NONFINITE if saw_nonfinite else STEP_UNDERFLOW
+            break
+        # Finish exactly at t1, and never leave a sliver of a last step.
+        last = (t + direction * h - t1) * direction >= -100.0 * EPS * max(abs(t1), span)
+        hh = (t1 - t) if last else direction * h
+        rk_stages(sys, t, z, hh, A, c, K, 1, work)
+        stats[0] += s - 1
+        stats[1] += 1
+        weighted_sum(z, hh, b, K, z_new)
+        finite = all_finite(z_new)
+        if adaptive:
+            err = error_norm(hh, e, e3, K, z, z_new, rtol, atol, work) if finite else np.inf
+            if not math.isfinite(err):
+                saw_nonfinite = True
+                stats[3] += 1
+                h = abs(hh) * FAC_MIN
+                rejected_last = True
+                continue
+            if err > 1.0:
+                stats[3] += 1
+                h = abs(hh) * max(FAC_MIN, SAFETY * err ** (-1.0 / q))
+                rejected_last = True
+                continue
+            beta = 0.04 if q >= 5.0 and e3.shape[0] == 0 else 0.0
+            expo = 1.0 / q - 0.75 * beta
+            fac = FAC_MAX if err == 0.0 else SAFETY * err ** (-expo) * err_prev ** beta
+            fac = min(FAC_MAX, max(FAC_MIN, fac))
+            if rejected_last:
+                fac = min(fac, 1.0)
+            h_next = min(abs(hh) * fac, hmax)
+            err_prev = max(err, 1e-4)
+        else:
+            if not finite:
+                status = NONFINITE
+                break
+            h_next = dt
+        # -- accepted: dense output needs the stages of this step
+        if s_tot > s and (store_dense or (i_eval < m_eval and
+                                          (t_eval[i_eval] - t) * direction <= abs(hh))):
+            extra_stages(sys, t, z, hh, A_ext, c_ext, s, K, work)
+            stats[0] += A_ext.shape[0]
+        t_new = t1 if last else t + hh
+        while i_eval < m_eval and (t_eval[i_eval] - t_new) * direction <= 0.0:
+            theta = (t_eval[i_eval] - t) / hh
+            dense_point(z, hh, K, P, theta, wbuf, z_eval[i_eval])
+            i_eval += 1
+        if n_stored == ts.shape[0]:
+            cap = 2 * ts.shape[0]
+            ts = grow_rows(ts, cap)
+            hs = grow_rows(hs, cap)
+            zs = grow_rows(zs, cap)
+            if store_dense:
+                Ks = grow_rows(Ks, cap)
+        if store_dense:
+            Ks[n_stored - 1] = K
+        hs[n_stored - 1] = hh
+        ts[n_stored] = t_new
+        zs[n_stored] = z_new
+        n_stored += 1
+        stats[2] += 1
+        t = t_new
+        z[:] = z_new
+        rejected_last = False
+        h = h_next
+        if fsal:
+            K[0] = K[s - 1]
+        else:
+            sys_rhs(sys, t, z, K[0])
+            stats[0] += 1
+            if not all_finite(K[0]):
+                status = NONFINITE
+                break
+    nk = n_stored - 1 if store_dense else 0
+    return status, t, n_stored, ts[:n_stored], zs[:n_stored], hs[: n_stored - 1], Ks[:nk], z_eval, stats

@@ -1,0 +1,98 @@
+"""Python front of the compiled loops: argument packing and method lookup.
+
+``integrate(system_kind, kernels, ...)`` is what ``sciode.solve`` and the
+sensitivity drivers call; it returns a ``RawResult`` of arrays and a status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..methods.tableaus import EXPLICIT_TABLEAUS, STIFF_TABLEAUS, Tableau
+from .drivers import entry
+
+EMPTY = np.zeros(0)
+EMPTY2 = np.zeros((0, 0))
+
+#: Method names accepted by ``solve``: explicit tableaus plus stiff methods
+#: registered by ``sciode.cpu.stiff`` (when present).
+STIFF_METHODS: dict = {}
+
+
+def method_names() -> list[str]:
+    return [*EXPLICIT_TABLEAUS, *STIFF_METHODS]
+
+
+def lookup_method(method: str):
+    """The tableau or stiff-method runner for ``method``; raises with the valid list."""
+    if not isinstance(method, str):
+        raise TypeError(f"`method` must be a string, got {type(method).__name__}")
+    key = method.lower()
+    if key in EXPLICIT_TABLEAUS:
+        return EXPLICIT_TABLEAUS[key]
+    if key in STIFF_METHODS:
+        return STIFF_METHODS[key]
+    valid = ", ".join(repr(m) for m in method_names())
+    raise ValueError(f"`method` must be one of {valid}; got {method!r}.")
+
+
+@dataclass
+class RawResult:
+    status: int
+    t_reached: float
+    ts: np.ndarray
+    zs: np.ndarray
+    hs: np.ndarray
+    Ks: np.ndarray
+    z_eval: np.ndarray
+    stats: dict
+    P: np.ndarray
+
+
+_TAB_ARGS: dict = {}
+
+
+def _writeable(a):
+    # Tableau arrays are read-only; Numba types read-only arrays differently
+    # from the fixed entry-point signatures, so the loops get private copies.
+    return np.array(a, dtype=np.float64, order="C", copy=True)
+
+
+def tableau_args(tab: Tableau):
+    """The tableau as the positional arrays the explicit loop takes (cached)."""
+    if tab.name not in _TAB_ARGS:
+        _TAB_ARGS[tab.name] = _tableau_args(tab)
+    return _TAB_ARGS[tab.name]
+
+
+def _tableau_args(tab: Tableau):
+    s = tab.s
+    A_ext = tab.A_extra if tab.A_extra is not None else np.zeros((0, tab.s_total))
+    c_ext = tab.c_extra if tab.c_extra is not None else EMPTY
+    e3 = tab.e3 if tab.e3 is not None else EMPTY
+    A = np.ascontiguousarray(tab.A[:s, :s])
+    q = 8.0 if tab.e3 is not None else float(tab.error_order + 1)
+    arrays = tuple(_writeable(a) for a in (A, tab.b, tab.c, tab.e, e3, tab.P, A_ext, c_ext))
+    return (*arrays, bool(tab.fsal), bool(tab.adaptive), int(tab.order), q)
+
+
+def control_arrays(controls, n_controls):
+    if n_controls == 0:
+        return np.zeros(1), np.zeros((1, 0)), np.zeros(0)
+    return (np.ascontiguousarray(controls.t, dtype=np.float64),
+            np.ascontiguousarray(controls.values, dtype=np.float64), np.zeros(n_controls))
+
+
+def run_explicit(mk, tab, p, controls, y0, t0, t1, t_eval, rtol, atol, h_init, hmax, dt,
+                 max_steps, store_dense) -> RawResult:
+    """Integrate the model ``mk`` (``ModelKernels``) with an explicit tableau."""
+    tw, W, wbuf = control_arrays(controls, mk.n_controls)
+    out = entry("forward_rk")(
+        mk["rhs"], mk["jac_y"], mk["dfdt"], p, tw, W, wbuf, y0, float(t0), float(t1),
+        *tableau_args(tab), float(rtol), atol, float(h_init), float(hmax), float(dt),
+        int(max_steps), t_eval, bool(store_dense))
+    status, t_reached, _, ts, zs, hs, Ks, z_eval, st = out
+    stats = {"nfev": int(st[0]), "nsteps": int(st[1]), "naccepted": int(st[2]), "nrejected": int(st[3])}
+    return RawResult(int(status), float(t_reached), ts, zs, hs, Ks, z_eval, stats, tab.P)

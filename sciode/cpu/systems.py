@@ -1,0 +1,92 @@
+"""Systems a compiled loop can integrate: the model alone, or augmented.
+
+A system is a ``NamedTuple`` of kernels (``sciode.abi`` function types) and
+arrays.  ``sys_rhs(sys, t, z, out)`` evaluates ``z' = F(t, z)`` and
+``sys_jac(sys, t, z, out)`` its Jacobian; both dispatch at compile time on the
+tuple's class, so one stepping loop serves every system without knowing what
+it integrates (the loops know nothing of costs or sensitivities).
+
+Sensitivity drivers register their systems here with ``register_system``.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numba as nb
+from numba.extending import overload
+
+from .controls import control_at
+
+#: ``z = y``; ``F = f(t, y, p, w(t))``.
+ModelSystem = namedtuple("ModelSystem", ["rhs", "jac_y", "dfdt", "p", "tw", "W", "wbuf"])
+
+_RHS: dict = {}
+_JAC: dict = {}
+_DFDT: dict = {}
+
+
+def register_system(cls, rhs, jac=None, dfdt=None):
+    """Register compiled implementations ``rhs(sys, t, z, out)`` (and
+    ``jac(sys, t, z, out2d)``, ``dfdt(sys, t, z, out)``) for system class ``cls``."""
+    _RHS[cls] = rhs
+    if jac is not None:
+        _JAC[cls] = jac
+    if dfdt is not None:
+        _DFDT[cls] = dfdt
+
+
+def sys_rhs(sys, t, z, out):
+    """``out = F(t, z)`` for the system ``sys`` (compiled code only)."""
+    raise NotImplementedError
+
+
+def sys_jac(sys, t, z, out):
+    """``out = dF/dz`` for the system ``sys`` (compiled code only)."""
+    raise NotImplementedError
+
+
+def sys_dfdt(sys, t, z, out):
+    """``out = dF/dt`` for the system ``sys`` (compiled code only)."""
+    raise NotImplementedError
+
+
+def _dispatch(table, what):
+    def typer(sys, t, z, out):
+        impl = table.get(getattr(sys, "instance_class", None))
+        if impl is None:
+            raise nb.errors.TypingError(f"no {what} registered for system type {sys}")
+        return lambda sys, t, z, out: impl(sys, t, z, out)
+
+    return typer
+
+
+overload(sys_rhs, inline="always")(_dispatch(_RHS, "rhs"))
+overload(sys_jac, inline="always")(_dispatch(_JAC, "Jacobian"))
+overload(sys_dfdt, inline="always")(_dispatch(_DFDT, "time derivative"))
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _model_rhs(sys, t, z, out):
+    if sys.wbuf.shape[0] > 0:
+        control_at(t, sys.tw, sys.W, sys.wbuf)
+    sys.rhs(t, z, sys.p, sys.wbuf, out)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _model_jac(sys, t, z, out):
+    if sys.wbuf.shape[0] > 0:
+        control_at(t, sys.tw, sys.W, sys.wbuf)
+    sys.jac_y(t, z, sys.p, sys.wbuf, out)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _model_dfdt(sys, t, z, out):
+    # df/dt includes the controls' slope only through explicit t; piecewise
+    # linear controls make w(t) non-smooth at grid points anyway.
+    if sys.wbuf.shape[0] > 0:
+        control_at(t, sys.tw, sys.W, sys.wbuf)
+    sys.dfdt(t, z, sys.p, sys.wbuf, out)
+
+
+register_system(ModelSystem, _model_rhs, _model_jac, _model_dfdt)
