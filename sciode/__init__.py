@@ -16,6 +16,7 @@ from .controls import Controls
 from . import symbolic
 from .api import solve
 from .solution import Solution
+from .adjoint import GradResult, value_and_grad
 
 __all__ = [
     "__version__",
@@ -29,4 +30,6 @@ __all__ = [
     "symbolic",
     "solve",
     "Solution",
+    "value_and_grad",
+    "GradResult",
 ]

@@ -81,8 +81,8 @@ def _tableau_args(tab: Tableau):
 def control_arrays(controls, n_controls):
     if n_controls == 0:
         return np.zeros(1), np.zeros((1, 0)), np.zeros(0)
-    return (np.ascontiguousarray(controls.t, dtype=np.float64),
-            np.ascontiguousarray(controls.values, dtype=np.float64), np.zeros(n_controls))
+    # Controls keeps read-only arrays; the entry points are typed for writeable ones.
+    return _writeable(controls.t), _writeable(controls.values), np.zeros(n_controls)
 
 
 def run_explicit(mk, tab, p, controls, y0, t0, t1, t_eval, rtol, atol, h_init, hmax, dt,
@@ -95,4 +95,8 @@ def run_explicit(mk, tab, p, controls, y0, t0, t1, t_eval, rtol, atol, h_init, h
         int(max_steps), t_eval, bool(store_dense))
     status, t_reached, _, ts, zs, hs, Ks, z_eval, st = out
     stats = {"nfev": int(st[0]), "nsteps": int(st[1]), "naccepted": int(st[2]), "nrejected": int(st[3])}
-    return RawResult(int(status), float(t_reached), ts, zs, hs, Ks, z_eval, stats, tab.P)
+    return RawResult(int(status), float(t_reached), ts, zs, hs, Ks, z_eval, stats, tableau_args(tab)[5])
+
+
+# Registers the stiff methods in STIFF_METHODS (at the bottom: stiff.py imports this module).
+from . import stiff  # noqa: E402,F401

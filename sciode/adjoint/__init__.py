@@ -1,0 +1,60 @@
+"""Sensitivity drivers: one module per mode over ``common``.
+
+Each mode builds an augmented system (``systems``) and calls the same
+stepping loops as ``solve``; the loops know nothing of costs.
+"""
+
+from __future__ import annotations
+
+from . import entries  # noqa: F401  (registers the compiled entry points)
+from . import backsolve, checkpoint, discrete, fd, forward, interpolating
+from .common import GradResult, prepare
+
+MODES = {
+    "adjoint": interpolating.run,
+    "backsolve": backsolve.run,
+    "checkpoint": checkpoint.run,
+    "forward": forward.run,
+    "discrete": discrete.run,
+    "fd": fd.run,
+}
+
+_OPTIONS = {"checkpoints", "dt", "max_step", "fd_step", "sens_error_control", "drift_tol"}
+
+
+def value_and_grad(model, cost, y0, t_span, params=None, sensitivity="adjoint", method="dopri5",
+                   rtol=1e-6, atol=1e-9, controls=None, max_steps=100_000, **options) -> GradResult:
+    """Value of ``J = Phi(y(t1), p) + int L dt + sum_i ell_i`` and its gradients.
+
+    Parameters
+    ----------
+    model : Model
+    cost : Cost or LeastSquares
+    y0, t_span, params, method, rtol, atol, controls, max_steps : as ``sciode.solve``
+    sensitivity : one of ``"adjoint"``, ``"backsolve"``, ``"checkpoint"``,
+        ``"forward"``, ``"discrete"``, ``"fd"`` (see each module's docstring)
+    **options : ``checkpoints`` (checkpoint mode, default 8), ``dt`` (fixed-step
+        methods), ``max_step``, ``fd_step`` (default 1e-6), ``sens_error_control``
+        (forward mode, default True), ``drift_tol`` (backsolve warning, default 100)
+
+    Returns
+    -------
+    GradResult
+        ``value``, ``grad_params`` (n_params,), ``grad_y0`` (n_states,),
+        ``grad_controls`` ((n_grid, n_controls) or None), ``stats``.
+
+    Raises
+    ------
+    SolverError
+        When the forward or backward pass fails (never a NaN gradient).
+    """
+    unknown = set(options) - _OPTIONS
+    if unknown:
+        raise TypeError(f"unknown option(s) {sorted(unknown)}; valid options are {sorted(_OPTIONS)}")
+    if sensitivity not in MODES:
+        raise ValueError(f"`sensitivity` must be one of {list(MODES)}; got {sensitivity!r}")
+    prob = prepare(model, cost, y0, t_span, params, method, rtol, atol, controls, max_steps, options)
+    return MODES[sensitivity](prob)
+
+
+__all__ = ["value_and_grad", "GradResult", "MODES"]

@@ -1,0 +1,203 @@
+"""What every sensitivity mode shares: problem set-up, data rows, results.
+
+A ``Problem`` holds the validated inputs, the generated kernels and the data
+of the least-squares terms flattened into *rows*: row ``i`` is an observation
+time ``t_rows[i]`` with targets ``Yobs[i]`` and weights ``Wt[i]`` (``1/sigma^2``
+where observed, 0 where not observed or where the column belongs to another
+data term), so that the misfit is ``0.5 sum_ij Wt_ij (h_j(y(t_i)) - Yobs_ij)^2``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..api import check_controls, check_span, check_tolerances
+from ..codegen import cost_kernels, model_kernels
+from ..cost import as_cost
+from ..cpu import solvers
+from ..cpu.drivers import entry
+from ..cpu.status import SUCCESS, message
+from ..errors import SolverError
+from ..methods.tableaus import Tableau
+from ..model import Model
+
+
+@dataclass
+class GradResult:
+    """Value and gradients of a cost (see ``sciode.value_and_grad``)."""
+
+    value: float
+    grad_params: np.ndarray
+    grad_y0: np.ndarray
+    grad_controls: np.ndarray | None
+    stats: dict
+    extra: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return (f"GradResult(value={self.value!r}, grad_params={self.grad_params!r}, "
+                f"grad_y0={self.grad_y0!r}, stats={self.stats})")
+
+
+@dataclass
+class Problem:
+    model: Model
+    cost: object
+    mk: object
+    ck: object
+    p: np.ndarray
+    y0: np.ndarray
+    t0: float
+    t1: float
+    controls: object
+    tw: np.ndarray
+    W: np.ndarray
+    rtol: float
+    atol: np.ndarray
+    method: str
+    spec: object
+    max_steps: int
+    t_rows: np.ndarray
+    Yobs: np.ndarray
+    Wt: np.ndarray
+    options: dict
+
+    @property
+    def n(self) -> int:
+        return self.model.n_states
+
+    @property
+    def n_p(self) -> int:
+        return self.model.n_params
+
+    @property
+    def n_g(self) -> int:
+        """Number of control-gradient quadratures (grid points x controls)."""
+        return 0 if self.controls is None else self.tw.size * self.model.n_controls
+
+    def wbuf(self) -> np.ndarray:
+        return np.zeros(self.model.n_controls)
+
+    def aug_atol(self, size: int, lead: int = 0) -> np.ndarray:
+        """Absolute tolerances of an augmented state: the states' own for the
+        first ``lead`` entries, the smallest state tolerance elsewhere."""
+        a = np.full(size, self.atol.min())
+        a[:lead] = np.resize(self.atol, lead)
+        return a
+
+
+def data_rows(model, cost, n_h):
+    """Flatten the least-squares terms into rows sorted by time (stable)."""
+    ts, Ys, Ws = [], [], []
+    off = 0
+    for term in cost.data:
+        k = term.y_obs.shape[1]
+        Y = np.zeros((term.t_obs.size, n_h))
+        Wt = np.zeros((term.t_obs.size, n_h))
+        observed = ~np.isnan(term.y_obs)
+        Y[:, off:off + k] = np.where(observed, term.y_obs, 0.0)
+        Wt[:, off:off + k] = observed / np.asarray(term.sigma, dtype=float) ** 2
+        ts.append(np.asarray(term.t_obs, dtype=float))
+        Ys.append(Y)
+        Ws.append(Wt)
+        off += k
+    if not ts:
+        return np.zeros(0), np.zeros((0, n_h)), np.zeros((0, n_h))
+    t = np.concatenate(ts)
+    order = np.argsort(t, kind="stable")
+    return (np.ascontiguousarray(t[order]), np.ascontiguousarray(np.concatenate(Ys)[order]),
+            np.ascontiguousarray(np.concatenate(Ws)[order]))
+
+
+def prepare(model, cost, y0, t_span, params, method, rtol, atol, controls, max_steps, options) -> Problem:
+    """Validate the inputs of ``value_and_grad`` and fetch the kernels."""
+    if not isinstance(model, Model):
+        raise TypeError(f"`model` must be a sciode.Model, got {type(model).__name__}")
+    cost = as_cost(cost)
+    t0, t1 = check_span(t_span)
+    cost.check(model, (t0, t1))
+    z0 = np.ascontiguousarray(model.state_vector(y0))
+    p = np.ascontiguousarray(model.param_vector(params))
+    rtol, atol_arr = check_tolerances(rtol, atol, model.n_states)
+    controls = check_controls(model, controls)
+    spec = solvers.lookup_method(method)
+    tw, W, _ = solvers.control_arrays(controls, model.n_controls)
+    mk = model_kernels(model)
+    ck = cost_kernels(model, cost)
+    t_rows, Yobs, Wt = data_rows(model, cost, ck.n_obs)
+    if t1 < t0:
+        t_rows, Yobs, Wt = t_rows[::-1].copy(), Yobs[::-1].copy(), Wt[::-1].copy()
+    return Problem(model, cost, mk, ck, p, z0, t0, t1, controls, tw, W, rtol, atol_arr,
+                   method, spec, int(max_steps), t_rows, Yobs, Wt, dict(options))
+
+
+def explicit_tableau(prob: Problem, mode: str) -> Tableau:
+    if not isinstance(prob.spec, Tableau):
+        raise ValueError(f"sensitivity={mode!r} supports the explicit methods "
+                         f"{list(solvers.EXPLICIT_TABLEAUS)}; got method={prob.method!r}")
+    return prob.spec
+
+
+def check_status(status, t_reached, prob: Problem, what: str) -> None:
+    """Raise ``SolverError`` for a failed pass: a gradient is never built on one."""
+    if status != SUCCESS:
+        raise SolverError(f"{what} pass failed ({prob.method}): {message(status, t_reached, prob.max_steps)}")
+
+
+def tab_tail(prob: Problem, tab: Tableau, atol: np.ndarray, h_init: float = 0.0):
+    """Tableau + tolerance arguments of the compiled sweeps (``TAB_ARGS``)."""
+    dt = float(prob.options.get("dt") or 0.0)
+    if not tab.adaptive and dt <= 0:
+        raise ValueError(f"method {tab.name!r} is fixed-step: pass a positive `dt`")
+    return (*solvers.tableau_args(tab), prob.rtol, atol, float(h_init),
+            float(prob.options.get("max_step", np.inf)), dt, prob.max_steps)
+
+
+def observation_jumps(prob: Problem, Y_rows: np.ndarray):
+    """``h`` at each row and the costate jumps ``(dh/dy)^T r``, ``(dh/dp)^T r``."""
+    ck = prob.ck
+    return entry("obs_jumps")(ck["obs"], ck["obs_vjp_y"], ck["obs_vjp_p"], prob.p, prob.tw, prob.W,
+                              prob.wbuf(), prob.t_rows, np.ascontiguousarray(Y_rows), prob.Yobs,
+                              prob.Wt, prob.n_p)
+
+
+def misfit(prob: Problem, H: np.ndarray) -> float:
+    return 0.5 * float(np.sum(prob.Wt * (H - prob.Yobs) ** 2))
+
+
+def terminal(prob: Problem, y1: np.ndarray):
+    """``Phi``, ``dPhi/dy`` and ``dPhi/dp`` at ``(t1, y1)``."""
+    ck, w = prob.ck, _controls_at(prob, prob.t1)
+    phi, dy, dp = np.zeros(1), np.zeros(prob.n), np.zeros(prob.n_p)
+    y1 = np.ascontiguousarray(y1)
+    ck["Phi"](prob.t1, y1, prob.p, w, phi)
+    ck["dPhidy"](prob.t1, y1, prob.p, w, dy)
+    ck["dPhidp"](prob.t1, y1, prob.p, w, dp)
+    return float(phi[0]), dy, dp
+
+
+def _controls_at(prob: Problem, t: float) -> np.ndarray:
+    if prob.controls is None:
+        return np.zeros(0)
+    return np.ascontiguousarray(prob.controls(t), dtype=float)
+
+
+def forward_pass(prob: Problem, tab: Tableau, t_eval: np.ndarray, dense: bool):
+    """The model's forward solve (``run_explicit``), raising on failure."""
+    raw = solvers.run_explicit(prob.mk, tab, prob.p, prob.controls, prob.y0, prob.t0, prob.t1,
+                               t_eval, prob.rtol, prob.atol, 0.0,
+                               float(prob.options.get("max_step", np.inf)),
+                               float(prob.options.get("dt") or 0.0), prob.max_steps, dense)
+    check_status(raw.status, raw.t_reached, prob, "forward")
+    return raw
+
+
+def stats4(st) -> dict:
+    return {"nfev": int(st[0]), "nsteps": int(st[1]), "naccepted": int(st[2]), "nrejected": int(st[3])}
+
+
+def control_gradient(prob: Problem, G: np.ndarray):
+    if prob.controls is None:
+        return None
+    return G.reshape(prob.tw.size, prob.model.n_controls).copy()

@@ -1,0 +1,174 @@
+"""``sensitivity="discrete"``: the exact gradient of the discrete solution.
+
+Differentiates the Runge--Kutta scheme the forward pass actually ran, with
+its accepted step sizes held fixed (reverse-mode over the steps, as
+backpropagation through a ResNet is for forward Euler).  For the step
+``Y_i = z + h sum_j A_ij K_j``, ``K_i = F(t + c_i h, Y_i)``,
+``z' = z + h sum_i b_i K_i`` and an adjoint ``a'`` of ``z'``, in reverse stage
+order::
+
+    Kbar_i = h b_i a' + h sum_{j>i} A_ji Ybar_j,   Ybar_i = (dF/dz)(Y_i)^T Kbar_i
+    a      = a' + sum_i Ybar_i,                     pbar += (dF/dp)(Y_i)^T Kbar_i
+
+Observations read from the dense output ``z + h sum_i w_i(theta) K_i`` add
+``r`` to ``a`` and ``h w_i(theta) r`` to ``Kbar_i`` (DOP853's extra stages
+are stages like the others).  The system is ``z = [y, q]`` with ``q' = L``,
+so a running cost is integrated by the same scheme.  The result matches
+finite differences of the same scheme on the same step sequence to rounding.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from .. import abi
+from ..cpu import solvers
+from ..cpu.controls import control_at
+from ..cpu.drivers import entry, register_entry
+from . import common
+
+A1, A2 = abi.ARRAY, abi.MATRIX
+A3 = nb.types.float64[:, :, ::1]
+
+
+@nb.njit(cache=True, nogil=True)
+def _stage_vjp(vjp_y, vjp_p, dLdy, dLdp, t, Y, p, w, kbar, ybar, pbar, tmp_n, tmp_p):
+    """``ybar = (dF/dz)^T kbar`` and ``pbar += (dF/dp)^T kbar`` for ``F = [f, L]``."""
+    n = tmp_n.shape[0]
+    y = Y[:n]
+    vjp_y(t, y, p, w, kbar[:n], ybar[:n])
+    dLdy(t, y, p, w, tmp_n)
+    for i in range(n):
+        ybar[i] += kbar[n] * tmp_n[i]
+    ybar[n] = 0.0
+    if tmp_p.shape[0] > 0:
+        vjp_p(t, y, p, w, kbar[:n], tmp_p)
+        for j in range(tmp_p.shape[0]):
+            pbar[j] += tmp_p[j]
+        dLdp(t, y, p, w, tmp_p)
+        for j in range(tmp_p.shape[0]):
+            pbar[j] += kbar[n] * tmp_p[j]
+
+
+def _discrete_reverse(vjp_y, vjp_p, dLdy, dLdp, p, tw, W, wbuf, ts, hs, zs, Ks, Af, bf, cf, P,
+                      abar, t_rows, JY):
+    n = JY.shape[1]
+    nz = zs.shape[1]
+    s_tot = Af.shape[0]
+    n_steps = hs.shape[0]
+    d = 1.0 if ts[n_steps] >= ts[0] else -1.0
+    a = abar.copy()
+    pbar = np.zeros(p.shape[0])
+    Kbar = np.zeros((s_tot, nz))
+    Ybar = np.zeros(nz)
+    Y = np.zeros(nz)
+    tmp_n = np.zeros(n)
+    tmp_p = np.zeros(p.shape[0])
+    r = t_rows.shape[0] - 1
+    for k in range(n_steps - 1, -1, -1):
+        h = hs[k]
+        K = Ks[k]
+        z = zs[k]
+        Kbar[:] = 0.0
+        for i in range(s_tot):
+            for m in range(nz):
+                Kbar[i, m] = h * bf[i] * a[m]
+        while r >= 0 and (t_rows[r] - ts[k]) * d > 0.0:
+            theta = (t_rows[r] - ts[k]) / h
+            for i in range(P.shape[0]):
+                wi = 0.0
+                pw = theta
+                for j in range(P.shape[1]):
+                    wi += P[i, j] * pw
+                    pw *= theta
+                for m in range(n):
+                    Kbar[i, m] += h * wi * JY[r, m]
+            for m in range(n):
+                a[m] += JY[r, m]
+            r -= 1
+        for i in range(s_tot - 1, -1, -1):
+            nonzero = False
+            for m in range(nz):
+                if Kbar[i, m] != 0.0:
+                    nonzero = True
+                    break
+            if not nonzero:
+                continue
+            for m in range(nz):
+                acc = 0.0
+                for j in range(i):
+                    acc += Af[i, j] * K[j, m]
+                Y[m] = z[m] + h * acc
+            tt = ts[k] + cf[i] * h
+            if wbuf.shape[0] > 0:
+                control_at(tt, tw, W, wbuf)
+            _stage_vjp(vjp_y, vjp_p, dLdy, dLdp, tt, Y, p, wbuf, Kbar[i], Ybar, pbar, tmp_n, tmp_p)
+            for m in range(nz):
+                a[m] += Ybar[m]
+            for j in range(i):
+                if Af[i, j] != 0.0:
+                    for m in range(nz):
+                        Kbar[j, m] += h * Af[i, j] * Ybar[m]
+    while r >= 0:  # observations at t0 read z0 itself
+        for m in range(n):
+            a[m] += JY[r, m]
+        r -= 1
+    return a, pbar
+
+
+register_entry("discrete_reverse", _discrete_reverse,
+               (abi.VJP, abi.VJP, abi.VEC, abi.VEC, A1, A1, A2, A1, A1, A1, A2, A3, A2, A1, A1, A2, A1, A1, A2))
+
+
+def full_stages(tab):
+    """``A``, ``b``, ``c`` over all ``s_total`` stages (main + extra dense stages)."""
+    s, s_tot = tab.s, tab.s_total
+    Af = np.zeros((s_tot, s_tot))
+    Af[:s, :s] = tab.A[:s, :s]
+    bf = np.zeros(s_tot)
+    bf[:s] = tab.b
+    cf = np.zeros(s_tot)
+    cf[:s] = tab.c
+    if s_tot > s:
+        Af[s:, :] = tab.A_extra
+        cf[s:] = tab.c_extra
+    return Af, bf, cf
+
+
+def quadrature_forward(prob, dense: bool):
+    """Forward solve of ``[y, q]`` (``q' = L``) with the observations' ``h``."""
+    tab = common.explicit_tableau(prob, "discrete/fd")
+    z0 = np.concatenate([prob.y0, [0.0]])
+    atol = prob.aug_atol(z0.size, prob.n)
+    tw, W, wbuf = solvers.control_arrays(prob.controls, prob.model.n_controls)
+    out = entry("quadrature_rk")(
+        prob.mk["rhs"], prob.ck["L"], prob.p, tw, W, wbuf, z0, prob.t0, prob.t1,
+        *solvers.tableau_args(tab), prob.rtol, atol, 0.0, float(prob.options.get("max_step", np.inf)),
+        float(prob.options.get("dt") or 0.0), prob.max_steps, prob.t_rows, dense)
+    status, t_reached, _, ts, zs, hs, Ks, z_eval, st = out
+    common.check_status(status, t_reached, prob, "forward")
+    raw = solvers.RawResult(int(status), float(t_reached), ts, zs, hs, Ks, z_eval, common.stats4(st), solvers.tableau_args(tab)[5])
+    H = common.observation_jumps(prob, np.ascontiguousarray(z_eval[:, :prob.n]))[0] if prob.t_rows.size else np.zeros((0, prob.ck.n_obs))
+    return raw, H
+
+
+def run(prob) -> common.GradResult:
+    tab = common.explicit_tableau(prob, "discrete")
+    raw, _ = quadrature_forward(prob, dense=True)
+    Y_rows = np.ascontiguousarray(raw.z_eval[:, :prob.n])
+    H, JY, JP = common.observation_jumps(prob, Y_rows)
+    zN = raw.zs[-1]
+    phi, dPhidy, dPhidp = common.terminal(prob, zN[:prob.n])
+    abar = np.concatenate([dPhidy, [1.0]])
+    Af, bf, cf = full_stages(tab)
+    mk, ck = prob.mk, prob.ck
+    a, pbar = entry("discrete_reverse")(
+        mk["vjp_y"], mk["vjp_p"], ck["dLdy"], ck["dLdp"], prob.p, prob.tw, prob.W, prob.wbuf(),
+        raw.ts, raw.hs, raw.zs, raw.Ks, Af, bf, cf, solvers.tableau_args(tab)[5],
+        abar, prob.t_rows, np.ascontiguousarray(JY))
+    value = phi + zN[prob.n] + common.misfit(prob, H)
+    grad_p = pbar + dPhidp + JP.sum(axis=0)
+    stats = {"forward": dict(raw.stats), "peak_stored_floats": int(raw.Ks.size + raw.zs.size)}
+    return common.GradResult(value, grad_p, a[:prob.n].copy(), None, stats,
+                             {"step_sizes": raw.hs.copy()})

@@ -1,0 +1,158 @@
+"""Compiled entry points of the sensitivity drivers.
+
+Like ``sciode.cpu.drivers``, each entry takes the model's and the cost's
+kernels as first-class functions and is compiled once per installation.  The
+backward sweeps run segment by segment between observation times inside
+compiled code, applying the costate jumps ``lambda += (dh/dy)^T r_i`` without
+returning to Python.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+from numba import types
+
+from .. import abi
+from ..cpu.controls import control_at
+from ..cpu.drivers import RK_ARGS, register_entry
+from ..cpu.explicit import rk_integrate
+from ..cpu.status import SUCCESS
+from .systems import BacksolveSystem, CostateSystem, QuadratureSystem, SensitivitySystem
+
+A1, A2, A3 = abi.ARRAY, abi.MATRIX, types.float64[:, :, ::1]
+F8, I8, B1 = types.float64, types.int64, types.boolean
+VEC, VJP, MAT, SENS = abi.VEC, abi.VJP, abi.MAT, abi.SENS
+
+#: tableau + tolerance arguments shared by the sweeps (RK_ARGS without t0, t1,
+#: t_eval and store_dense).
+TAB_ARGS = RK_ARGS[2:-2]
+
+
+def _obs_jumps(obs, obs_vjp_y, obs_vjp_p, p, tw, W, wbuf, t_rows, Y, Yobs, Wt, n_p):
+    """Observables ``h`` at each row, residual weights and costate jumps."""
+    m, n = Y.shape
+    n_h = Yobs.shape[1]
+    H = np.zeros((m, n_h))
+    JY = np.zeros((m, n))
+    JP = np.zeros((m, n_p))
+    r = np.zeros(n_h)
+    for i in range(m):
+        if wbuf.shape[0] > 0:
+            control_at(t_rows[i], tw, W, wbuf)
+        obs(t_rows[i], Y[i], p, wbuf, H[i])
+        for j in range(n_h):
+            r[j] = (H[i, j] - Yobs[i, j]) * Wt[i, j]
+        obs_vjp_y(t_rows[i], Y[i], p, wbuf, r, JY[i])
+        if n_p > 0:
+            obs_vjp_p(t_rows[i], Y[i], p, wbuf, r, JP[i])
+    return H, JY, JP
+
+
+register_entry("obs_jumps", _obs_jumps, (VEC, VJP, VJP, A1, A1, A2, A1, A1, A2, A2, A2, I8))
+
+
+@nb.njit(cache=True, nogil=True)
+def sweep(sys, z, t_start, t_stop, jump_t, JY, JP, lam_off, mu_off, A, b, c, e, e3, P, A_ext,
+          c_ext, fsal, adaptive, order, q, rtol, atol, h_init, hmax, dt, max_steps):
+    """Integrate ``sys`` from ``t_start`` to ``t_stop`` through the jump times.
+
+    ``jump_t`` is ordered in the direction of integration; at each jump time
+    ``z[lam_off:] += JY[i]`` and ``z[mu_off:] += JP[i]`` (a jump at
+    ``t_start`` applies before the first step, one at ``t_stop`` after the
+    last).  Returns ``(status, t_reached, z, stats, n_steps_stored)``.
+    """
+    n = JY.shape[1]
+    n_p = JP.shape[1]
+    stats = np.zeros(4, dtype=np.int64)
+    empty = np.zeros(0)
+    t = t_start
+    h = h_init
+    stored = 0
+    i = 0
+    m = jump_t.shape[0]
+    while True:
+        while i < m and jump_t[i] == t:
+            for k in range(n):
+                z[lam_off + k] += JY[i, k]
+            for k in range(n_p):
+                z[mu_off + k] += JP[i, k]
+            i += 1
+        if t == t_stop:
+            break
+        t_next = jump_t[i] if i < m else t_stop
+        status, t_reached, n_st, ts, zs, hs, Ks, z_eval, st = rk_integrate(
+            sys, z, t, t_next, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptive, order, q, rtol,
+            atol, h, hmax, dt, max_steps - stats[1], empty, False)
+        for k in range(4):
+            stats[k] += st[k]
+        stored = max(stored, n_st)
+        z[:] = zs[n_st - 1]
+        if status != SUCCESS:
+            return status, t_reached, z, stats, stored
+        if hs.shape[0] > 0 and adaptive:
+            h = abs(hs[hs.shape[0] - 1])
+        t = t_next
+    return SUCCESS, t, z, stats, stored
+
+
+def _costate_sweep(vjp_y, vjp_p, vjp_w, L, dLdy, dLdp, dLdw, jac_y, jac_p, p, tw, W, wbuf,
+                   ts, hs, zs, Ks, P, z1, t1, t0, jump_t, JY, JP,
+                   A, b, c, e, e3, Pm, A_ext, c_ext, fsal, adaptive, order, q, rtol, atol,
+                   h_init, hmax, dt, max_steps):
+    n = zs.shape[1]
+    n_p = p.shape[0]
+    sys = CostateSystem(vjp_y, vjp_p, vjp_w, L, dLdy, dLdp, dLdw, jac_y, jac_p, p, tw, W, wbuf,
+                        ts, hs, zs, Ks, P, np.zeros(n), np.zeros(n), np.zeros(n_p),
+                        np.zeros(wbuf.shape[0]), np.zeros(wbuf.shape[0]), np.zeros(P.shape[0]),
+                        np.zeros(1))
+    return sweep(sys, z1.copy(), t1, t0, jump_t, JY, JP, 0, n, A, b, c, e, e3, Pm, A_ext, c_ext,
+                 fsal, adaptive, order, q, rtol, atol, h_init, hmax, dt, max_steps)
+
+
+_COST_FNS = (VJP, VJP, VJP, VEC, VEC, VEC, VEC)
+register_entry("costate_sweep", _costate_sweep,
+               _COST_FNS + (MAT, MAT, A1, A1, A2, A1, A1, A1, A2, A3, A2, A1, F8, F8, A1, A2, A2) + TAB_ARGS)
+
+
+def _backsolve_sweep(rhs, vjp_y, vjp_p, vjp_w, L, dLdy, dLdp, dLdw, p, tw, W, wbuf,
+                     z1, t1, t0, jump_t, JY, JP,
+                     A, b, c, e, e3, Pm, A_ext, c_ext, fsal, adaptive, order, q, rtol, atol,
+                     h_init, hmax, dt, max_steps):
+    n = JY.shape[1]
+    n_p = p.shape[0]
+    sys = BacksolveSystem(rhs, vjp_y, vjp_p, vjp_w, L, dLdy, dLdp, dLdw, p, tw, W, wbuf,
+                          np.zeros(n), np.zeros(n_p), np.zeros(wbuf.shape[0]),
+                          np.zeros(wbuf.shape[0]), np.zeros(1))
+    return sweep(sys, z1.copy(), t1, t0, jump_t, JY, JP, n, 2 * n, A, b, c, e, e3, Pm, A_ext,
+                 c_ext, fsal, adaptive, order, q, rtol, atol, h_init, hmax, dt, max_steps)
+
+
+register_entry("backsolve_sweep", _backsolve_sweep,
+               (VEC,) + _COST_FNS + (A1, A1, A2, A1, A1, F8, F8, A1, A2, A2) + TAB_ARGS)
+
+
+def _sensitivity_entry(rhs, sens_rhs, L, dLdy, dLdp, p, tw, W, wbuf, n, z0, t0, t1,
+                       A, b, c, e, e3, Pm, A_ext, c_ext, fsal, adaptive, order, q, rtol, atol,
+                       h_init, hmax, dt, max_steps, t_eval, store_dense):
+    n_cols = p.shape[0] + n
+    sys = SensitivitySystem(rhs, sens_rhs, L, dLdy, dLdp, p, tw, W, wbuf, np.zeros(n),
+                            np.zeros(p.shape[0]), np.zeros(1), n_cols)
+    return rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, Pm, A_ext, c_ext, fsal, adaptive,
+                        order, q, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense)
+
+
+register_entry("sensitivity_rk", _sensitivity_entry,
+               (VEC, SENS, VEC, VEC, VEC, A1, A1, A2, A1, I8, A1) + RK_ARGS)
+
+
+def _quadrature_entry(rhs, L, p, tw, W, wbuf, z0, t0, t1,
+                      A, b, c, e, e3, Pm, A_ext, c_ext, fsal, adaptive, order, q, rtol, atol,
+                      h_init, hmax, dt, max_steps, t_eval, store_dense):
+    sys = QuadratureSystem(rhs, L, p, tw, W, wbuf, np.zeros(1))
+    return rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, Pm, A_ext, c_ext, fsal, adaptive,
+                        order, q, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense)
+
+
+register_entry("quadrature_rk", _quadrature_entry, (VEC, VEC, A1, A1, A2, A1, A1) + RK_ARGS)
+

@@ -1,0 +1,44 @@
+"""``sensitivity="fd"``: central finite differences (a reference, not a tool).
+
+``dJ/dtheta_k ~ (J(theta + h_k e_k) - J(theta - h_k e_k)) / (2 h_k)`` with
+``h_k = step * max(|theta_k|, 1)`` and ``step = 1e-6`` by default (option
+``fd_step``): with solves at relative tolerance ``rtol`` the error is about
+``h^2 |J'''| + rtol |J| / h``; use tight tolerances (``rtol <= 1e-10``).
+Costs ``2 (n_p + n)`` solves.  Control gradients are not computed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from . import common
+
+
+def cost_value(prob) -> float:
+    """``J`` from one forward solve with the running cost as a quadrature."""
+    from .discrete import quadrature_forward
+
+    raw, H = quadrature_forward(prob, dense=False)
+    phi, _, _ = common.terminal(prob, raw.zs[-1][:prob.n])
+    return phi + raw.zs[-1][prob.n] + common.misfit(prob, H)
+
+
+def run(prob) -> common.GradResult:
+    step = float(prob.options.get("fd_step", 1e-6))
+    value = cost_value(prob)
+    theta = np.concatenate([prob.p, prob.y0])
+    grad = np.empty_like(theta)
+    for k in range(theta.size):
+        h = step * max(abs(theta[k]), 1.0)
+        vals = []
+        for sgn in (1.0, -1.0):
+            th = theta.copy()
+            th[k] += sgn * h
+            shifted = dataclasses.replace(prob, p=np.ascontiguousarray(th[:prob.n_p]),
+                                          y0=np.ascontiguousarray(th[prob.n_p:]))
+            vals.append(cost_value(shifted))
+        grad[k] = (vals[0] - vals[1]) / (2 * h)
+    stats = {"solves": 1 + 2 * theta.size, "fd_step": step}
+    return common.GradResult(value, grad[:prob.n_p], grad[prob.n_p:], None, stats)

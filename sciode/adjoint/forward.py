@@ -1,0 +1,60 @@
+"""``sensitivity="forward"``: forward sensitivity equations.
+
+Integrates ``z = [y, S, q, dq]`` with ``S = [dy/dp, dy/dy0]`` (``n x (n_p +
+n)``), ``S' = (df/dy) S + [df/dp, 0]`` (generated symbolically as one kernel),
+``q' = L`` and ``dq' = (dL/dy) S + [dL/dp, 0]``.  Then
+
+    dJ/dp  = dPhi/dp + S_p(t1)^T dPhi/dy + dq_p + sum_i (S_p(t_i)^T (dh/dy)^T r_i + (dh/dp)^T r_i)
+    dJ/dy0 = S_y0(t1)^T dPhi/dy + dq_y0 + sum_i S_y0(t_i)^T (dh/dy)^T r_i
+
+Cost grows with ``n_p + n``; the best choice for few parameters, and the
+only mode that also yields the residual Jacobian a least-squares fit needs.
+By default the sensitivities take part in error control
+(``sens_error_control=False`` excludes them, as CVODES' ``errconS``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..cpu import solvers
+from ..cpu.drivers import entry
+from . import common
+
+
+def run(prob) -> common.GradResult:
+    tab = common.explicit_tableau(prob, "forward")
+    n, n_p = prob.n, prob.n_p
+    m = n_p + n
+    S0 = np.zeros((n, m))
+    S0[:, n_p:] = np.eye(n)
+    z0 = np.concatenate([prob.y0, S0.ravel(), [0.0], np.zeros(m)])
+    atol = prob.aug_atol(z0.size, n)
+    atol[:n] = prob.atol
+    if not prob.options.get("sens_error_control", True):
+        atol[n:] = 1e300  # scaled error of these entries vanishes
+    mk, ck = prob.mk, prob.ck
+    tw, W, wbuf = solvers.control_arrays(prob.controls, prob.model.n_controls)
+    dt = float(prob.options.get("dt") or 0.0)
+    out = entry("sensitivity_rk")(
+        mk["rhs"], mk["sens_rhs"], ck["L"], ck["dLdy"], ck["dLdp"], prob.p, tw, W, wbuf, n,
+        z0, prob.t0, prob.t1, *solvers.tableau_args(tab), prob.rtol, atol, 0.0,
+        float(prob.options.get("max_step", np.inf)), dt, prob.max_steps, prob.t_rows, False)
+    status, t_reached, _, ts, zs, hs, Ks, z_eval, st = out
+    common.check_status(status, t_reached, prob, "forward (sensitivities)")
+    z1 = zs[-1]
+    Y_rows = np.ascontiguousarray(z_eval[:, :n])
+    H, JY, JP = common.observation_jumps(prob, Y_rows)
+    phi, dPhidy, dPhidp = common.terminal(prob, z1[:n])
+    S1 = z1[n:n + n * m].reshape(n, m)
+    q = z1[n + n * m]
+    dq = z1[n + n * m + 1:]
+    grad = S1.T @ dPhidy + dq
+    grad[:n_p] += dPhidp
+    S_rows = z_eval[:, n:n + n * m].reshape(-1, n, m)
+    grad += np.einsum("ijk,ij->k", S_rows, JY)
+    grad[:n_p] += JP.sum(axis=0)
+    value = phi + q + common.misfit(prob, H)
+    stats = {"forward": common.stats4(st), "peak_stored_floats": int(zs.size + ts.size)}
+    extra = {"S_rows": S_rows, "H_rows": H, "S_end": S1}
+    return common.GradResult(value, grad[:n_p].copy(), grad[n_p:].copy(), None, stats, extra)
