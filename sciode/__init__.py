@@ -17,6 +17,7 @@ from . import symbolic
 from .api import solve
 from .solution import Solution
 from .adjoint import GradResult, value_and_grad
+from .gradcheck import GradcheckReport, gradcheck
 
 __all__ = [
     "__version__",
@@ -32,4 +33,6 @@ __all__ = [
     "Solution",
     "value_and_grad",
     "GradResult",
+    "gradcheck",
+    "GradcheckReport",
 ]

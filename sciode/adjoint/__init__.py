@@ -53,8 +53,44 @@ def value_and_grad(model, cost, y0, t_span, params=None, sensitivity="adjoint", 
         raise TypeError(f"unknown option(s) {sorted(unknown)}; valid options are {sorted(_OPTIONS)}")
     if sensitivity not in MODES:
         raise ValueError(f"`sensitivity` must be one of {list(MODES)}; got {sensitivity!r}")
-    prob = prepare(model, cost, y0, t_span, params, method, rtol, atol, controls, max_steps, options)
-    return MODES[sensitivity](prob)
+    y0_num, dy0dp = initial_state(model, y0, params)
+    prob = prepare(model, cost, y0_num, t_span, params, method, rtol, atol, controls, max_steps, options)
+    res = MODES[sensitivity](prob)
+    if dy0dp is not None:
+        # x0 = x0(p): dJ/dp gains lambda(t0) . dx0/dp
+        res.grad_params = res.grad_params + dy0dp.T @ res.grad_y0
+    return res
+
+
+def initial_state(model, y0, params):
+    """Numeric ``y0`` and ``dy0/dp`` when ``y0`` holds SymPy expressions in the params.
+
+    Returns ``(y0, None)`` for a numeric ``y0``.
+    """
+    import numpy as np
+    import sympy as sp
+
+    from ..errors import ModelError
+
+    if isinstance(y0, dict) or not any(isinstance(v, sp.Basic) for v in np.ravel(np.asarray(y0, dtype=object))):
+        return y0, None
+    entries = list(y0)
+    if len(entries) != model.n_states:
+        raise ModelError(f"`y0` has {len(entries)} entries but the model has {model.n_states} states")
+    p = model.param_vector(params)
+    values = dict(zip(model.params, p))
+    y = np.empty(model.n_states)
+    D = np.zeros((model.n_states, model.n_params))
+    for i, e in enumerate(entries):
+        e = sp.sympify(e) if isinstance(e, sp.Basic) else sp.Float(float(e))
+        extra = e.free_symbols - set(model.params)
+        if extra:
+            raise ModelError(f"`y0[{i}]` = {e} uses {sorted(map(str, extra))}, which are not parameters")
+        y[i] = float(e.xreplace(values))
+        for j, pj in enumerate(model.params):
+            if pj in e.free_symbols:
+                D[i, j] = float(sp.diff(e, pj).xreplace(values))
+    return y, D
 
 
 __all__ = ["value_and_grad", "GradResult", "MODES"]

@@ -1,0 +1,1 @@
+"""sciode's validation suite: ``python -m validation`` (or ``sciode validate``)."""

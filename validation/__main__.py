@@ -1,0 +1,64 @@
+"""``python -m validation [--fast] [--case NAME ...] [--out DIR]``.
+
+Runs the catalog, prints the table, writes ``DIR/report.md`` and PNG plots,
+and exits non-zero if any check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .cases import CASES
+from .report import markdown, plots, table
+from .runner import Row, run_case
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m validation", description=__doc__)
+    ap.add_argument("--case", action="append", help="run only this case (repeatable)")
+    ap.add_argument("--fast", action="store_true", help="the quick subset (CI)")
+    ap.add_argument("--out", default="validation_report", help="report directory")
+    ap.add_argument("--list", action="store_true", help="list the cases and exit")
+    args = ap.parse_args(argv)
+    cases = CASES
+    if args.list:
+        for c in cases:
+            print(f"{c.name:<22} {c.reference_kind:<18} {c.description}")
+        return 0
+    if args.case:
+        names = {c.name for c in cases}
+        unknown = set(args.case) - names
+        if unknown:
+            ap.error(f"unknown case(s) {sorted(unknown)}; valid: {sorted(names)}")
+        cases = [c for c in cases if c.name in args.case]
+    elif args.fast:
+        cases = [c for c in cases if c.fast]
+    start = time.perf_counter()
+    rows = []
+    with tqdm(total=sum(len(c.modes) * len(c.tolerances) for c in cases), desc="validation",
+              file=sys.stderr) as bar:
+        for case in cases:
+            bar.set_postfix_str(case.name)
+            try:
+                rows += run_case(case, bar)
+            except Exception as exc:  # a crashing case is a failed case, reported as such
+                rows.append(Row(case.name, "(case crashed)", 0.0, float("inf"), False, repr(exc)))
+    seconds = time.perf_counter() - start
+    print(table(rows))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(markdown(rows, seconds))
+    figs = plots(rows, out)
+    n_fail = sum(not r.passed for r in rows)
+    print(f"\n{len(rows)} checks, {n_fail} failed in {seconds:.1f} s; report: {out / 'report.md'}"
+          + (f", plots: {', '.join(str(f) for f in figs)}" if figs else ""))
+    return 1 if n_fail else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
