@@ -1,6 +1,7 @@
 # Two entry points for a fresh machine with only Python:
-#   make demo   -- set up .venv and run the main job
-#   make test   -- set up .venv and run the test suite
+#   make validate -- set up .venv and run the main job: the validation suite
+#   make test     -- set up .venv and run the test suite
+#   make demo     -- a short tour on an embedded example
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -15,8 +16,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[test,plot]"
 	touch $(STAMP)
 
-.PHONY: setup demo test
+.PHONY: setup demo test validate
 setup: $(STAMP)
+
+validate: $(STAMP)
+	$(PY) -m validation --out validation_report
 
 demo: $(STAMP)
 	$(PY) -m examples.demo
