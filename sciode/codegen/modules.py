@@ -19,10 +19,12 @@ VJP_ARGS = ("t", "y", "p", "w", "v", "out")
 
 def _vjp_outputs(entries, n_out, v, subs):
     """``out[j] = sum_i M_ij v_i`` from sparse entries ``{(i, j): M_ij}``."""
-    cols = [sp.Integer(0)] * n_out
+    # Collect terms and build each sum once: adding term by term re-sorts
+    # the growing Add every time, O(n^2) for a column with n entries.
+    terms = [[] for _ in range(n_out)]
     for (i, j), e in entries.items():
-        cols[j] = cols[j] + e.xreplace(subs) * v[i]
-    return [(f"out[{j}]", cols[j], f"sum_i M[i, {j}] v[i]") for j in range(n_out)]
+        terms[j].append(e.xreplace(subs) * v[i])
+    return [(f"out[{j}]", sp.Add(*terms[j]), f"sum_i M[i, {j}] v[i]") for j in range(n_out)]
 
 
 def _vector_outputs(exprs, subs, label):

@@ -75,6 +75,15 @@ def sparse_jacobian(exprs, variables) -> SparseExprs:
 def gradient(expr, variables) -> tuple:
     """``d expr / d v`` for each ``v`` in ``variables`` (zeros kept)."""
     expr = sp.sympify(expr)
+    if expr.is_Add:
+        # Differentiate each term only by the variables it contains: the
+        # gradient of a sum over n states then costs O(n), not O(n^2).
+        terms = {v: [] for v in variables}
+        for term in expr.args:
+            for s in term.free_symbols:
+                if s in terms:
+                    terms[s].append(term)
+        return tuple(sp.Add(*(real_diff(term, v) for term in terms[v])) for v in variables)
     present = expr.free_symbols
     return tuple(real_diff(expr, v) if v in present else sp.Integer(0) for v in variables)
 
@@ -240,22 +249,45 @@ def derive_adjoint(model: Model, cost=None) -> AdjointSystem:
     cost.check(model)
     taken = {s.name for s in (*model.states, *model.params, *model.controls, model.t)}
     lam = _fresh_symbols("lambda", [s.name for s in model.states], taken)
-    H = cost.running + sum((li * fi for li, fi in zip(lam, model.rhs)), sp.Integer(0))
+    # One flat Add, and gradients of H from the sparse Jacobians: for a
+    # discretized PDE, differentiating the whole of H by every state is O(n^2).
+    H = sp.Add(cost.running, *(li * fi for li, fi in zip(lam, model.rhs)))
     h = observables(model, cost)
     n, n_p = model.n_states, model.n_params
     S = sp.Matrix(n, n_p, lambda i, j: sp.Symbol(f"S_{model.states[i].name}_{model.params[j].name}"))
-    jac = sp.Matrix(n, n, lambda i, j: real_diff(model.rhs[i], model.states[j]))
-    fp = sp.Matrix(n, n_p, lambda i, j: real_diff(model.rhs[i], model.params[j]))
+    dfdy = sparse_jacobian(model.rhs, model.states)
+    dfdp = sparse_jacobian(model.rhs, model.params)
+    dfdw = sparse_jacobian(model.rhs, model.controls)
     return AdjointSystem(
         model=model,
         cost=cost,
         hamiltonian=H,
         costates=lam,
-        costate_rhs=tuple(-g for g in gradient(H, model.states)),
+        costate_rhs=tuple(-g for g in _hamiltonian_gradient(cost.running, lam, dfdy, model.states)),
         terminal_costate=gradient(cost.terminal, model.states),
-        param_gradient=gradient(H, model.params),
-        control_gradient=gradient(H, model.controls),
-        observation_jacobian=sp.Matrix(len(h), n, lambda i, j: real_diff(h[i], model.states[j])),
+        param_gradient=_hamiltonian_gradient(cost.running, lam, dfdp, model.params),
+        control_gradient=_hamiltonian_gradient(cost.running, lam, dfdw, model.controls),
+        observation_jacobian=dense(sparse_jacobian(h, model.states), (len(h), n)),
         sensitivity_symbols=S,
-        sensitivity_rhs=jac * S + fp,
+        sensitivity_rhs=_sensitivity_rhs(dfdy, dfdp, S),
     )
+
+
+def _hamiltonian_gradient(running, lam, jac: SparseExprs, variables) -> tuple:
+    """``dH/dv_j = dL/dv_j + sum_i lambda_i df_i/dv_j`` from sparse ``df/dv``."""
+    terms = [[g] for g in gradient(running, variables)]
+    for (i, j), e in jac.items():
+        terms[j].append(lam[i] * e)
+    return tuple(sp.Add(*t) for t in terms)
+
+
+def _sensitivity_rhs(dfdy: SparseExprs, dfdp: SparseExprs, S: sp.Matrix) -> sp.Matrix:
+    """``(df/dy) S + df/dp`` using only the nonzeros of ``df/dy``."""
+    n, n_p = S.shape
+    terms = [[[] for _ in range(n_p)] for _ in range(n)]
+    for (i, j), e in dfdp.items():
+        terms[i][j].append(e)
+    for (i, k), e in dfdy.items():
+        for j in range(n_p):
+            terms[i][j].append(e * S[k, j])
+    return sp.Matrix(n, n_p, lambda i, j: sp.Add(*terms[i][j]))

@@ -1,0 +1,60 @@
+"""Shared test setup: one kernel cache for the whole run and the standard models.
+
+Models are session-scoped because building one is cheap but generating and
+compiling its kernels is not; sharing the objects lets every test reuse the
+same in-process kernel sets. Add new models as plain fixtures below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import sympy as sp
+
+# At import time, before any test imports sciode.codegen: every test (and every
+# subprocess that inherits the environment) shares one on-disk kernel cache.
+os.environ.setdefault("SCIODE_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".sciode_cache"))
+
+import sciode  # noqa: E402  (after the cache directory is chosen)
+
+
+@pytest.fixture(scope="session")
+def lorenz():
+    """Lorenz system; states (x, y, z), params (sigma, rho, beta)."""
+    x, y, z = sp.symbols("x y z")
+    sigma, rho, beta = sp.symbols("sigma rho beta")
+    return sciode.Model(
+        states=[x, y, z],
+        rhs=[sigma * (y - x), x * (rho - z) - y, x * y - beta * z],
+        params=[sigma, rho, beta],
+        name="lorenz",
+    )
+
+
+@pytest.fixture(scope="session")
+def oscillator():
+    """Damped harmonic oscillator; states (x, v), params (k, c)."""
+    x, v, k, c = sp.symbols("x v k c")
+    return sciode.Model(states=[x, v], rhs=[v, -k * x - c * v], params=[k, c], name="oscillator")
+
+
+@pytest.fixture(scope="session")
+def lotka_volterra():
+    """Lotka-Volterra predator-prey; states (x, y), params (a, b, c, d)."""
+    x, y = sp.symbols("x y")
+    a, b, c, d = sp.symbols("a b c d")
+    return sciode.Model(
+        states=[x, y],
+        rhs=[a * x - b * x * y, c * x * y - d * y],
+        params=[a, b, c, d],
+        name="lotka_volterra",
+    )
+
+
+@pytest.fixture(scope="session")
+def controlled():
+    """Scalar linear system ``x' = a x + b u``; state x, control u, params (a, b)."""
+    x, u, a, b = sp.symbols("x u a b")
+    return sciode.Model(states=[x], rhs=[a * x + b * u], params=[a, b], controls=[u], name="controlled")
