@@ -11,8 +11,11 @@ from __future__ import annotations
 import sympy as sp
 
 from .printer import KernelPrinter
+from .rolling import fold
 
 CSE_PREFIX = "_c"
+#: Kernels with more outputs than this are emitted without CSE, folded into loops.
+ROLL_THRESHOLD = 64
 
 
 def canonical_symbols(model):
@@ -24,24 +27,26 @@ def canonical_symbols(model):
     """
     subs, names = {}, {}
 
-    def add(symbol, text):
-        d = sp.Dummy(text)
+    def add(symbol, text, key):
+        # The Dummy's name only orders terms when printing: zero-padded
+        # indices keep that order the same in every row, so rows fold.
+        d = sp.Dummy(key)
         subs[symbol] = d
         names[d] = text
 
-    add(model.t, "t")
+    add(model.t, "t", "t")
     for i, s in enumerate(model.states):
-        add(s, f"y[{i}]")
+        add(s, f"y[{i}]", f"y{i:07d}")
     for j, s in enumerate(model.params):
-        add(s, f"p[{j}]")
+        add(s, f"p[{j}]", f"p{j:07d}")
     for k, s in enumerate(model.controls):
-        add(s, f"w[{k}]")
+        add(s, f"w[{k}]", f"w{k:07d}")
     return subs, names
 
 
 def cotangent_symbols(n: int, array: str = "v"):
     """Placeholders for a cotangent vector ``v[0..n)`` and their names."""
-    syms = [sp.Dummy(f"{array}{i}") for i in range(n)]
+    syms = [sp.Dummy(f"{array}{i:07d}") for i in range(n)]
     return syms, {s: f"{array}[{i}]" for i, s in enumerate(syms)}
 
 
@@ -56,7 +61,8 @@ class KernelWriter:
     def constant(self, name: str, value) -> None:
         self.lines.append(f"{name} = {value!r}")
 
-    def function(self, name, args, outputs, doc, extra_names=None, zero=None, tail=()):
+    def function(self, name, args, outputs, doc, extra_names=None, zero=None, tail=(), outer=None,
+                 after=(), fixed_cols=False):
         """Write ``def name(*args)`` computing ``target = expr`` for each output.
 
         Parameters
@@ -70,23 +76,45 @@ class KernelWriter:
         tail : sequence of str
             Source lines appended after the assignments (already indented
             relative to the function body).
+        outer : str, optional
+            A loop header (``for k in range(S.shape[1]):``) enclosing the
+            assignments.
+        after : list of (target, expr, comment[, anchor])
+            Increments ``target += expr`` after the (outer loop of the)
+            assignments, folded into loops (along ``anchor`` rows if given);
+            their column indices are absolute (parameters).
+        fixed_cols : bool
+            Matrix outputs whose column index is absolute (``df/dp``).
         """
         names = dict(self.names)
         names.update(extra_names or {})
         printer = KernelPrinter(names)
         exprs = [sp.sympify(e) for _, e, _ in outputs]
-        if self.use_cse and exprs:
-            symbols = sp.numbered_symbols(CSE_PREFIX)
-            replacements, exprs = sp.cse(exprs, symbols=symbols, order="none")
-        else:
-            replacements = []
         body = [f'    """{doc}"""']
         if zero is not None:
             body.append(f"    {zero}[:] = 0.0")
-        for sym, e in replacements:
-            body.append(f"    {sym.name} = {printer.doprint(e)}")
-        for (target, _, comment), e in zip(outputs, exprs):
-            body.append(f"    {target} = {printer.doprint(e)}  # {comment}")
+        indent = "    "
+        if outer is not None:
+            body.append(f"    {outer}")
+            indent = "        "
+        if len(outputs) > ROLL_THRESHOLD:
+            # Large kernels: independent assignments folded into loops
+            # (see rolling.py); CSE would tie them together.
+            printed = [(t, printer.doprint(e), c) for (t, _, c), e in zip(outputs, exprs)]
+            body.extend(indent + line for line in fold(printed, name, "=", fixed_cols))
+        else:
+            if self.use_cse and exprs:
+                symbols = sp.numbered_symbols(CSE_PREFIX)
+                replacements, exprs = sp.cse(exprs, symbols=symbols, order="none")
+            else:
+                replacements = []
+            for sym, e in replacements:
+                body.append(f"{indent}{sym.name} = {printer.doprint(e)}")
+            for (target, _, comment), e in zip(outputs, exprs):
+                body.append(f"{indent}{target} = {printer.doprint(e)}  # {comment}")
+        if after:
+            printed = [(a[0], printer.doprint(sp.sympify(a[1])), *a[2:]) for a in after]
+            body.extend("    " + line for line in fold(printed, name, "+=", True))
         body.extend(f"    {line}" for line in tail)
         if len(body) == 1:
             body.append("    return")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sympy as sp
 
 from ..symbolic.derive import CostDerivatives, ModelDerivatives
-from .emit import KernelWriter, canonical_symbols, cotangent_symbols
+from .emit import ROLL_THRESHOLD, KernelWriter, canonical_symbols, cotangent_symbols
 
 VEC_ARGS = ("t", "y", "p", "w", "out")
 VJP_ARGS = ("t", "y", "p", "w", "v", "out")
@@ -27,6 +27,19 @@ def _vjp_outputs(entries, n_out, v, subs):
     return [(f"out[{j}]", sp.Add(*terms[j]), f"sum_i M[i, {j}] v[i]") for j in range(n_out)]
 
 
+def _vjp_function(w: KernelWriter, name, entries, n_out, v, vnames, subs, doc) -> None:
+    """``out = M^T v``; long column sums become loops accumulating over rows."""
+    counts = [0] * n_out
+    for _, j in entries:
+        counts[j] += 1
+    if max(counts, default=0) <= ROLL_THRESHOLD:
+        w.function(name, VJP_ARGS, _vjp_outputs(entries, n_out, v, subs), doc, vnames)
+        return
+    incs = [(f"out[{j}]", e.xreplace(subs) * v[i], f"+= M[{i}, {j}] v[{i}]", i)
+            for (i, j), e in sorted(entries.items())]
+    w.function(name, VJP_ARGS, [], doc, vnames, zero="out", after=incs)
+
+
 def _vector_outputs(exprs, subs, label):
     return [(f"out[{i}]", sp.sympify(e).xreplace(subs), f"{label}[{i}]") for i, e in enumerate(exprs)]
 
@@ -38,17 +51,18 @@ def _matrix_outputs(entries, subs, label):
     ]
 
 
-def _sens_tail(entries_y, entries_p, n):
-    """Loop lines for ``out = J S`` plus ``df/dp`` on the first ``n_p`` columns."""
+def _sens_function(w: KernelWriter, der: ModelDerivatives, subs, n: int) -> None:
+    """``sens_rhs``: ``out[:, k] = J S[:, k]`` for every column, then ``out[:, :n_p] += df/dp``."""
+    cols = [sp.Dummy(f"S{j:07d}") for j in range(n)]
+    names = {c: f"S[{j}, k]" for j, c in enumerate(cols)}
     rows = [[] for _ in range(n)]
-    for (i, j) in sorted(entries_y):
-        rows[i].append(f"_J{i}_{j}*S[{j}, k]")
-    lines = ["for k in range(S.shape[1]):"]
-    for i in range(n):
-        lines.append(f"    out[{i}, k] = {' + '.join(rows[i]) if rows[i] else '0.0'}  # (J S)[{i}, k]")
-    for (i, j) in sorted(entries_p):
-        lines.append(f"out[{i}, {j}] += _F{i}_{j}  # + df[{i}]/dp[{j}]")
-    return lines
+    for (i, j), e in der.dfdy.items():
+        rows[i].append(e.xreplace(subs) * cols[j])
+    outputs = [(f"out[{i}, k]", sp.Add(*rows[i]), f"(J S)[{i}, k]") for i in range(n)]
+    fp = [(f"out[{i}, {j}]", e.xreplace(subs), f"+ df[{i}]/dp[{j}]") for (i, j), e in sorted(der.dfdp.items())]
+    w.function("sens_rhs", ("t", "y", "p", "w", "S", "out"), outputs,
+               "out = (df/dy) S, plus df/dp on the first n_p columns", names,
+               outer="for k in range(S.shape[1]):", after=fp)
 
 
 def model_module_source(der: ModelDerivatives, header: str, use_cse: bool = True) -> str:
@@ -68,18 +82,11 @@ def model_module_source(der: ModelDerivatives, header: str, use_cse: bool = True
     w.function("jac_y", VEC_ARGS, _matrix_outputs(der.dfdy, subs, "df/dy"),
                "out = df/dy (n, n)", zero="out")
     w.function("jac_p", VEC_ARGS, _matrix_outputs(der.dfdp, subs, "df/dp"),
-               "out = df/dp (n, n_p)", zero="out")
-    w.function("vjp_y", VJP_ARGS, _vjp_outputs(der.dfdy, n, v, subs),
-               "out = (df/dy)^T v", vnames)
-    w.function("vjp_p", VJP_ARGS, _vjp_outputs(der.dfdp, n_p, v, subs),
-               "out = (df/dp)^T v", vnames)
-    w.function("vjp_w", VJP_ARGS, _vjp_outputs(der.dfdw, n_w, v, subs),
-               "out = (df/dw)^T v", vnames)
-    locals_ = [(f"_J{i}_{j}", e.xreplace(subs), f"df[{i}]/dy[{j}]") for (i, j), e in sorted(der.dfdy.items())]
-    locals_ += [(f"_F{i}_{j}", e.xreplace(subs), f"df[{i}]/dp[{j}]") for (i, j), e in sorted(der.dfdp.items())]
-    w.function("sens_rhs", ("t", "y", "p", "w", "S", "out"), locals_,
-               "out = (df/dy) S, plus df/dp on the first n_p columns",
-               tail=_sens_tail(der.dfdy, der.dfdp, n))
+               "out = df/dp (n, n_p)", zero="out", fixed_cols=True)
+    _vjp_function(w, "vjp_y", der.dfdy, n, v, vnames, subs, "out = (df/dy)^T v")
+    _vjp_function(w, "vjp_p", der.dfdp, n_p, v, vnames, subs, "out = (df/dp)^T v")
+    _vjp_function(w, "vjp_w", der.dfdw, n_w, v, vnames, subs, "out = (df/dw)^T v")
+    _sens_function(w, der, subs, n)
     return w.source(header)
 
 
@@ -98,8 +105,6 @@ def cost_module_source(model, der: CostDerivatives, header: str, use_cse: bool =
     w.function("dPhidy", VEC_ARGS, _vector_outputs(der.dPhidy, subs, "dPhi/dy"), "out = dPhi/dy")
     w.function("dPhidp", VEC_ARGS, _vector_outputs(der.dPhidp, subs, "dPhi/dp"), "out = dPhi/dp")
     w.function("obs", VEC_ARGS, _vector_outputs(der.h, subs, "h"), "out = h(t, y, p)")
-    w.function("obs_vjp_y", VJP_ARGS, _vjp_outputs(der.dhdy, model.n_states, v, subs),
-               "out = (dh/dy)^T v", vnames)
-    w.function("obs_vjp_p", VJP_ARGS, _vjp_outputs(der.dhdp, model.n_params, v, subs),
-               "out = (dh/dp)^T v", vnames)
+    _vjp_function(w, "obs_vjp_y", der.dhdy, model.n_states, v, vnames, subs, "out = (dh/dy)^T v")
+    _vjp_function(w, "obs_vjp_p", der.dhdp, model.n_params, v, vnames, subs, "out = (dh/dp)^T v")
     return w.source(header)
