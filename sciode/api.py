@@ -34,7 +34,8 @@ def check_span(t_span):
 def check_t_eval(t_eval, t0, t1):
     if t_eval is None:
         return np.zeros(0)
-    te = np.ascontiguousarray(np.atleast_1d(np.asarray(t_eval, dtype=np.float64)))
+    # a private, writeable copy: the compiled loops take no read-only arrays
+    te = np.array(np.atleast_1d(np.asarray(t_eval, dtype=np.float64)), copy=True)
     if te.ndim != 1 or not np.all(np.isfinite(te)):
         raise ValueError("`t_eval` must be a 1-D array of finite times")
     lo, hi = min(t0, t1), max(t0, t1)
@@ -107,6 +108,13 @@ def solve(model, y0, t_span, params=None, t_eval=None, method="dopri5", rtol=1e-
     spec = solvers.lookup_method(method)
     if int(max_steps) < 1:
         raise ValueError(f"`max_steps` must be >= 1, got {max_steps}")
+    max_step = float(max_step)
+    if not max_step > 0:
+        raise ValueError(f"`max_step` must be positive (inf for no bound), got {max_step}")
+    if first_step is not None:
+        if not (float(first_step) > 0 and math.isfinite(float(first_step))):
+            raise ValueError(f"`first_step` must be positive and finite, got {first_step!r}")
+        first_step = min(float(first_step), max_step)
     mk = model_kernels(model)
     if isinstance(spec, Tableau):
         if not spec.adaptive:
@@ -129,8 +137,11 @@ def finish(raw, te, method, max_steps, raise_on_failure, dense) -> Solution:
         raise SolverError(f"{method}: {msg}")
     if te.size:
         t_out, y_out = te, raw.z_eval
-        if not ok:
-            keep = (te - raw.t_reached) * np.sign(raw.ts[-1] - raw.ts[0] or 1.0) <= 0
+        if not ok:  # only the t_eval points the loop reached were filled
+            if raw.ts.size > 1:
+                keep = (te - raw.t_reached) * np.sign(raw.ts[-1] - raw.ts[0]) <= 0
+            else:  # no step accepted: the direction is unknown here, only t0 was served
+                keep = te == raw.t_reached
             t_out, y_out = te[keep], raw.z_eval[keep]
     else:
         t_out, y_out = raw.ts, raw.zs

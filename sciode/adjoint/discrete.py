@@ -145,7 +145,8 @@ def quadrature_forward(prob, dense: bool):
     out = entry("quadrature_rk")(
         prob.mk["rhs"], prob.ck["L"], prob.p, tw, W, wbuf, z0, prob.t0, prob.t1,
         *solvers.tableau_args(tab), prob.rtol, atol, 0.0, float(prob.options.get("max_step", np.inf)),
-        float(prob.options.get("dt") or 0.0), prob.max_steps, prob.t_rows, dense)
+        float(prob.options.get("dt") or 0.0), prob.max_steps, prob.t_rows, dense,
+        solvers.control_stops(prob.controls, prob.t0, prob.t1))
     status, t_reached, _, ts, zs, hs, Ks, z_eval, st = out
     common.check_status(status, t_reached, prob, "forward")
     raw = solvers.RawResult(int(status), float(t_reached), ts, zs, hs, Ks, z_eval, common.stats4(st), solvers.tableau_args(tab)[5])

@@ -25,8 +25,8 @@ F8, I8, B1 = types.float64, types.int64, types.boolean
 VEC, VJP, MAT, SENS = abi.VEC, abi.VJP, abi.MAT, abi.SENS
 
 #: tableau + tolerance arguments shared by the sweeps (RK_ARGS without t0, t1,
-#: t_eval and store_dense).
-TAB_ARGS = RK_ARGS[2:-2]
+#: t_eval, store_dense and t_stops).
+TAB_ARGS = RK_ARGS[2:-3]
 
 
 def _obs_jumps(obs, obs_vjp_y, obs_vjp_p, p, tw, W, wbuf, t_rows, Y, Yobs, Wt, n_p):
@@ -53,8 +53,8 @@ register_entry("obs_jumps", _obs_jumps, (VEC, VJP, VJP, A1, A1, A2, A1, A1, A2, 
 
 
 @nb.njit(cache=True, nogil=True)
-def sweep(sys, z, t_start, t_stop, jump_t, JY, JP, lam_off, mu_off, A, b, c, e, e3, P, A_ext,
-          c_ext, fsal, adaptive, order, q, rtol, atol, h_init, hmax, dt, max_steps):
+def sweep(sys, z, t_start, t_stop, jump_t, JY, JP, t_stops, lam_off, mu_off, A, b, c, e, e3, P,
+          A_ext, c_ext, fsal, adaptive, order, q, rtol, atol, h_init, hmax, dt, max_steps):
     """Integrate ``sys`` from ``t_start`` to ``t_stop`` through the jump times.
 
     ``jump_t`` is ordered in the direction of integration; at each jump time
@@ -83,7 +83,7 @@ def sweep(sys, z, t_start, t_stop, jump_t, JY, JP, lam_off, mu_off, A, b, c, e, 
         t_next = jump_t[i] if i < m else t_stop
         status, t_reached, n_st, ts, zs, hs, Ks, z_eval, st = rk_integrate(
             sys, z, t, t_next, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptive, order, q, rtol,
-            atol, h, hmax, dt, max_steps - stats[1], empty, False)
+            atol, h, hmax, dt, max_steps - stats[1], empty, False, t_stops)
         for k in range(4):
             stats[k] += st[k]
         stored = max(stored, n_st)
@@ -97,7 +97,7 @@ def sweep(sys, z, t_start, t_stop, jump_t, JY, JP, lam_off, mu_off, A, b, c, e, 
 
 
 def _costate_sweep(vjp_y, vjp_p, vjp_w, L, dLdy, dLdp, dLdw, jac_y, jac_p, p, tw, W, wbuf,
-                   ts, hs, zs, Ks, P, z1, t1, t0, jump_t, JY, JP,
+                   ts, hs, zs, Ks, P, z1, t1, t0, jump_t, JY, JP, t_stops,
                    A, b, c, e, e3, Pm, A_ext, c_ext, fsal, adaptive, order, q, rtol, atol,
                    h_init, hmax, dt, max_steps):
     n = zs.shape[1]
@@ -106,17 +106,17 @@ def _costate_sweep(vjp_y, vjp_p, vjp_w, L, dLdy, dLdp, dLdw, jac_y, jac_p, p, tw
                         ts, hs, zs, Ks, P, np.zeros(n), np.zeros(n), np.zeros(n_p),
                         np.zeros(wbuf.shape[0]), np.zeros(wbuf.shape[0]), np.zeros(P.shape[0]),
                         np.zeros(1))
-    return sweep(sys, z1.copy(), t1, t0, jump_t, JY, JP, 0, n, A, b, c, e, e3, Pm, A_ext, c_ext,
+    return sweep(sys, z1.copy(), t1, t0, jump_t, JY, JP, t_stops, 0, n, A, b, c, e, e3, Pm, A_ext, c_ext,
                  fsal, adaptive, order, q, rtol, atol, h_init, hmax, dt, max_steps)
 
 
 _COST_FNS = (VJP, VJP, VJP, VEC, VEC, VEC, VEC)
 register_entry("costate_sweep", _costate_sweep,
-               _COST_FNS + (MAT, MAT, A1, A1, A2, A1, A1, A1, A2, A3, A2, A1, F8, F8, A1, A2, A2) + TAB_ARGS)
+               _COST_FNS + (MAT, MAT, A1, A1, A2, A1, A1, A1, A2, A3, A2, A1, F8, F8, A1, A2, A2, A1) + TAB_ARGS)
 
 
 def _backsolve_sweep(rhs, vjp_y, vjp_p, vjp_w, L, dLdy, dLdp, dLdw, p, tw, W, wbuf,
-                     z1, t1, t0, jump_t, JY, JP,
+                     z1, t1, t0, jump_t, JY, JP, t_stops,
                      A, b, c, e, e3, Pm, A_ext, c_ext, fsal, adaptive, order, q, rtol, atol,
                      h_init, hmax, dt, max_steps):
     n = JY.shape[1]
@@ -124,22 +124,22 @@ def _backsolve_sweep(rhs, vjp_y, vjp_p, vjp_w, L, dLdy, dLdp, dLdw, p, tw, W, wb
     sys = BacksolveSystem(rhs, vjp_y, vjp_p, vjp_w, L, dLdy, dLdp, dLdw, p, tw, W, wbuf,
                           np.zeros(n), np.zeros(n_p), np.zeros(wbuf.shape[0]),
                           np.zeros(wbuf.shape[0]), np.zeros(1))
-    return sweep(sys, z1.copy(), t1, t0, jump_t, JY, JP, n, 2 * n, A, b, c, e, e3, Pm, A_ext,
+    return sweep(sys, z1.copy(), t1, t0, jump_t, JY, JP, t_stops, n, 2 * n, A, b, c, e, e3, Pm, A_ext,
                  c_ext, fsal, adaptive, order, q, rtol, atol, h_init, hmax, dt, max_steps)
 
 
 register_entry("backsolve_sweep", _backsolve_sweep,
-               (VEC,) + _COST_FNS + (A1, A1, A2, A1, A1, F8, F8, A1, A2, A2) + TAB_ARGS)
+               (VEC,) + _COST_FNS + (A1, A1, A2, A1, A1, F8, F8, A1, A2, A2, A1) + TAB_ARGS)
 
 
 def _sensitivity_entry(rhs, sens_rhs, L, dLdy, dLdp, p, tw, W, wbuf, n, z0, t0, t1,
                        A, b, c, e, e3, Pm, A_ext, c_ext, fsal, adaptive, order, q, rtol, atol,
-                       h_init, hmax, dt, max_steps, t_eval, store_dense):
+                       h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops):
     n_cols = p.shape[0] + n
     sys = SensitivitySystem(rhs, sens_rhs, L, dLdy, dLdp, p, tw, W, wbuf, np.zeros(n),
                             np.zeros(p.shape[0]), np.zeros(1), n_cols)
     return rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, Pm, A_ext, c_ext, fsal, adaptive,
-                        order, q, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense)
+                        order, q, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops)
 
 
 register_entry("sensitivity_rk", _sensitivity_entry,
@@ -148,10 +148,10 @@ register_entry("sensitivity_rk", _sensitivity_entry,
 
 def _quadrature_entry(rhs, L, p, tw, W, wbuf, z0, t0, t1,
                       A, b, c, e, e3, Pm, A_ext, c_ext, fsal, adaptive, order, q, rtol, atol,
-                      h_init, hmax, dt, max_steps, t_eval, store_dense):
+                      h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops):
     sys = QuadratureSystem(rhs, L, p, tw, W, wbuf, np.zeros(1))
     return rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, Pm, A_ext, c_ext, fsal, adaptive,
-                        order, q, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense)
+                        order, q, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops)
 
 
 register_entry("quadrature_rk", _quadrature_entry, (VEC, VEC, A1, A1, A2, A1, A1) + RK_ARGS)

@@ -39,7 +39,8 @@ def run(prob) -> common.GradResult:
     out = entry("sensitivity_rk")(
         mk["rhs"], mk["sens_rhs"], ck["L"], ck["dLdy"], ck["dLdp"], prob.p, tw, W, wbuf, n,
         z0, prob.t0, prob.t1, *solvers.tableau_args(tab), prob.rtol, atol, 0.0,
-        float(prob.options.get("max_step", np.inf)), dt, prob.max_steps, prob.t_rows, False)
+        float(prob.options.get("max_step", np.inf)), dt, prob.max_steps, prob.t_rows, False,
+        solvers.control_stops(prob.controls, prob.t0, prob.t1))
     status, t_reached, _, ts, zs, hs, Ks, z_eval, st = out
     common.check_status(status, t_reached, prob, "forward (sensitivities)")
     z1 = zs[-1]

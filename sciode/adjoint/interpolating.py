@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..cpu import solvers
 from ..cpu.drivers import entry
 from . import common
 
@@ -30,7 +31,7 @@ def costate_sweep(prob, tab, ts, hs, zs, Ks, P, z1, t_start, t_stop, jump_t, JY,
         ck["dLdp"], ck["dLdw"], mk["jac_y"], mk["jac_p"], prob.p, prob.tw, prob.W, prob.wbuf(),
         ts, hs, zs, Ks, np.ascontiguousarray(P), z1, float(t_start), float(t_stop),
         np.ascontiguousarray(jump_t), np.ascontiguousarray(JY), np.ascontiguousarray(JP),
-        *common.tab_tail(prob, tab, atol))
+        solvers.control_stops(prob.controls, t_start, t_stop), *common.tab_tail(prob, tab, atol))
 
 
 def run(prob) -> common.GradResult:

@@ -20,14 +20,15 @@ A1, A2, A3 = abi.ARRAY, abi.MATRIX, types.float64[:, :, ::1]
 F8, I8, B1 = types.float64, types.int64, types.boolean
 
 #: the arguments every explicit loop takes after the system and ``z0``.
-RK_ARGS = (F8, F8, A2, A1, A1, A1, A1, A2, A2, A1, B1, B1, I8, F8, F8, A1, F8, F8, F8, I8, A1, B1)
+RK_ARGS = (F8, F8, A2, A1, A1, A1, A1, A2, A2, A1, B1, B1, I8, F8, F8, A1, F8, F8, F8, I8, A1, B1, A1)
 
 
 def _forward_rk(rhs, jac_y, dfdt, p, tw, W, wbuf, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext,
-                fsal, adaptive, order, q, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense):
+                fsal, adaptive, order, q, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense,
+                t_stops):
     sys = ModelSystem(rhs, jac_y, dfdt, p, tw, W, wbuf)
     return rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptive,
-                        order, q, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense)
+                        order, q, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops)
 
 
 _ENTRIES = {

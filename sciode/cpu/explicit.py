@@ -168,7 +168,7 @@ def error_norm(h, e, e3, K, z, z_new, rtol, atol, work):
 
 @nb.njit(cache=True, nogil=True)
 def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptive,
-                 order, q, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense):
+                 order, q, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops):
     """Integrate ``z' = F(t, z)`` from ``t0`` to ``t1`` (either direction).
 
     Parameters
@@ -184,6 +184,9 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
     max_steps : int
     t_eval : (m,) output times, monotone in the direction of integration
     store_dense : keep every accepted step's stages for dense output
+    t_stops : (k,) times an adaptive step must land on, not cross (kinks of
+        piecewise-linear controls: the error estimate assumes smoothness),
+        monotone in the direction of integration
 
     Returns
     -------
@@ -231,6 +234,7 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
     else:
         h = dt
     err_prev = 1e-4
+    i_stop = 0
     rejected_last = False
     saw_nonfinite = False
     status = SUCCESS
@@ -241,9 +245,15 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
         if h < 10.0 * EPS * max(abs(t), 1e-300):
             status = NONFINITE if saw_nonfinite else STEP_UNDERFLOW
             break
-        # Finish exactly at t1, and never leave a sliver of a last step.
-        last = (t + direction * h - t1) * direction >= -100.0 * EPS * max(abs(t1), span)
-        hh = (t1 - t) if last else direction * h
+        # Land exactly on the next stop (or t1), never leaving a sliver of a step.
+        while i_stop < t_stops.shape[0] and (t_stops[i_stop] - t) * direction <= 0.0:
+            i_stop += 1
+        target = t1
+        if adaptive and i_stop < t_stops.shape[0] and (t1 - t_stops[i_stop]) * direction > 0.0:
+            target = t_stops[i_stop]
+        reach = (t + direction * h - target) * direction >= -100.0 * EPS * max(abs(target), span)
+        last = reach and target == t1
+        hh = (target - t) if reach else direction * h
         rk_stages(sys, t, z, hh, A, c, K, 1, work)
         stats[0] += s - 1
         stats[1] += 1
@@ -280,7 +290,7 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
                                           (t_eval[i_eval] - t) * direction <= abs(hh))):
             extra_stages(sys, t, z, hh, A_ext, c_ext, s, K, work)
             stats[0] += A_ext.shape[0]
-        t_new = t1 if last else t + hh
+        t_new = target if reach else t + hh
         while i_eval < m_eval and (t_eval[i_eval] - t_new) * direction <= 0.0:
             theta = (t_eval[i_eval] - t) / hh
             dense_point(z, hh, K, P, theta, wbuf, z_eval[i_eval])
