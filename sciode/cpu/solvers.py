@@ -85,6 +85,19 @@ def control_arrays(controls, n_controls):
     return _writeable(controls.t), _writeable(controls.values), np.zeros(n_controls)
 
 
+def control_stops(controls, t0, t1) -> np.ndarray:
+    """Control grid points strictly inside the span, in the direction of integration.
+
+    Adaptive steps land on them: ``w(t)`` has a kink there, which an error
+    estimate built on smoothness would otherwise pay for with rejections.
+    """
+    if controls is None:
+        return EMPTY
+    g = np.asarray(controls.t, dtype=np.float64)
+    g = g[(g > min(t0, t1)) & (g < max(t0, t1))]
+    return np.ascontiguousarray(g if t1 >= t0 else g[::-1])
+
+
 def run_explicit(mk, tab, p, controls, y0, t0, t1, t_eval, rtol, atol, h_init, hmax, dt,
                  max_steps, store_dense) -> RawResult:
     """Integrate the model ``mk`` (``ModelKernels``) with an explicit tableau."""
@@ -92,7 +105,8 @@ def run_explicit(mk, tab, p, controls, y0, t0, t1, t_eval, rtol, atol, h_init, h
     out = entry("forward_rk")(
         mk["rhs"], mk["jac_y"], mk["dfdt"], p, tw, W, wbuf, y0, float(t0), float(t1),
         *tableau_args(tab), float(rtol), atol, float(h_init), float(hmax), float(dt),
-        int(max_steps), t_eval, bool(store_dense))
+        int(max_steps), np.ascontiguousarray(t_eval, dtype=np.float64), bool(store_dense),
+        control_stops(controls, t0, t1))
     status, t_reached, _, ts, zs, hs, Ks, z_eval, st = out
     stats = {"nfev": int(st[0]), "nsteps": int(st[1]), "naccepted": int(st[2]), "nrejected": int(st[3])}
     return RawResult(int(status), float(t_reached), ts, zs, hs, Ks, z_eval, stats, tableau_args(tab)[5])
