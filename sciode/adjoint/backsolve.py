@@ -31,12 +31,13 @@ def run(prob) -> common.GradResult:
     mk, ck = prob.mk, prob.ck
     atol = prob.aug_atol(z1.size, 2 * n)
     atol[:n] = prob.atol
-    status, t_reached, z, st, _ = entry("backsolve_sweep")(
+    method = solvers.rk_method(tab)
+    status, t_reached, z, st, _ = entry("backsolve_sweep", method)(
         mk["rhs"], mk["vjp_y"], mk["vjp_p"], mk["vjp_w"], ck["L"], ck["dLdy"], ck["dLdp"], ck["dLdw"],
         prob.p, prob.tw, prob.W, prob.wbuf(), z1, prob.t1, prob.t0,
         np.ascontiguousarray(prob.t_rows[::-1]), np.ascontiguousarray(JY[::-1]),
         np.ascontiguousarray(JP[::-1]), solvers.control_stops(prob.controls, prob.t1, prob.t0),
-        *common.tab_tail(prob, tab, atol))
+        *common.sweep_tail(prob, method, atol))
     common.check_status(status, t_reached, prob, "backward (backsolve)")
     drift = np.max(np.abs(z[:n] - prob.y0) / (prob.atol + prob.rtol * np.abs(prob.y0)))
     if drift > prob.options.get("drift_tol", 100.0):

@@ -46,7 +46,7 @@ def run(prob) -> common.GradResult:
         common.check_status(seg.status, seg.t_reached, prob, f"segment re-solve {k}")
         lo = (prob.t_rows - tc[k]) * d > 0 if k > 0 else (prob.t_rows - tc[k]) * d >= 0
         sel = np.nonzero(lo & ((prob.t_rows - tc[k + 1]) * d <= 0))[0][::-1]
-        status, t_reached, z, st, _ = costate_sweep(prob, tab, seg.ts, seg.hs, seg.zs, seg.Ks, seg.P,
+        status, t_reached, z, st, _ = costate_sweep(prob, solvers.rk_method(tab), seg.ts, seg.hs, seg.zs, seg.Ks, seg.P,
                                                     z, tc[k + 1], tc[k], prob.t_rows[sel], JY[sel], JP[sel])
         common.check_status(status, t_reached, prob, f"backward (segment {k})")
         for key in fwd2:

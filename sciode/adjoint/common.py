@@ -145,13 +145,24 @@ def check_status(status, t_reached, prob: Problem, what: str) -> None:
         raise SolverError(f"{what} pass failed ({prob.method}): {message(status, t_reached, prob.max_steps)}")
 
 
-def tab_tail(prob: Problem, tab: Tableau, atol: np.ndarray, h_init: float = 0.0):
-    """Tableau + tolerance arguments of the compiled sweeps (``TAB_ARGS``)."""
+def sweep_tail(prob: Problem, method, atol: np.ndarray, h_init: float = 0.0):
+    """Method + tolerance arguments of the compiled sweeps (``SWEEP_ARGS``)."""
+    return (method, prob.rtol, atol, float(h_init), float(prob.options.get("max_step", np.inf)),
+            fixed_step(prob), prob.max_steps)
+
+
+def fixed_step(prob: Problem) -> float:
     dt = float(prob.options.get("dt") or 0.0)
-    if not tab.adaptive and dt <= 0:
-        raise ValueError(f"method {tab.name!r} is fixed-step: pass a positive `dt`")
-    return (*solvers.tableau_args(tab), prob.rtol, atol, float(h_init),
-            float(prob.options.get("max_step", np.inf)), dt, prob.max_steps)
+    if isinstance(prob.spec, Tableau) and not prob.spec.adaptive and dt <= 0:
+        raise ValueError(f"method {prob.method!r} is fixed-step: pass a positive `dt`")
+    return dt
+
+
+def loop_tail(prob: Problem, method, atol, t_eval, dense: bool):
+    """``method, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops``."""
+    return (method, prob.rtol, atol, 0.0, float(prob.options.get("max_step", np.inf)),
+            fixed_step(prob), prob.max_steps, np.ascontiguousarray(t_eval, dtype=float), dense,
+            solvers.control_stops(prob.controls, prob.t0, prob.t1))
 
 
 def observation_jumps(prob: Problem, Y_rows: np.ndarray):

@@ -142,14 +142,13 @@ def quadrature_forward(prob, dense: bool):
     z0 = np.concatenate([prob.y0, [0.0]])
     atol = prob.aug_atol(z0.size, prob.n)
     tw, W, wbuf = solvers.control_arrays(prob.controls, prob.model.n_controls)
-    out = entry("quadrature_rk")(
+    method = solvers.rk_method(tab)
+    out = entry("quadrature", method)(
         prob.mk["rhs"], prob.ck["L"], prob.p, tw, W, wbuf, z0, prob.t0, prob.t1,
-        *solvers.tableau_args(tab), prob.rtol, atol, 0.0, float(prob.options.get("max_step", np.inf)),
-        float(prob.options.get("dt") or 0.0), prob.max_steps, prob.t_rows, dense,
-        solvers.control_stops(prob.controls, prob.t0, prob.t1))
+        *common.loop_tail(prob, method, atol, prob.t_rows, dense))
     status, t_reached, _, ts, zs, hs, Ks, z_eval, st = out
     common.check_status(status, t_reached, prob, "forward")
-    raw = solvers.RawResult(int(status), float(t_reached), ts, zs, hs, Ks, z_eval, common.stats4(st), solvers.tableau_args(tab)[5])
+    raw = solvers.RawResult(int(status), float(t_reached), ts, zs, hs, Ks, z_eval, common.stats4(st), solvers.rk_method(tab).P)
     H = common.observation_jumps(prob, np.ascontiguousarray(z_eval[:, :prob.n]))[0] if prob.t_rows.size else np.zeros((0, prob.ck.n_obs))
     return raw, H
 
@@ -166,7 +165,7 @@ def run(prob) -> common.GradResult:
     mk, ck = prob.mk, prob.ck
     a, pbar = entry("discrete_reverse")(
         mk["vjp_y"], mk["vjp_p"], ck["dLdy"], ck["dLdp"], prob.p, prob.tw, prob.W, prob.wbuf(),
-        raw.ts, raw.hs, raw.zs, raw.Ks, Af, bf, cf, solvers.tableau_args(tab)[5],
+        raw.ts, raw.hs, raw.zs, raw.Ks, Af, bf, cf, solvers.rk_method(tab).P,
         abar, prob.t_rows, np.ascontiguousarray(JY))
     value = phi + zN[prob.n] + common.misfit(prob, H)
     grad_p = pbar + dPhidp + JP.sum(axis=0)

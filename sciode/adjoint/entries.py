@@ -15,18 +15,14 @@ from numba import types
 
 from .. import abi
 from ..cpu.controls import control_at
-from ..cpu.drivers import RK_ARGS, register_entry
-from ..cpu.explicit import rk_integrate
+from ..cpu.drivers import LOOP_ARGS, SWEEP_ARGS, register_entry
+from ..cpu.integrate import integrate
 from ..cpu.status import SUCCESS
 from .systems import BacksolveSystem, CostateSystem, QuadratureSystem, SensitivitySystem
 
 A1, A2, A3 = abi.ARRAY, abi.MATRIX, types.float64[:, :, ::1]
 F8, I8, B1 = types.float64, types.int64, types.boolean
 VEC, VJP, MAT, SENS = abi.VEC, abi.VJP, abi.MAT, abi.SENS
-
-#: tableau + tolerance arguments shared by the sweeps (RK_ARGS without t0, t1,
-#: t_eval, store_dense and t_stops).
-TAB_ARGS = RK_ARGS[2:-3]
 
 
 def _obs_jumps(obs, obs_vjp_y, obs_vjp_p, p, tw, W, wbuf, t_rows, Y, Yobs, Wt, n_p):
@@ -53,8 +49,8 @@ register_entry("obs_jumps", _obs_jumps, (VEC, VJP, VJP, A1, A1, A2, A1, A1, A2, 
 
 
 @nb.njit(cache=True, nogil=True)
-def sweep(sys, z, t_start, t_stop, jump_t, JY, JP, t_stops, lam_off, mu_off, A, b, c, e, e3, P,
-          A_ext, c_ext, fsal, adaptive, order, q, rtol, atol, h_init, hmax, dt, max_steps):
+def sweep(sys, z, t_start, t_stop, jump_t, JY, JP, t_stops, lam_off, mu_off, method, rtol, atol,
+          h_init, hmax, dt, max_steps):
     """Integrate ``sys`` from ``t_start`` to ``t_stop`` through the jump times.
 
     ``jump_t`` is ordered in the direction of integration; at each jump time
@@ -64,7 +60,7 @@ def sweep(sys, z, t_start, t_stop, jump_t, JY, JP, t_stops, lam_off, mu_off, A, 
     """
     n = JY.shape[1]
     n_p = JP.shape[1]
-    stats = np.zeros(4, dtype=np.int64)
+    stats = np.zeros(6, dtype=np.int64)
     empty = np.zeros(0)
     t = t_start
     h = h_init
@@ -81,16 +77,16 @@ def sweep(sys, z, t_start, t_stop, jump_t, JY, JP, t_stops, lam_off, mu_off, A, 
         if t == t_stop:
             break
         t_next = jump_t[i] if i < m else t_stop
-        status, t_reached, n_st, ts, zs, hs, Ks, z_eval, st = rk_integrate(
-            sys, z, t, t_next, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptive, order, q, rtol,
-            atol, h, hmax, dt, max_steps - stats[1], empty, False, t_stops)
-        for k in range(4):
+        status, t_reached, n_st, ts, zs, hs, Ks, z_eval, st = integrate(
+            method, sys, z, t, t_next, rtol, atol, h, hmax, dt, max_steps - stats[1], empty, False,
+            t_stops)
+        for k in range(min(st.shape[0], 6)):
             stats[k] += st[k]
         stored = max(stored, n_st)
         z[:] = zs[n_st - 1]
         if status != SUCCESS:
             return status, t_reached, z, stats, stored
-        if hs.shape[0] > 0 and adaptive:
+        if hs.shape[0] > 0:  # carry the step size across jumps
             h = abs(hs[hs.shape[0] - 1])
         t = t_next
     return SUCCESS, t, z, stats, stored
@@ -98,61 +94,57 @@ def sweep(sys, z, t_start, t_stop, jump_t, JY, JP, t_stops, lam_off, mu_off, A, 
 
 def _costate_sweep(vjp_y, vjp_p, vjp_w, L, dLdy, dLdp, dLdw, jac_y, jac_p, p, tw, W, wbuf,
                    ts, hs, zs, Ks, P, z1, t1, t0, jump_t, JY, JP, t_stops,
-                   A, b, c, e, e3, Pm, A_ext, c_ext, fsal, adaptive, order, q, rtol, atol,
-                   h_init, hmax, dt, max_steps):
+                   method, rtol, atol, h_init, hmax, dt, max_steps):
     n = zs.shape[1]
     n_p = p.shape[0]
     sys = CostateSystem(vjp_y, vjp_p, vjp_w, L, dLdy, dLdp, dLdw, jac_y, jac_p, p, tw, W, wbuf,
                         ts, hs, zs, Ks, P, np.zeros(n), np.zeros(n), np.zeros(n_p),
                         np.zeros(wbuf.shape[0]), np.zeros(wbuf.shape[0]), np.zeros(P.shape[0]),
                         np.zeros(1))
-    return sweep(sys, z1.copy(), t1, t0, jump_t, JY, JP, t_stops, 0, n, A, b, c, e, e3, Pm, A_ext, c_ext,
-                 fsal, adaptive, order, q, rtol, atol, h_init, hmax, dt, max_steps)
+    return sweep(sys, z1.copy(), t1, t0, jump_t, JY, JP, t_stops, 0, n, method, rtol, atol, h_init,
+                 hmax, dt, max_steps)
 
 
 _COST_FNS = (VJP, VJP, VJP, VEC, VEC, VEC, VEC)
 register_entry("costate_sweep", _costate_sweep,
-               _COST_FNS + (MAT, MAT, A1, A1, A2, A1, A1, A1, A2, A3, A2, A1, F8, F8, A1, A2, A2, A1) + TAB_ARGS)
+               _COST_FNS + (MAT, MAT, A1, A1, A2, A1, A1, A1, A2, A3, A2, A1, F8, F8, A1, A2, A2, A1) + SWEEP_ARGS)
 
 
 def _backsolve_sweep(rhs, vjp_y, vjp_p, vjp_w, L, dLdy, dLdp, dLdw, p, tw, W, wbuf,
                      z1, t1, t0, jump_t, JY, JP, t_stops,
-                     A, b, c, e, e3, Pm, A_ext, c_ext, fsal, adaptive, order, q, rtol, atol,
-                     h_init, hmax, dt, max_steps):
+                     method, rtol, atol, h_init, hmax, dt, max_steps):
     n = JY.shape[1]
     n_p = p.shape[0]
     sys = BacksolveSystem(rhs, vjp_y, vjp_p, vjp_w, L, dLdy, dLdp, dLdw, p, tw, W, wbuf,
                           np.zeros(n), np.zeros(n_p), np.zeros(wbuf.shape[0]),
                           np.zeros(wbuf.shape[0]), np.zeros(1))
-    return sweep(sys, z1.copy(), t1, t0, jump_t, JY, JP, t_stops, n, 2 * n, A, b, c, e, e3, Pm, A_ext,
-                 c_ext, fsal, adaptive, order, q, rtol, atol, h_init, hmax, dt, max_steps)
+    return sweep(sys, z1.copy(), t1, t0, jump_t, JY, JP, t_stops, n, 2 * n, method, rtol, atol,
+                 h_init, hmax, dt, max_steps)
 
 
 register_entry("backsolve_sweep", _backsolve_sweep,
-               (VEC,) + _COST_FNS + (A1, A1, A2, A1, A1, F8, F8, A1, A2, A2, A1) + TAB_ARGS)
+               (VEC,) + _COST_FNS + (A1, A1, A2, A1, A1, F8, F8, A1, A2, A2, A1) + SWEEP_ARGS)
 
 
-def _sensitivity_entry(rhs, sens_rhs, L, dLdy, dLdp, p, tw, W, wbuf, n, z0, t0, t1,
-                       A, b, c, e, e3, Pm, A_ext, c_ext, fsal, adaptive, order, q, rtol, atol,
-                       h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops):
+def _sensitivity_entry(rhs, sens_rhs, L, dLdy, dLdp, p, tw, W, wbuf, n, z0, t0, t1, method, rtol,
+                       atol, h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops):
     n_cols = p.shape[0] + n
     sys = SensitivitySystem(rhs, sens_rhs, L, dLdy, dLdp, p, tw, W, wbuf, np.zeros(n),
                             np.zeros(p.shape[0]), np.zeros(1), n_cols)
-    return rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, Pm, A_ext, c_ext, fsal, adaptive,
-                        order, q, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops)
+    return integrate(method, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
+                     store_dense, t_stops)
 
 
-register_entry("sensitivity_rk", _sensitivity_entry,
-               (VEC, SENS, VEC, VEC, VEC, A1, A1, A2, A1, I8, A1) + RK_ARGS)
+register_entry("sensitivity", _sensitivity_entry,
+               (VEC, SENS, VEC, VEC, VEC, A1, A1, A2, A1, I8, A1) + LOOP_ARGS)
 
 
-def _quadrature_entry(rhs, L, p, tw, W, wbuf, z0, t0, t1,
-                      A, b, c, e, e3, Pm, A_ext, c_ext, fsal, adaptive, order, q, rtol, atol,
-                      h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops):
+def _quadrature_entry(rhs, L, p, tw, W, wbuf, z0, t0, t1, method, rtol, atol, h_init, hmax, dt,
+                      max_steps, t_eval, store_dense, t_stops):
     sys = QuadratureSystem(rhs, L, p, tw, W, wbuf, np.zeros(1))
-    return rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, Pm, A_ext, c_ext, fsal, adaptive,
-                        order, q, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops)
+    return integrate(method, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
+                     store_dense, t_stops)
 
 
-register_entry("quadrature_rk", _quadrature_entry, (VEC, VEC, A1, A1, A2, A1, A1) + RK_ARGS)
+register_entry("quadrature", _quadrature_entry, (VEC, VEC, A1, A1, A2, A1, A1) + LOOP_ARGS)
 

@@ -35,12 +35,10 @@ def run(prob) -> common.GradResult:
         atol[n:] = 1e300  # scaled error of these entries vanishes
     mk, ck = prob.mk, prob.ck
     tw, W, wbuf = solvers.control_arrays(prob.controls, prob.model.n_controls)
-    dt = float(prob.options.get("dt") or 0.0)
-    out = entry("sensitivity_rk")(
+    method = solvers.rk_method(tab)
+    out = entry("sensitivity", method)(
         mk["rhs"], mk["sens_rhs"], ck["L"], ck["dLdy"], ck["dLdp"], prob.p, tw, W, wbuf, n,
-        z0, prob.t0, prob.t1, *solvers.tableau_args(tab), prob.rtol, atol, 0.0,
-        float(prob.options.get("max_step", np.inf)), dt, prob.max_steps, prob.t_rows, False,
-        solvers.control_stops(prob.controls, prob.t0, prob.t1))
+        z0, prob.t0, prob.t1, *common.loop_tail(prob, method, atol, prob.t_rows, False))
     status, t_reached, _, ts, zs, hs, Ks, z_eval, st = out
     common.check_status(status, t_reached, prob, "forward (sensitivities)")
     z1 = zs[-1]

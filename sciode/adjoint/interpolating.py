@@ -22,16 +22,16 @@ from ..cpu.drivers import entry
 from . import common
 
 
-def costate_sweep(prob, tab, ts, hs, zs, Ks, P, z1, t_start, t_stop, jump_t, JY, JP):
+def costate_sweep(prob, method, ts, hs, zs, Ks, P, z1, t_start, t_stop, jump_t, JY, JP):
     """Run the compiled costate sweep over one stretch of stored dense output."""
     mk, ck = prob.mk, prob.ck
     atol = prob.aug_atol(z1.size, prob.n)
-    return entry("costate_sweep")(
+    return entry("costate_sweep", method)(
         mk["vjp_y"], mk["vjp_p"], mk["vjp_w"], ck["L"], ck["dLdy"],
         ck["dLdp"], ck["dLdw"], mk["jac_y"], mk["jac_p"], prob.p, prob.tw, prob.W, prob.wbuf(),
         ts, hs, zs, Ks, np.ascontiguousarray(P), z1, float(t_start), float(t_stop),
         np.ascontiguousarray(jump_t), np.ascontiguousarray(JY), np.ascontiguousarray(JP),
-        solvers.control_stops(prob.controls, t_start, t_stop), *common.tab_tail(prob, tab, atol))
+        solvers.control_stops(prob.controls, t_start, t_stop), *common.sweep_tail(prob, method, atol))
 
 
 def run(prob) -> common.GradResult:
@@ -42,7 +42,7 @@ def run(prob) -> common.GradResult:
     n, n_p = prob.n, prob.n_p
     z1 = np.concatenate([dPhidy, dPhidp, [0.0], np.zeros(prob.n_g)])
     status, t_reached, z, st, _ = costate_sweep(
-        prob, tab, raw.ts, raw.hs, raw.zs, raw.Ks, raw.P, z1, prob.t1, prob.t0,
+        prob, solvers.rk_method(tab), raw.ts, raw.hs, raw.zs, raw.Ks, raw.P, z1, prob.t1, prob.t0,
         prob.t_rows[::-1], JY[::-1], JP[::-1])
     common.check_status(status, t_reached, prob, "backward (costate)")
     value = phi + z[n + n_p] + common.misfit(prob, H)

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..methods.tableaus import EXPLICIT_TABLEAUS, STIFF_TABLEAUS, Tableau
 from .drivers import entry
+from .integrate import RKMethod
 
 EMPTY = np.zeros(0)
 EMPTY2 = np.zeros((0, 0))
@@ -51,7 +52,7 @@ class RawResult:
     P: np.ndarray
 
 
-_TAB_ARGS: dict = {}
+_METHODS: dict = {}
 
 
 def _writeable(a):
@@ -60,22 +61,18 @@ def _writeable(a):
     return np.array(a, dtype=np.float64, order="C", copy=True)
 
 
-def tableau_args(tab: Tableau):
-    """The tableau as the positional arrays the explicit loop takes (cached)."""
-    if tab.name not in _TAB_ARGS:
-        _TAB_ARGS[tab.name] = _tableau_args(tab)
-    return _TAB_ARGS[tab.name]
-
-
-def _tableau_args(tab: Tableau):
-    s = tab.s
-    A_ext = tab.A_extra if tab.A_extra is not None else np.zeros((0, tab.s_total))
-    c_ext = tab.c_extra if tab.c_extra is not None else EMPTY
-    e3 = tab.e3 if tab.e3 is not None else EMPTY
-    A = np.ascontiguousarray(tab.A[:s, :s])
-    q = 8.0 if tab.e3 is not None else float(tab.error_order + 1)
-    arrays = tuple(_writeable(a) for a in (A, tab.b, tab.c, tab.e, e3, tab.P, A_ext, c_ext))
-    return (*arrays, bool(tab.fsal), bool(tab.adaptive), int(tab.order), q)
+def rk_method(tab: Tableau) -> RKMethod:
+    """The tableau as the ``RKMethod`` tuple the compiled loops take (cached)."""
+    m = _METHODS.get(tab.name)
+    if m is None:
+        s = tab.s
+        A_ext = tab.A_extra if tab.A_extra is not None else np.zeros((0, tab.s_total))
+        c_ext = tab.c_extra if tab.c_extra is not None else EMPTY
+        e3 = tab.e3 if tab.e3 is not None else EMPTY
+        q = 8.0 if tab.e3 is not None else float(tab.error_order + 1)
+        arrays = tuple(_writeable(a) for a in (tab.A[:s, :s], tab.b, tab.c, tab.e, e3, tab.P, A_ext, c_ext))
+        m = _METHODS[tab.name] = RKMethod(*arrays, bool(tab.fsal), bool(tab.adaptive), int(tab.order), q)
+    return m
 
 
 def control_arrays(controls, n_controls):
@@ -102,13 +99,13 @@ def run_explicit(mk, tab, p, controls, y0, t0, t1, t_eval, rtol, atol, h_init, h
                  max_steps, store_dense) -> RawResult:
     """Integrate the model ``mk`` (``ModelKernels``) with an explicit tableau."""
     tw, W, wbuf = control_arrays(controls, mk.n_controls)
-    out = entry("forward_rk")(
-        mk["rhs"], mk["jac_y"], mk["dfdt"], p, tw, W, wbuf, y0, float(t0), float(t1),
-        *tableau_args(tab), float(rtol), atol, float(h_init), float(hmax), float(dt),
-        int(max_steps), np.ascontiguousarray(t_eval, dtype=np.float64), bool(store_dense),
-        control_stops(controls, t0, t1))
+    method = rk_method(tab)
+    out = entry("forward", method)(
+        mk["rhs"], mk["jac_y"], mk["dfdt"], p, tw, W, wbuf, y0, float(t0), float(t1), method,
+        float(rtol), atol, float(h_init), float(hmax), float(dt), int(max_steps),
+        np.ascontiguousarray(t_eval, dtype=np.float64), bool(store_dense), control_stops(controls, t0, t1))
     status, t_reached, _, ts, zs, hs, Ks, z_eval, st = out
     stats = {"nfev": int(st[0]), "nsteps": int(st[1]), "naccepted": int(st[2]), "nrejected": int(st[3])}
-    return RawResult(int(status), float(t_reached), ts, zs, hs, Ks, z_eval, stats, tableau_args(tab)[5])
+    return RawResult(int(status), float(t_reached), ts, zs, hs, Ks, z_eval, stats, method.P)
 
 
