@@ -10,13 +10,17 @@ from .explicit import dense_point
 
 @nb.njit(cache=True, nogil=True)
 def locate_step(ts, t):
-    """Index ``k`` of the step ``[ts[k], ts[k+1]]`` containing ``t`` (either direction)."""
+    """Index ``k`` of the step ``[ts[k], ts[k+1]]`` containing ``t`` (either direction).
+
+    At a boundary ``t == ts[k]`` (``k < n``) it is the step that starts there, in
+    both directions, so the interpolant (``theta = 0``) returns ``zs[k]`` exactly.
+    """
     n = ts.shape[0] - 1
     forward = ts[n] >= ts[0]
     lo, hi = 0, n
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if (ts[mid] <= t) == forward:
+        if (ts[mid] <= t) if forward else (ts[mid] >= t):
             lo = mid
         else:
             hi = mid
