@@ -109,3 +109,5 @@ def run_explicit(mk, tab, p, controls, y0, t0, t1, t_eval, rtol, atol, h_init, h
     return RawResult(int(status), float(t_reached), ts, zs, hs, Ks, z_eval, stats, method.P)
 
 
+# Registers the stiff methods in STIFF_METHODS (at the bottom: stiff.py imports this module).
+from . import stiff  # noqa: E402,F401

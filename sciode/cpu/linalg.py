@@ -1,0 +1,279 @@
+"""Linear algebra of the stiff loops: dense and banded LU, and the choice between them.
+
+Both stiff loops solve with the iteration matrix ``M = d I - J`` (``d =
+1/(h gamma)``), factored once and used for many right-hand sides.  Two
+storage modes, chosen once per model in Python (``linear_mode``):
+
+- dense: ``M`` is ``(n, n)`` row-major, LU with partial pivoting in place
+  (the ``getrf`` algorithm, right-looking, row operations contiguous);
+- banded: after a reverse Cuthill--McKee permutation of the Jacobian's
+  sparsity pattern, ``M`` has ``kl`` sub- and ``ku`` super-diagonals.  It is
+  stored by columns, ``T[j, kv + i - j] = M[i, j]`` with ``kv = kl + ku``
+  (LAPACK ``gbtrf`` storage, transposed so that a column is contiguous);
+  the first ``kl`` slots of each column hold the fill-in of partial pivoting.
+  Cost ``O(n kl (kl + ku))`` instead of ``O(n^3)``.
+
+In banded mode the loops keep states in their own (original) order; only the
+iteration matrix lives in the permuted order, so ``band_solve`` permutes the
+right-hand side in and the solution out.  ``LinearMode`` bundles what the
+compiled loops need; ``lu_factor``/``lu_solve`` (and the band versions)
+return ``False`` on a zero or non-finite pivot, which the loops report as
+``SINGULAR``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numba as nb
+import numpy as np
+
+#: banded storage only pays when the band is well below the dimension.
+BAND_MIN_N = 32
+BAND_MAX_FRACTION = 0.25
+
+
+# -- dense ----------------------------------------------------------------------------
+
+
+@nb.njit(cache=True, nogil=True)
+def lu_factor(M, piv):
+    """In-place LU of ``M`` (n, n) with partial pivoting; ``piv[k]`` = row swapped with ``k``.
+
+    Returns ``False`` when a pivot is zero or non-finite (singular matrix).
+    """
+    n = M.shape[0]
+    for k in range(n):
+        p = k
+        big = abs(M[k, k])
+        for i in range(k + 1, n):
+            a = abs(M[i, k])
+            if a > big:
+                big = a
+                p = i
+        if big == 0.0 or not math.isfinite(big):
+            return False
+        piv[k] = p
+        if p != k:
+            for j in range(n):
+                tmp = M[k, j]
+                M[k, j] = M[p, j]
+                M[p, j] = tmp
+        inv = 1.0 / M[k, k]
+        for i in range(k + 1, n):
+            l = M[i, k] * inv
+            M[i, k] = l
+            if l != 0.0:
+                for j in range(k + 1, n):
+                    M[i, j] -= l * M[k, j]
+    return True
+
+
+@nb.njit(cache=True, nogil=True)
+def lu_solve(LU, piv, b):
+    """Solve ``M x = b`` in place from ``lu_factor``'s output."""
+    n = LU.shape[0]
+    for k in range(n):
+        p = piv[k]
+        if p != k:
+            tmp = b[k]
+            b[k] = b[p]
+            b[p] = tmp
+    for i in range(n):
+        acc = b[i]
+        for j in range(i):
+            acc -= LU[i, j] * b[j]
+        b[i] = acc
+    for i in range(n - 1, -1, -1):
+        acc = b[i]
+        for j in range(i + 1, n):
+            acc -= LU[i, j] * b[j]
+        b[i] = acc / LU[i, i]
+
+
+# -- banded ---------------------------------------------------------------------------
+
+
+@nb.njit(cache=True, nogil=True)
+def band_factor(T, kl, ku, piv):
+    """In-place banded LU with partial pivoting (``gbtf2``), storage as in the module doc.
+
+    ``T`` is ``(n, 2 kl + ku + 1)``; slots ``T[j, :kl]`` must be zero on entry.
+    Returns ``False`` on a zero or non-finite pivot.
+    """
+    n = T.shape[0]
+    kv = kl + ku
+    ju = 0  # last column touched by the row interchanges so far
+    for k in range(n):
+        km = min(kl, n - 1 - k)
+        p = 0
+        big = abs(T[k, kv])
+        for i in range(1, km + 1):
+            a = abs(T[k, kv + i])
+            if a > big:
+                big = a
+                p = i
+        if big == 0.0 or not math.isfinite(big):
+            return False
+        piv[k] = k + p
+        ju = max(ju, min(k + ku + p, n - 1))
+        if p != 0:
+            for j in range(k, ju + 1):
+                a = kv + k - j
+                tmp = T[j, a]
+                T[j, a] = T[j, a + p]
+                T[j, a + p] = tmp
+        inv = 1.0 / T[k, kv]
+        for i in range(1, km + 1):
+            T[k, kv + i] *= inv
+        for j in range(k + 1, ju + 1):
+            base = kv + k - j
+            u = T[j, base]
+            if u != 0.0:
+                for i in range(1, km + 1):
+                    T[j, base + i] -= T[k, kv + i] * u
+    return True
+
+
+@nb.njit(cache=True, nogil=True)
+def band_solve_permuted(T, kl, ku, piv, b):
+    """Solve ``M x = b`` in place (``b`` already in the band's ordering)."""
+    n = T.shape[0]
+    kv = kl + ku
+    for k in range(n - 1):
+        p = piv[k]
+        if p != k:
+            tmp = b[k]
+            b[k] = b[p]
+            b[p] = tmp
+        bk = b[k]
+        if bk != 0.0:
+            for i in range(1, min(kl, n - 1 - k) + 1):
+                b[k + i] -= T[k, kv + i] * bk
+    for k in range(n - 1, -1, -1):
+        b[k] /= T[k, kv]
+        bk = b[k]
+        if bk != 0.0:
+            for i in range(max(0, k - kv), k):
+                b[i] -= T[k, kv + i - k] * bk
+
+
+# -- iteration matrix in either mode --------------------------------------------------
+
+
+@nb.njit(cache=True, nogil=True)
+def build_and_factor(J, d, banded, kl, ku, perm_inv, jrows, jcols, M, piv):
+    """Form ``M = d I - J`` (dense, or permuted band) and factor it; ``False`` if singular.
+
+    ``M`` is ``(n, n)`` in dense mode, ``(n, 2 kl + ku + 1)`` in banded mode;
+    ``perm_inv[old] = new`` and the pattern ``jrows, jcols`` serve the band.
+    """
+    n = J.shape[0]
+    if banded:
+        kv = kl + ku
+        M[:, :] = 0.0
+        for q in range(jrows.shape[0]):
+            r = jrows[q]
+            c = jcols[q]
+            i = perm_inv[r]
+            j = perm_inv[c]
+            M[j, kv + i - j] -= J[r, c]
+        for j in range(n):
+            M[j, kv] += d
+        return band_factor(M, kl, ku, piv)
+    for i in range(n):
+        for j in range(n):
+            M[i, j] = -J[i, j]
+        M[i, i] += d
+    return lu_factor(M, piv)
+
+
+@nb.njit(cache=True, nogil=True)
+def solve_in_place(M, piv, banded, kl, ku, perm, b, work):
+    """``b <- M^{-1} b`` for the factored ``M`` of ``build_and_factor`` (``perm[new] = old``)."""
+    if banded:
+        n = b.shape[0]
+        for i in range(n):
+            work[i] = b[perm[i]]
+        band_solve_permuted(M, kl, ku, piv, work)
+        for i in range(n):
+            b[perm[i]] = work[i]
+    else:
+        lu_solve(M, piv, b)
+
+
+@nb.njit(cache=True, nogil=True)
+def matrix_storage(n, banded, kl, ku):
+    """An empty iteration matrix for the mode."""
+    if banded:
+        return np.zeros((n, 2 * kl + ku + 1))
+    return np.zeros((n, n))
+
+
+# -- choosing the mode (Python, once per model) --------------------------------------
+
+
+class LinearMode(NamedTuple):
+    """How a stiff loop stores and factors its iteration matrix.
+
+    ``perm[new] = old`` (reverse Cuthill--McKee), ``perm_inv[old] = new``;
+    ``rows, cols`` the Jacobian's structural nonzeros (original numbering).
+    """
+
+    banded: bool
+    kl: int
+    ku: int
+    perm: np.ndarray
+    perm_inv: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+
+    def args(self) -> tuple:
+        """The positional arguments the compiled loops take."""
+        return (self.banded, self.kl, self.ku, self.perm, self.perm_inv, self.rows, self.cols)
+
+
+def bandwidths(rows, cols, perm_inv) -> tuple[int, int]:
+    """Lower and upper bandwidths of the pattern after the permutation."""
+    if len(rows) == 0:
+        return 0, 0
+    d = perm_inv[np.asarray(rows)] - perm_inv[np.asarray(cols)]
+    return int(max(d.max(), 0)), int(max(-d.min(), 0))
+
+
+def rcm_permutation(n: int, rows, cols) -> np.ndarray:
+    """Reverse Cuthill--McKee ordering of the symmetrized pattern, ``perm[new] = old``."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import reverse_cuthill_mckee
+
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    ones = np.ones(rows.size)
+    A = coo_matrix((np.r_[ones, ones, np.ones(n)],
+                    (np.r_[rows, cols, np.arange(n)], np.r_[cols, rows, np.arange(n)])),
+                   shape=(n, n)).tocsr()
+    return np.ascontiguousarray(reverse_cuthill_mckee(A, symmetric_mode=True), dtype=np.int64)
+
+
+def linear_mode(n: int, rows, cols, force: str = "auto") -> LinearMode:
+    """Choose dense or banded storage from the Jacobian pattern ``(rows, cols)``.
+
+    Banded when ``n >= BAND_MIN_N`` and ``kl + ku + 1 <= BAND_MAX_FRACTION * n``
+    after RCM, or when ``force == "banded"``; dense when ``force == "dense"``.
+    """
+    if force not in ("auto", "dense", "banded"):
+        raise ValueError(f"`linalg` must be one of 'auto', 'dense', 'banded'; got {force!r}")
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    cols = np.ascontiguousarray(cols, dtype=np.int64)
+    empty = np.zeros(0, dtype=np.int64)
+    if force == "dense":
+        return LinearMode(False, 0, 0, empty, empty, rows, cols)
+    perm = rcm_permutation(n, rows, cols) if n > 0 else empty
+    perm_inv = np.empty(n, dtype=np.int64)
+    perm_inv[perm] = np.arange(n)
+    kl, ku = bandwidths(rows, cols, perm_inv)
+    narrow = n >= BAND_MIN_N and (kl + ku + 1) <= BAND_MAX_FRACTION * n
+    if force == "banded" or narrow:
+        return LinearMode(True, kl, ku, perm, perm_inv, rows, cols)
+    return LinearMode(False, 0, 0, empty, empty, rows, cols)

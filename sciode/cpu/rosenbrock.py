@@ -1,0 +1,305 @@
+"""The Rosenbrock stepping loop (RODAS4), with the symbolic Jacobian.
+
+A step of size ``h`` from ``(t, z)`` (stage equations of
+``sciode.methods.stiff_tableaus.RosenbrockTableau``): with ``J = dF/dz(t, z)``,
+``F_t = dF/dt(t, z)`` and ``M = I/(h gamma) - J`` factored once per step::
+
+    M U[i] = F(t + alpha[i] h, z + sum_{j<i} A[i, j] U[j]) + sum_{j<i} (C[i, j]/h) U[j]
+             + h gamma_sum[i] F_t
+    z_new = z + sum_i m[i] U[i],      err = sum_i e[i] U[i]
+
+The Jacobian is evaluated once per accepted point (a rejected step reuses it
+with a smaller ``h``, refactoring only ``M``).  Step control is Hairer's
+``rodas.f`` strategy: ``h_new/h = 0.9 err^(-1/4)`` clipped to [0.2, 6], and
+after the first accepted step the predictive (Gustafsson) controller, whose
+smaller proposal wins.
+
+Dense output is stored in the explicit loops' polynomial form, so
+``sciode.cpu.dense`` serves it unchanged.  RODAS's interpolant
+
+    z(t + theta h) = (1 - theta) z + theta z_new + theta (1 - theta) (H[0].U + theta H[1].U)
+
+is, with ``z_new - z = sum_i m[i] U[i]`` and ``K[i] := U[i] / h``,
+``z + h sum_i K[i] (P[i, 0] theta + P[i, 1] theta^2 + P[i, 2] theta^3)`` for
+``P[i] = (m[i] + H[0, i], H[1, i] - H[0, i], -H[1, i])`` (``rodas_P``).
+
+The loop calls only ``sys_rhs``, ``sys_jac`` and ``sys_dfdt``: it integrates
+any registered system (augmented adjoint systems included).  The helpers at
+the bottom (storage, ``t_eval`` service) are shared with ``sdirk.py``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from .explicit import EPS, all_finite, dense_point, grow_rows, initial_step, rms_scaled
+from .linalg import build_and_factor, matrix_storage, solve_in_place
+from .status import MAX_STEPS, NONFINITE, SINGULAR, STEP_UNDERFLOW, SUCCESS
+from .systems import sys_dfdt, sys_jac, sys_rhs
+
+SAFETY = 0.9
+RATIO_MIN = 0.2  # rodas.f: 0.2 <= h_new / h_old <= 6
+RATIO_MAX = 6.0
+#: consecutive singular iteration matrices (halving h each time) before SINGULAR.
+MAX_SINGULAR = 5
+N_STATS = 6  # nfev, nsteps, naccepted, nrejected, njev, nlu
+
+
+def rodas_P(m, H) -> np.ndarray:
+    """The ``(s, 3)`` dense-output matrix of a Rosenbrock tableau (module doc)."""
+    m = np.asarray(m, dtype=np.float64)
+    H = np.asarray(H, dtype=np.float64)
+    return np.ascontiguousarray(np.stack([m + H[0], H[1] - H[0], -H[1]], axis=1))
+
+
+# -- the loop ---------------------------------------------------------------------------
+
+
+@nb.njit(cache=True, nogil=True)
+def rodas_stages(sys, t, z, h, A, C, alpha, gamma_sum, f0, ft, M, piv, banded, kl, ku, perm,
+                 U, work, rhs, lwork):
+    """The ``s`` increments ``U`` of one step (``M`` already factored for ``h``)."""
+    n = z.shape[0]
+    s = A.shape[0]
+    for i in range(s):
+        if i == 0:
+            rhs[:] = f0
+        else:
+            for k in range(n):
+                acc = 0.0
+                for j in range(i):
+                    acc += A[i, j] * U[j, k]
+                work[k] = z[k] + acc
+            sys_rhs(sys, t + alpha[i] * h, work, rhs)
+        gh = h * gamma_sum[i]
+        for k in range(n):
+            acc = 0.0
+            for j in range(i):
+                acc += C[i, j] * U[j, k]
+            rhs[k] += acc / h + gh * ft[k]
+        solve_in_place(M, piv, banded, kl, ku, perm, rhs, lwork)
+        U[i] = rhs
+
+
+@nb.njit(cache=True, nogil=True)
+def rodas_ratio(err, h, h_acc, err_acc, n_accepted):
+    """``h_new / h`` from ``rodas.f``'s controller (predictive after the first step)."""
+    if err == 0.0:
+        return RATIO_MAX
+    r = min(RATIO_MAX, max(RATIO_MIN, SAFETY * err ** -0.25))
+    if n_accepted >= 1 and err <= 1.0:
+        gus = (h / h_acc) * (err_acc / (err * err)) ** 0.25 * SAFETY
+        r = min(r, min(RATIO_MAX, max(RATIO_MIN, gus)))
+    return r
+
+
+@nb.njit(cache=True, nogil=True)
+def rosenbrock_integrate(sys, z0, t0, t1, A, C, alpha, gamma_sum, m, e, P, gamma, rtol, atol,
+                         h_init, hmax, dt, max_steps, t_eval, store_dense,
+                         banded, kl, ku, perm, perm_inv, jrows, jcols):
+    """Integrate ``z' = F(t, z)`` from ``t0`` to ``t1`` (either direction) with RODAS.
+
+    Parameters
+    ----------
+    sys : system NamedTuple with rhs, Jacobian and time derivative registered
+    z0 : (n,) initial state
+    A, C : (s, s); alpha, gamma_sum, m, e : (s,); P : (s, 3) (``rodas_P``); gamma : float
+    rtol : float; atol : (n,)
+    h_init : first step (0 = automatic); hmax : largest |h|
+    dt : fixed step (0 = adaptive; a fixed step is never rejected)
+    max_steps : bound on attempted steps
+    t_eval : (m,) output times; store_dense : keep ``K = U/h`` of every step
+    banded, kl, ku, perm, perm_inv, jrows, jcols : ``linalg.LinearMode.args()``
+
+    Returns
+    -------
+    status, t_reached, n_stored, ts, zs, hs, Ks (n_stored - 1, s, n) or empty,
+    z_eval (m, n), stats (nfev, nsteps, naccepted, nrejected, njev, nlu)
+    """
+    n = z0.shape[0]
+    s = A.shape[0]
+    direction = 1.0 if t1 >= t0 else -1.0
+    span = abs(t1 - t0)
+    adaptive = dt <= 0.0
+    U = np.zeros((s, n))
+    K = np.zeros((s, n))
+    J = np.zeros((n, n))
+    M = matrix_storage(n, banded, kl, ku)
+    piv = np.zeros(n, dtype=np.int64)
+    f0 = np.empty(n)
+    ft = np.empty(n)
+    work = np.empty(n)
+    rhs = np.empty(n)
+    lwork = np.empty(n)
+    z = z0.copy()
+    z_new = np.empty(n)
+    wbuf = np.empty(s)
+    stats = np.zeros(N_STATS, dtype=np.int64)
+    ts, hs, zs, Ks = new_storage(n, s, store_dense)
+    ts[0] = t0
+    zs[0] = z
+    n_stored = 1
+    z_eval = np.full((t_eval.shape[0], n), np.nan)
+    i_eval = serve_initial(t_eval, t0, z, z_eval)
+    t = t0
+    if span == 0.0:
+        return SUCCESS, t, n_stored, ts[:1], zs[:1], hs[:0], Ks[:0], z_eval, stats
+    sys_rhs(sys, t, z, f0)
+    stats[0] += 1
+    if not all_finite(f0) or not all_finite(z):
+        return NONFINITE, t, n_stored, ts[:1], zs[:1], hs[:0], Ks[:0], z_eval, stats
+    if not adaptive:
+        h = dt
+    elif h_init > 0.0:
+        h = min(h_init, hmax, span)
+    else:
+        h = initial_step(sys, t, z, f0, direction, 3, rtol, atol, hmax, span, work, rhs)
+        stats[0] += 1
+    need_jac = True
+    h_fact = 0.0  # the signed step M is factored for (0: none)
+    h_acc = 1.0
+    err_acc = 1.0
+    n_singular = 0
+    rejected_last = False
+    saw_nonfinite = False
+    status = SUCCESS
+    while (t1 - t) * direction > 0.0:
+        if stats[1] >= max_steps:
+            status = MAX_STEPS
+            break
+        if h < 10.0 * EPS * max(abs(t), 1e-300):
+            status = NONFINITE if saw_nonfinite else STEP_UNDERFLOW
+            break
+        last = (t + direction * h - t1) * direction >= -100.0 * EPS * max(abs(t1), span)
+        hh = (t1 - t) if last else direction * h
+        if need_jac:
+            sys_jac(sys, t, z, J)
+            sys_dfdt(sys, t, z, ft)
+            stats[4] += 1
+            need_jac = False
+            h_fact = 0.0
+        if hh != h_fact:
+            stats[5] += 1
+            if not build_and_factor(J, 1.0 / (hh * gamma), banded, kl, ku, perm_inv, jrows, jcols, M, piv):
+                h_fact = 0.0
+                n_singular += 1
+                if n_singular > MAX_SINGULAR or not adaptive:
+                    status = SINGULAR
+                    break
+                h = 0.5 * abs(hh)
+                continue
+            h_fact = hh
+        n_singular = 0
+        rodas_stages(sys, t, z, hh, A, C, alpha, gamma_sum, f0, ft, M, piv, banded, kl, ku, perm,
+                     U, work, rhs, lwork)
+        stats[0] += s - 1
+        stats[1] += 1
+        for k in range(n):
+            acc = 0.0
+            ek = 0.0
+            for i in range(s):
+                acc += m[i] * U[i, k]
+                ek += e[i] * U[i, k]
+            z_new[k] = z[k] + acc
+            work[k] = ek
+        finite = all_finite(z_new)
+        if adaptive:
+            err = rms_scaled(work, z, z_new, rtol, atol) if finite else np.inf
+            if not math.isfinite(err):
+                saw_nonfinite = True
+                stats[3] += 1
+                h = abs(hh) * RATIO_MIN
+                rejected_last = True
+                continue
+            r = rodas_ratio(err, abs(hh), h_acc, err_acc, stats[2])
+            if err > 1.0:
+                stats[3] += 1
+                h = abs(hh) * (0.1 if stats[2] == 0 else r)
+                rejected_last = True
+                continue
+            h_acc = abs(hh)
+            err_acc = max(1e-2, err)
+            if rejected_last:
+                r = min(r, 1.0)
+            h_next = min(abs(hh) * r, hmax)
+        else:
+            if not finite:
+                status = NONFINITE
+                break
+            h_next = dt
+        # -- accepted
+        for i in range(s):
+            for k in range(n):
+                K[i, k] = U[i, k] / hh
+        t_new = t1 if last else t + hh
+        i_eval = serve_t_eval(t_eval, i_eval, t, t_new, hh, z, K, P, wbuf, z_eval, direction)
+        ts, hs, zs, Ks = ensure_room(ts, hs, zs, Ks, n_stored, store_dense)
+        store_step(ts, hs, zs, Ks, n_stored, t_new, hh, z_new, K, store_dense)
+        n_stored += 1
+        stats[2] += 1
+        t = t_new
+        z[:] = z_new
+        rejected_last = False
+        h = h_next
+        sys_rhs(sys, t, z, f0)
+        stats[0] += 1
+        need_jac = True
+        if not all_finite(f0):
+            status = NONFINITE
+            break
+    nk = n_stored - 1 if store_dense else 0
+    return status, t, n_stored, ts[:n_stored], zs[:n_stored], hs[: n_stored - 1], Ks[:nk], z_eval, stats
+
+
+# -- shared with sdirk.py: storage and t_eval service -------------------------------------
+
+
+@nb.njit(cache=True, nogil=True)
+def new_storage(n, s, store_dense):
+    """Growable arrays of step boundaries, steps, states and (optionally) stages."""
+    cap = 64
+    return (np.empty(cap), np.empty(cap), np.empty((cap, n)),
+            np.empty((cap if store_dense else 0, s, n)))
+
+
+@nb.njit(cache=True, nogil=True)
+def ensure_room(ts, hs, zs, Ks, n_stored, store_dense):
+    """Double the storage when it is full (returns the possibly new arrays)."""
+    if n_stored < ts.shape[0]:
+        return ts, hs, zs, Ks
+    cap = 2 * ts.shape[0]
+    if store_dense:
+        Ks = grow_rows(Ks, cap)
+    return grow_rows(ts, cap), grow_rows(hs, cap), grow_rows(zs, cap), Ks
+
+
+@nb.njit(cache=True, nogil=True)
+def store_step(ts, hs, zs, Ks, n_stored, t_new, hh, z_new, K, store_dense):
+    """Record the accepted step ``n_stored - 1`` (room must exist)."""
+    if store_dense:
+        Ks[n_stored - 1] = K
+    hs[n_stored - 1] = hh
+    ts[n_stored] = t_new
+    zs[n_stored] = z_new
+
+
+@nb.njit(cache=True, nogil=True)
+def serve_initial(t_eval, t0, z, z_eval):
+    """Fill the output times equal to ``t0``; returns the next index."""
+    i = 0
+    while i < t_eval.shape[0] and t_eval[i] == t0:
+        z_eval[i] = z
+        i += 1
+    return i
+
+
+@nb.njit(cache=True, nogil=True)
+def serve_t_eval(t_eval, i_eval, t, t_new, hh, z, K, P, wbuf, z_eval, direction):
+    """Interpolate the output times inside the accepted step; returns the next index."""
+    while i_eval < t_eval.shape[0] and (t_eval[i_eval] - t_new) * direction <= 0.0:
+        dense_point(z, hh, K, P, (t_eval[i_eval] - t) / hh, wbuf, z_eval[i_eval])
+        i_eval += 1
+    return i_eval

@@ -1,0 +1,284 @@
+"""The ESDIRK stepping loop (Kvaerno5) with simplified Newton iterations.
+
+A step of size ``h`` from ``(t, z)`` (stage equations of
+``sciode.methods.stiff_tableaus.DIRKTableau``): ``K[0] = F(t, z)`` (first
+same as last: ``K[s-1]`` of the previous step), then for ``i = 1 .. s-1``::
+
+    Z = psi + h gamma F(t + c[i] h, Z),     psi = z + h sum_{j<i} A[i, j] K[j]
+    K[i] = (Z - psi) / (h gamma)
+
+``K[i]`` is taken from the converged ``Z`` rather than as ``F(Z)``, which
+would amplify the Newton error by the stiff ``J`` (Hairer & Wanner, *Solving
+ODEs II*, Sec. IV.8).  Stiffly accurate: ``z_new = Z`` of the last stage;
+``err = h sum_i e[i] K[i]``.
+
+Each stage is solved by simplified Newton with ``M = I/(h gamma) - J``::
+
+    M dZ = (psi - Z) / (h gamma) + F(t + c[i] h, Z)
+
+``J`` and the LU of ``M`` are kept across steps: ``J`` is re-evaluated only
+when Newton fails with a stale ``J`` or converged slowly in the last step;
+``M`` is refactored only when ``h`` changes, and ``h`` is held when the
+controller asks for a ratio in [1, 1.2] (``radau5.f``'s ``QUOT1/QUOT2``) to
+save the factorisation.  Newton stops as in Hairer's RADAU5 / SciPy's
+``Radau``: converged when ``rate/(1 - rate) |dZ| < tol``, abandoned when the
+rate is >= 1 or the predicted final error exceeds ``tol``.
+
+Dense output is the tableau's ``P`` (cubic Hermite on ``K[0]`` and
+``K[s-1]``), stored exactly as the explicit loops store theirs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from .explicit import EPS, all_finite, initial_step, rms_scaled
+from .linalg import build_and_factor, matrix_storage, solve_in_place
+from .rosenbrock import (MAX_SINGULAR, N_STATS, ensure_room, new_storage, serve_initial,
+                         serve_t_eval, store_step)
+from .status import MAX_STEPS, NONFINITE, SINGULAR, STEP_UNDERFLOW, SUCCESS
+from .systems import sys_jac, sys_rhs
+
+SAFETY = 0.9
+RATIO_MIN = 0.2
+RATIO_MAX = 5.0
+NEWTON_MAXITER = 8
+HOLD_LO, HOLD_HI = 1.0, 1.2  # keep h (and the LU) for ratios in this range
+#: a step whose Newton needed more than 2 iterations at this rate asks for a new J:
+#: Hairer's RADAU5 default (``THET``) for small dense systems, and his advice for
+#: costly Jacobians (banded mode: the dense ``jac_y`` fill is O(n^2)) -- measured
+#: on VdP (n = 2: 4.6 vs 7.5 ms) and the 2x256 Brusselator (njev 81 vs 7).
+SLOW_RATE_DENSE = 1e-3
+SLOW_RATE_BANDED = 0.1
+
+
+@nb.njit(cache=True, nogil=True)
+def newton_stage(sys, tc, psi, hg, Z, M, piv, banded, kl, ku, perm, rtol, atol, tol, fz, dZ, lwork):
+    """Solve ``Z = psi + hg F(tc, Z)`` from the guess in ``Z``.
+
+    Returns ``(converged, n_iter, rate)``; ``rate`` is the last contraction
+    factor (0 when one iteration sufficed).
+    """
+    n = Z.shape[0]
+    d = 1.0 / hg
+    dw_old = 0.0
+    rate = 0.0
+    for it in range(NEWTON_MAXITER):
+        sys_rhs(sys, tc, Z, fz)
+        for k in range(n):
+            dZ[k] = (psi[k] - Z[k]) * d + fz[k]
+        solve_in_place(M, piv, banded, kl, ku, perm, dZ, lwork)
+        dw = rms_scaled(dZ, Z, Z, rtol, atol)
+        for k in range(n):
+            Z[k] += dZ[k]
+        if not math.isfinite(dw):
+            return False, it + 1, np.inf
+        if it > 0:
+            rate = dw / dw_old
+            if rate >= 1.0:
+                return False, it + 1, rate
+            if rate ** (NEWTON_MAXITER - it - 1) / (1.0 - rate) * dw > tol:
+                return False, it + 1, rate
+            if rate / (1.0 - rate) * dw < tol:
+                return True, it + 1, rate
+        if dw == 0.0 or (it == 0 and dw < 1e-2 * tol):
+            return True, it + 1, rate
+        dw_old = dw
+    return False, NEWTON_MAXITER, rate
+
+
+@nb.njit(cache=True, nogil=True)
+def dirk_stages(sys, t, z, h, A, c, gamma, K, M, piv, banded, kl, ku, perm, rtol, atol, tol,
+                Z, psi, fz, dZ, lwork, stats):
+    """Stages ``1 .. s-1`` into ``K`` (``K[0]`` given); ``Z`` ends as ``z_new``.
+
+    Returns ``(converged, slow)``: ``slow`` when Newton needed several
+    iterations at a poor rate (time for a new Jacobian).
+    """
+    n = z.shape[0]
+    s = A.shape[0]
+    hg = h * gamma
+    slow = False
+    for i in range(1, s):
+        for k in range(n):
+            acc = 0.0
+            for j in range(i):
+                acc += A[i, j] * K[j, k]
+            psi[k] = z[k] + h * acc
+            Z[k] = psi[k] + hg * K[i - 1, k]
+        ok, n_iter, rate = newton_stage(sys, t + c[i] * h, psi, hg, Z, M, piv, banded, kl, ku,
+                                        perm, rtol, atol, tol, fz, dZ, lwork)
+        stats[0] += n_iter
+        if not ok:
+            return False, True
+        if n_iter > 2 and rate > (SLOW_RATE_BANDED if banded else SLOW_RATE_DENSE):
+            slow = True
+        for k in range(n):
+            K[i, k] = (Z[k] - psi[k]) / hg
+    return True, slow
+
+
+@nb.njit(cache=True, nogil=True)
+def sdirk_integrate(sys, z0, t0, t1, A, b, c, e, P, gamma, q, rtol, atol, h_init, hmax, dt,
+                    max_steps, t_eval, store_dense, banded, kl, ku, perm, perm_inv, jrows, jcols):
+    """Integrate ``z' = F(t, z)`` from ``t0`` to ``t1`` (either direction) with an ESDIRK.
+
+    Parameters
+    ----------
+    sys : system NamedTuple with rhs and Jacobian registered
+    z0 : (n,) initial state
+    A : (s, s) with explicit first stage, stiffly accurate; b, c, e : (s,); P : (s, d)
+    gamma : float, the diagonal; q : error order + 1 (controller exponent)
+    rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense : as ``rosenbrock_integrate``
+    banded, kl, ku, perm, perm_inv, jrows, jcols : ``linalg.LinearMode.args()``
+
+    Returns
+    -------
+    as ``rosenbrock_integrate``; ``nfev`` counts every rhs evaluation of Newton.
+    """
+    n = z0.shape[0]
+    s = A.shape[0]
+    direction = 1.0 if t1 >= t0 else -1.0
+    span = abs(t1 - t0)
+    adaptive = dt <= 0.0
+    tol = max(10.0 * EPS / rtol, min(0.03, rtol ** 0.5))
+    K = np.zeros((s, n))
+    J = np.zeros((n, n))
+    M = matrix_storage(n, banded, kl, ku)
+    piv = np.zeros(n, dtype=np.int64)
+    Z = np.empty(n)
+    psi = np.empty(n)
+    fz = np.empty(n)
+    dZ = np.empty(n)
+    lwork = np.empty(n)
+    work = np.empty(n)
+    z = z0.copy()
+    wbuf = np.empty(s)
+    stats = np.zeros(N_STATS, dtype=np.int64)
+    ts, hs, zs, Ks = new_storage(n, s, store_dense)
+    ts[0] = t0
+    zs[0] = z
+    n_stored = 1
+    z_eval = np.full((t_eval.shape[0], n), np.nan)
+    i_eval = serve_initial(t_eval, t0, z, z_eval)
+    t = t0
+    if span == 0.0:
+        return SUCCESS, t, n_stored, ts[:1], zs[:1], hs[:0], Ks[:0], z_eval, stats
+    sys_rhs(sys, t, z, K[0])
+    stats[0] += 1
+    if not all_finite(K[0]) or not all_finite(z):
+        return NONFINITE, t, n_stored, ts[:1], zs[:1], hs[:0], Ks[:0], z_eval, stats
+    if not adaptive:
+        h = dt
+    elif h_init > 0.0:
+        h = min(h_init, hmax, span)
+    else:
+        h = initial_step(sys, t, z, K[0], direction, 4, rtol, atol, hmax, span, work, fz)
+        stats[0] += 1
+    need_jac = True
+    jac_current = False  # J was evaluated at the current (t, z)
+    h_fact = 0.0
+    err_prev = 1e-4
+    n_singular = 0
+    rejected_last = False
+    saw_nonfinite = False
+    status = SUCCESS
+    while (t1 - t) * direction > 0.0:
+        if stats[1] >= max_steps:
+            status = MAX_STEPS
+            break
+        if h < 10.0 * EPS * max(abs(t), 1e-300):
+            status = NONFINITE if saw_nonfinite else STEP_UNDERFLOW
+            break
+        last = (t + direction * h - t1) * direction >= -100.0 * EPS * max(abs(t1), span)
+        hh = (t1 - t) if last else direction * h
+        if need_jac:
+            sys_jac(sys, t, z, J)
+            stats[4] += 1
+            need_jac = False
+            jac_current = True
+            h_fact = 0.0
+        if hh != h_fact:
+            stats[5] += 1
+            if not build_and_factor(J, 1.0 / (hh * gamma), banded, kl, ku, perm_inv, jrows, jcols, M, piv):
+                h_fact = 0.0
+                n_singular += 1
+                if n_singular > MAX_SINGULAR or not adaptive:
+                    status = SINGULAR
+                    break
+                h = 0.5 * abs(hh)
+                continue
+            h_fact = hh
+        n_singular = 0
+        stats[1] += 1
+        ok, slow = dirk_stages(sys, t, z, hh, A, c, gamma, K, M, piv, banded, kl, ku, perm,
+                               rtol, atol, tol, Z, psi, fz, dZ, lwork, stats)
+        if not ok:
+            # Newton failed: first refresh a stale Jacobian, then shrink the step.
+            stats[3] += 1
+            if not jac_current:
+                need_jac = True
+            elif adaptive:
+                h = 0.5 * abs(hh)
+                if not all_finite(Z):
+                    saw_nonfinite = True
+            else:
+                status = NONFINITE if not all_finite(Z) else STEP_UNDERFLOW
+                break
+            rejected_last = True
+            continue
+        finite = all_finite(Z)
+        if adaptive:
+            if finite:
+                for k in range(n):
+                    acc = 0.0
+                    for i in range(s):
+                        acc += e[i] * K[i, k]
+                    work[k] = hh * acc
+                err = rms_scaled(work, z, Z, rtol, atol)
+            else:
+                err = np.inf
+            if not math.isfinite(err):
+                saw_nonfinite = True
+                stats[3] += 1
+                h = abs(hh) * RATIO_MIN
+                rejected_last = True
+                continue
+            if err > 1.0:
+                stats[3] += 1
+                h = abs(hh) * max(RATIO_MIN, SAFETY * err ** (-1.0 / q))
+                rejected_last = True
+                continue
+            r = RATIO_MAX if err == 0.0 else SAFETY * err ** (-0.7 / q) * err_prev ** (0.4 / q)
+            r = min(RATIO_MAX, max(RATIO_MIN, r))
+            if rejected_last:
+                r = min(r, 1.0)
+            if HOLD_LO <= r <= HOLD_HI:
+                r = 1.0
+            h_next = min(abs(hh) * r, hmax)
+            err_prev = max(err, 1e-4)
+        else:
+            if not finite:
+                status = NONFINITE
+                break
+            h_next = dt
+        # -- accepted
+        t_new = t1 if last else t + hh
+        i_eval = serve_t_eval(t_eval, i_eval, t, t_new, hh, z, K, P, wbuf, z_eval, direction)
+        ts, hs, zs, Ks = ensure_room(ts, hs, zs, Ks, n_stored, store_dense)
+        store_step(ts, hs, zs, Ks, n_stored, t_new, hh, Z, K, store_dense)
+        n_stored += 1
+        stats[2] += 1
+        t = t_new
+        z[:] = Z
+        rejected_last = False
+        h = h_next
+        K[0] = K[s - 1]  # stiffly accurate: f(t_new, z_new) up to the Newton tolerance
+        jac_current = False
+        if slow:
+            need_jac = True
+    nk = n_stored - 1 if store_dense else 0
+    return status, t, n_stored, ts[:n_stored], zs[:n_stored], hs[: n_stored - 1], Ks[:nk], z_eval, stats

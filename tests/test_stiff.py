@@ -1,0 +1,380 @@
+"""Stiff methods (``rodas4``, ``kvaerno5``) and their linear algebra.
+
+References are closed forms (``expm`` for linear systems) or SciPy's Radau
+solved far tighter than the method under test, with the exact Jacobian from
+the same generated kernels. Accuracy is judged in tolerance units as scipy
+does (``compute_error``): RMS of ``err / (atol + rtol |y_ref|)``. A tolerance
+of 5 such units would be scipy's; stiff problems with long transients
+accumulate global error over many steps, so the bounds below say why they
+are larger where they are.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg
+import sympy as sp
+from scipy.integrate import solve_ivp
+
+import sciode
+from sciode.codegen import model_kernels
+from sciode.cpu import linalg, solvers, stiff
+from sciode.cpu.status import MAX_STEPS, NONFINITE, SINGULAR
+
+METHODS = ["rodas4", "kvaerno5"]
+ORDER = {"rodas4": 4, "kvaerno5": 5}
+
+
+def tol_units(y, y_ref, rtol, atol):
+    """RMS of the error in units of the requested tolerance."""
+    return float(np.sqrt(np.mean(((y - y_ref) / (atol + rtol * np.abs(y_ref))) ** 2)))
+
+
+def kernels_fun(model, params):
+    """``f(t, y)`` and ``J(t, y)`` for SciPy from the model's generated kernels."""
+    mk = model_kernels(model)
+    rhs, jac = mk["rhs"], mk["jac_y"]
+    p, w, n = np.asarray(params, dtype=float), np.zeros(0), model.n_states
+
+    def f(t, y):
+        out = np.empty(n)
+        rhs(float(t), np.ascontiguousarray(y, dtype=float), p, w, out)
+        return out
+
+    def J(t, y):
+        out = np.empty((n, n))
+        jac(float(t), np.ascontiguousarray(y, dtype=float), p, w, out)
+        return out
+
+    return f, J
+
+
+def raw_solve(model, y0, t_span, params, method, **kw):
+    """Call a stiff runner directly (for its internal options ``dt`` and ``linalg``)."""
+    mk = model_kernels(model)
+    rtol = kw.pop("rtol", 1e-6)
+    atol = np.full(model.n_states, kw.pop("atol", 1e-9))
+    te = np.ascontiguousarray(kw.pop("t_eval", np.zeros(0)), dtype=float)
+    return solvers.STIFF_METHODS[method](
+        mk, np.asarray(params, dtype=float), None, np.asarray(y0, dtype=float), *t_span, te,
+        rtol, atol, 0.0, np.inf, kw.pop("max_steps", 100_000), kw.pop("dense", False), **kw)
+
+
+# --- models ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def forced():
+    """``y' = -lam (y - sin t) + cos t``: ``y = sin t + (y0) exp(-lam t)`` (non-autonomous)."""
+    y, t, lam = sp.symbols("y t lam")
+    return sciode.Model(states=[y], rhs=[-lam * (y - sp.sin(t)) + sp.cos(t)], params=[lam], t=t,
+                        name="forced")
+
+
+def forced_exact(t, lam, y0=1.0):
+    return np.sin(t) + y0 * np.exp(-lam * np.asarray(t))
+
+
+@pytest.fixture(scope="session")
+def robertson():
+    y1, y2, y3 = sp.symbols("y1 y2 y3")
+    k1, k2, k3 = sp.symbols("k1 k2 k3")
+    return sciode.Model(states=[y1, y2, y3],
+                        rhs=[-k1 * y1 + k3 * y2 * y3, k1 * y1 - k2 * y2**2 - k3 * y2 * y3, k2 * y2**2],
+                        params=[k1, k2, k3], name="robertson")
+
+
+@pytest.fixture(scope="session")
+def vdp():
+    x, v, mu = sp.symbols("x v mu")
+    return sciode.Model(states=[x, v], rhs=[v, mu * (1 - x**2) * v - x], params=[mu], name="vdp")
+
+
+LINEAR_A = np.array([[-5000.5, 4999.5], [4999.5, -5000.5]])  # eigenvalues -1 and -1e4
+
+
+@pytest.fixture(scope="session")
+def linear_stiff():
+    y = sp.symbols("y0:2")
+    rhs = [sum(sp.Float(LINEAR_A[i, j]) * y[j] for j in range(2)) for i in range(2)]
+    return sciode.Model(states=list(y), rhs=rhs, params=[], name="linear_stiff")
+
+
+def brusselator(N):
+    """Hairer's 1-D Brusselator (BRUSS), states block-wise ``[u_1..u_N, v_1..v_N]``."""
+    u = sp.symbols(f"u0:{N}")
+    v = sp.symbols(f"v0:{N}")
+    A, B, alpha = sp.symbols("A B alpha")
+    c = alpha * (N + 1) ** 2
+    ue = [sp.Integer(1), *u, sp.Integer(1)]
+    ve = [sp.Integer(3), *v, sp.Integer(3)]
+    fu = [A + u[i] ** 2 * v[i] - (B + 1) * u[i] + c * (ue[i] - 2 * u[i] + ue[i + 2]) for i in range(N)]
+    fv = [B * u[i] - u[i] ** 2 * v[i] + c * (ve[i] - 2 * v[i] + ve[i + 2]) for i in range(N)]
+    return sciode.Model(states=[*u, *v], rhs=fu + fv, params=[A, B, alpha], name=f"bruss{N}")
+
+
+def bruss_y0(N):
+    x = np.arange(1, N + 1) / (N + 1)
+    return np.r_[1 + np.sin(2 * np.pi * x), np.full(N, 3.0)]
+
+
+BRUSS_P = [1.0, 3.0, 1 / 50]
+
+
+@pytest.fixture(scope="session")
+def bruss64():
+    return brusselator(64)
+
+
+# --- linear algebra ------------------------------------------------------------------
+
+
+def test_dense_lu_solves_and_pivots():
+    rng = np.random.default_rng(0)
+    M = rng.normal(size=(7, 7))
+    M[0, 0] = 0.0  # needs a row interchange
+    b = rng.normal(size=7)
+    LU, piv, x = M.copy(), np.zeros(7, dtype=np.int64), b.copy()
+    assert linalg.lu_factor(LU, piv)
+    linalg.lu_solve(LU, piv, x)
+    np.testing.assert_allclose(M @ x, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("kl,ku", [(1, 1), (2, 3), (3, 0)])
+def test_band_lu_matches_dense_solve(kl, ku):
+    n = 20
+    rng = np.random.default_rng(kl * 10 + ku)
+    M = np.zeros((n, n))
+    for i in range(n):
+        for j in range(max(0, i - kl), min(n, i + ku + 1)):
+            M[i, j] = rng.normal()
+    rows, cols = np.nonzero(M)
+    mode = linalg.linear_mode(n, rows, cols, force="banded")
+    d = 0.0  # build_and_factor forms d I - J: pass J = -M
+    T = linalg.matrix_storage(n, True, mode.kl, mode.ku)
+    piv = np.zeros(n, dtype=np.int64)
+    assert linalg.build_and_factor(np.ascontiguousarray(-M), d, *mode.args()[:3], mode.perm_inv,
+                                   mode.rows, mode.cols, T, piv)
+    b = rng.normal(size=n)
+    x = b.copy()
+    linalg.solve_in_place(T, piv, True, mode.kl, mode.ku, mode.perm, x, np.empty(n))
+    np.testing.assert_allclose(x, np.linalg.solve(M, b), rtol=1e-10, atol=1e-12)
+
+
+def test_singular_pivot_detected():
+    M = np.array([[1.0, 2.0], [2.0, 4.0]])
+    assert not linalg.lu_factor(M.copy(), np.zeros(2, dtype=np.int64))
+    T = np.zeros((2, 4))  # kl = ku = 1
+    T[:, 2] = [1.0, 4.0]
+    T[1, 1], T[0, 3] = 2.0, 2.0
+    assert not linalg.band_factor(T, 1, 1, np.zeros(2, dtype=np.int64))
+
+
+def test_rcm_makes_blockwise_brusselator_banded(bruss64):
+    mk = model_kernels(bruss64)
+    rows, cols = mk.jac_pattern
+    natural = linalg.bandwidths(rows, cols, np.arange(128))
+    assert natural == (64, 64)  # u_i <-> v_i couples states N apart
+    mode = stiff.model_linear_mode(mk)
+    assert mode.banded and mode.kl + mode.ku + 1 <= 8
+
+
+def test_small_system_stays_dense(robertson):
+    assert not stiff.model_linear_mode(model_kernels(robertson)).banded
+
+
+# --- accuracy ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_fixed_step_convergence_order(forced, method):
+    lam, T = 2.0, 4.0
+    ns = [8, 16, 32] if method == "kvaerno5" else [16, 32, 64]
+    errs = []
+    for n in ns:
+        raw = raw_solve(forced, [1.0], (0.0, T), [lam], method, dt=T / n, rtol=1e-13, atol=1e-14)
+        assert raw.status == 0 and raw.stats["naccepted"] == n
+        errs.append(abs(raw.zs[-1, 0] - forced_exact(T, lam)))
+    slopes = -np.diff(np.log(errs)) / np.log(2.0)
+    assert np.all(np.abs(slopes - ORDER[method]) < 0.3), (errs, slopes)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_error_falls_with_tolerance(forced, method):
+    lam, T = 1e3, 5.0  # stiff: explicit methods would need ~1e3 steps
+    errs = []
+    for rtol in (1e-4, 1e-6, 1e-8):
+        sol = sciode.solve(forced, [1.0], (0.0, T), [lam], method=method, rtol=rtol, atol=rtol * 1e-2)
+        assert sol.success
+        errs.append(np.max(np.abs(sol.y[:, 0] - forced_exact(sol.t, lam))))
+    assert errs[0] > 10 * errs[1] > 100 * errs[2] and errs[2] < 1e-7, errs
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_linear_stiff_system_against_expm(linear_stiff, method):
+    y0, T = np.array([1.0, 0.0]), 10.0
+    t_eval = np.linspace(0.0, T, 11)
+    sol = sciode.solve(linear_stiff, y0, (0.0, T), method=method, t_eval=t_eval, rtol=1e-6, atol=1e-9)
+    assert sol.success
+    ref = np.array([scipy.linalg.expm(LINEAR_A * t) @ y0 for t in t_eval])
+    assert tol_units(sol.y, ref, 1e-6, 1e-9) < 5
+    assert sol.stats["naccepted"] < 200  # stable at h >> 2/1e4 (an explicit method needs ~5e4)
+
+
+@pytest.fixture(scope="session")
+def robertson_ref(robertson):
+    p, t_eval = [0.04, 3e7, 1e4], np.array([1e-2, 1.0, 1e2, 1e4, 1e5])
+    f, J = kernels_fun(robertson, p)
+    ref = solve_ivp(f, (0.0, 1e5), [1.0, 0.0, 0.0], method="Radau", jac=J, t_eval=t_eval,
+                    rtol=1e-12, atol=1e-14)
+    return p, t_eval, ref.y.T
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_robertson(robertson, robertson_ref, method):
+    p, t_eval, ref = robertson_ref
+    rtol, atol = 1e-6, 1e-8
+    sol = sciode.solve(robertson, [1.0, 0.0, 0.0], (0.0, 1e5), p, t_eval=t_eval, method=method,
+                       rtol=rtol, atol=atol)
+    assert sol.success, sol.message
+    # y2 ~ 1e-8..1e-5 sits at atol: judge it with its own scale (atol 1e-8 would swallow it)
+    assert tol_units(sol.y[:, [0, 2]], ref[:, [0, 2]], rtol, atol) < 20
+    np.testing.assert_allclose(sol.y[:, 1], ref[:, 1], rtol=1e-3)
+    np.testing.assert_allclose(sol.y[-1], [1.7865921e-2, 7.2747505e-8, 9.8213407e-1], rtol=2e-4)
+    assert sol.stats["njev"] >= 1 and sol.stats["nlu"] >= sol.stats["njev"] // 2
+
+
+@pytest.fixture(scope="session")
+def vdp_ref(vdp):
+    p, T = [1000.0], 3000.0
+    t_eval = np.linspace(0.0, T, 31)
+    f, J = kernels_fun(vdp, p)
+    ref = solve_ivp(f, (0.0, T), [2.0, 0.0], method="Radau", jac=J, t_eval=t_eval,
+                    rtol=1e-11, atol=1e-11)
+    return p, T, t_eval, ref.y.T
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_van_der_pol_mu_1000(vdp, vdp_ref, method):
+    p, T, t_eval, ref = vdp_ref
+    rtol, atol = 1e-6, 1e-6
+    sol = sciode.solve(vdp, [2.0, 0.0], (0.0, T), p, t_eval=t_eval, method=method, rtol=rtol, atol=atol)
+    assert sol.success, sol.message
+    # x jumps by ~4 within ~1/mu near t = 807, 1614, ...: a relative phase error of
+    # 1e-6 over 3000 time units would be an O(1) error at a sample inside a jump,
+    # and none of the 31 samples is; away from jumps x is smooth, so 1e-2 absolute
+    # (x ~ 2) bounds the global error of the slow phases.
+    assert np.max(np.abs(sol.y[:, 0] - ref[:, 0])) < 1e-2
+    assert sol.stats["naccepted"] < 5000
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_dense_output_off_step_points(forced, method):
+    lam, T, rtol, atol = 50.0, 3.0, 1e-8, 1e-10
+    sol = sciode.solve(forced, [1.0], (0.0, T), [lam], method=method, rtol=rtol, atol=atol, dense=True)
+    assert sol.success and sol.dense is not None
+    mid = 0.5 * (sol.t[:-1] + sol.t[1:])
+    y_mid = sol.dense(mid)[:, 0]
+    # cubic/quartic interpolants are one order below the steps: allow 50 tolerance units
+    assert tol_units(y_mid, forced_exact(mid, lam), rtol, atol) < 50
+    np.testing.assert_allclose(sol.dense(sol.t), sol.y, rtol=1e-12, atol=1e-14)
+    # t_eval is served by the same interpolant inside the loop
+    te = np.sort(mid[::3])
+    sol_te = sciode.solve(forced, [1.0], (0.0, T), [lam], method=method, rtol=rtol, atol=atol, t_eval=te)
+    np.testing.assert_allclose(sol_te.y[:, 0], sol.dense(te)[:, 0], rtol=1e-12, atol=1e-14)
+
+
+def test_rodas_dense_form_equals_hairer_interpolant():
+    from sciode.methods.stiff_tableaus import RODAS4
+    from sciode.cpu.rosenbrock import rodas_P
+
+    rng = np.random.default_rng(1)
+    U, y, h = rng.normal(size=(6, 3)), rng.normal(size=3), 0.37
+    y_new = y + RODAS4.m @ U
+    P = rodas_P(RODAS4.m, RODAS4.H)
+    for th in (0.0, 0.3, 0.77, 1.0):
+        hairer = (1 - th) * y + th * y_new + th * (1 - th) * (RODAS4.H[0] @ U + th * RODAS4.H[1] @ U)
+        poly = y + h * (U / h).T @ (P @ np.array([th, th**2, th**3]))
+        np.testing.assert_allclose(poly, hairer, rtol=1e-13, atol=1e-13)
+
+
+def test_backward_integration(forced):
+    lam = 2.0
+    y1 = forced_exact(2.0, lam)
+    sol = sciode.solve(forced, [y1], (2.0, 0.0), [lam], method="rodas4", rtol=1e-8, atol=1e-10)
+    assert sol.success and abs(sol.y[-1, 0] - 1.0) < 1e-6
+
+
+# --- banded path ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_banded_agrees_with_dense_and_scipy(bruss64, method):
+    y0, T, rtol, atol = bruss_y0(64), 10.0, 1e-6, 1e-8
+    t_eval = np.linspace(0.0, T, 6)
+    banded = raw_solve(bruss64, y0, (0.0, T), BRUSS_P, method, rtol=rtol, atol=atol, t_eval=t_eval)
+    dense = raw_solve(bruss64, y0, (0.0, T), BRUSS_P, method, rtol=rtol, atol=atol, t_eval=t_eval,
+                      linalg="dense")
+    assert banded.status == dense.status == 0
+    if method == "rodas4":
+        # same steps, same arithmetic up to the order of operations in the LU
+        np.testing.assert_allclose(banded.z_eval, dense.z_eval, rtol=1e-9, atol=1e-11)
+    else:
+        # kvaerno5 refreshes J less eagerly in banded mode (sdirk.SLOW_RATE_BANDED),
+        # so the step sequences differ: agreement is at the tolerance level
+        assert tol_units(banded.z_eval, dense.z_eval, rtol, atol) < 10
+    f, J = kernels_fun(bruss64, BRUSS_P)
+    ref = solve_ivp(f, (0.0, T), y0, method="Radau", jac=J, t_eval=t_eval, rtol=1e-10, atol=1e-12).y.T
+    assert tol_units(banded.z_eval, ref, rtol, atol) < 20
+
+
+# --- failures ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def degenerate():
+    """``y1' = y2' = k (y1 - y2)``: with ``k = 1e300``, ``I/(h gamma) - J`` is singular in float64."""
+    y1, y2, k = sp.symbols("y1 y2 k")
+    return sciode.Model(states=[y1, y2], rhs=[k * (y1 - y2), k * (y1 - y2)], params=[k], name="degenerate")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_singular_matrix_reported(degenerate, method):
+    sol = sciode.solve(degenerate, [1.0, 1.0], (0.0, 1.0), [1e300], method=method)
+    assert not sol.success and sol.status == SINGULAR
+    assert "singular" in sol.message and "t=0.0" in sol.message
+    with pytest.raises(sciode.SolverError, match="singular"):
+        sciode.solve(degenerate, [1.0, 1.0], (0.0, 1.0), [1e300], method=method, raise_on_failure=True)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_nonfinite_reported(forced, method):
+    # y' = 1e3 y (lam = -1e3) overflows float64 near t = 0.71
+    sol = sciode.solve(forced, [1.0], (0.0, 5.0), [-1e3], method=method)
+    assert not sol.success and sol.status == NONFINITE, sol.message
+    assert "non-finite" in sol.message and 0.5 < sol.t_reached < 1.0
+    assert np.all(np.isfinite(sol.y))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_max_steps_reported(robertson, method):
+    sol = sciode.solve(robertson, [1.0, 0.0, 0.0], (0.0, 1e5), [0.04, 3e7, 1e4], method=method,
+                       max_steps=10)
+    assert not sol.success and sol.status == MAX_STEPS
+    assert "max_steps=10" in sol.message and sol.t_reached < 1e5
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_stats_have_jacobian_and_lu_counts(robertson, method):
+    sol = sciode.solve(robertson, [1.0, 0.0, 0.0], (0.0, 1.0), [0.04, 3e7, 1e4], method=method)
+    st = sol.stats
+    assert set(st) == {"nfev", "nsteps", "naccepted", "nrejected", "njev", "nlu"}
+    assert st["nsteps"] == st["naccepted"] + st["nrejected"]
+    assert 1 <= st["njev"] <= st["naccepted"] + 1 and st["nlu"] >= 1
+
+
+def test_method_names_include_stiff():
+    assert {"rodas4", "kvaerno5"} <= set(solvers.method_names())
