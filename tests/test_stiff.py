@@ -58,7 +58,8 @@ def raw_solve(model, y0, t_span, params, method, **kw):
     rtol = kw.pop("rtol", 1e-6)
     atol = np.full(model.n_states, kw.pop("atol", 1e-9))
     te = np.ascontiguousarray(kw.pop("t_eval", np.zeros(0)), dtype=float)
-    return solvers.STIFF_METHODS[method](
+    runner = {"rodas4": stiff.run_rodas4, "kvaerno5": stiff.run_kvaerno5}[method]
+    return runner(
         mk, np.asarray(params, dtype=float), None, np.asarray(y0, dtype=float), *t_span, te,
         rtol, atol, 0.0, np.inf, kw.pop("max_steps", 100_000), kw.pop("dense", False), **kw)
 

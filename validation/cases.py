@@ -49,6 +49,8 @@ class Case:
     grad_tol: float = 1e-6  # relative error allowed at the tightest tolerance
     fast: bool = False
     symbolic_check: Callable[[], list] | None = None  # list of (label, derived, hand) pairs
+    reference_tol: float = 1e-12  # rtol of the sensitivity reference
+    fd_params_only: bool = False  # FD check of the reference over params only (y0 at a domain edge)
 
     @property
     def reference_kind(self) -> str:
@@ -290,6 +292,31 @@ def observation_edges_ref(prob):
     return J, np.array([dJdk]), np.array([dJdx0])
 
 
+def van_der_pol_stiff(method):
+    def build():
+        x, v, mu = sp.symbols("x v mu")
+        m = sciode.Model([x, v], [v, mu * (1 - x**2) * v - x], [mu], name="van_der_pol_stiff")
+        # [0, 500]: the slow branch of the relaxation cycle (period ~1614); across a
+        # jump the gradient is ill-conditioned for every method alike
+        return Problem(m, sciode.Cost(terminal=x**2 + v**2), [2.0, 0.0], (0.0, 500.0), np.array([1000.0]),
+                       method=method)
+    return build
+
+
+def robertson(method):
+    def build():
+        y1, y2, y3 = sp.symbols("y1 y2 y3")
+        l1, l2, l3 = sp.symbols("l1 l2 l3")  # log rate constants
+        k1, k2, k3 = sp.exp(l1), sp.exp(l2), sp.exp(l3)
+        m = sciode.Model([y1, y2, y3], [-k1 * y1 + k3 * y2 * y3, k1 * y1 - k3 * y2 * y3 - k2 * y2**2, k2 * y2**2],
+                         [l1, l2, l3], name="robertson")
+        return Problem(m, sciode.Cost(terminal=y1 + 1e4 * y2), [1.0, 0.0, 0.0], (0.0, 40.0),
+                       np.log([0.04, 3e7, 1e4]), method=method)
+    return build
+
+
+STIFF_MODES = ("adjoint", "checkpoint")
+
 CASES = [
     Case("exp_decay", "x' = -k x, Phi = x(T)^2", exp_decay, exp_decay_ref, fast=True),
     Case("exp_running", "x' = -k x, L = x^2 + k^2", exp_running, exp_running_ref),
@@ -310,4 +337,13 @@ CASES = [
     Case("van_der_pol", "Van der Pol mu=2, terminal + running", van_der_pol),
     Case("mlp82", "2-16-2 tanh MLP dynamics, 82 parameters", mlp82, tolerances=(1e-6, 1e-9)),
     Case("controlled", "x' = -a x + u(t), running cost in u", controlled),
+    Case("van_der_pol_stiff_rodas4", "Van der Pol mu=1000 on [0, 500], RODAS4", van_der_pol_stiff("rodas4"),
+         modes=STIFF_MODES),
+    Case("van_der_pol_stiff_kvaerno5", "Van der Pol mu=1000 on [0, 500], Kvaerno5",
+         van_der_pol_stiff("kvaerno5"), modes=STIFF_MODES + ("forward",)),
+    Case("robertson_rodas4", "Robertson to t=40 in log-rate parameters, RODAS4", robertson("rodas4"),
+         modes=STIFF_MODES, fast=True, tolerances=(1e-5, 1e-7, 1e-9), reference_tol=1e-10, grad_tol=1e-5, fd_params_only=True),
+    Case("robertson_kvaerno5", "Robertson to t=40 in log-rate parameters, Kvaerno5",
+         robertson("kvaerno5"), modes=STIFF_MODES + ("forward",), tolerances=(1e-5, 1e-7, 1e-9),
+         reference_tol=1e-10, grad_tol=1e-5, fd_params_only=True),
 ]

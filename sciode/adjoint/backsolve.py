@@ -21,8 +21,9 @@ from . import common
 
 
 def run(prob) -> common.GradResult:
-    tab = common.explicit_tableau(prob, "backsolve")
-    raw = common.forward_pass(prob, tab, prob.t_rows, dense=False)
+    tab = common.explicit_tableau(prob, "backsolve", ": re-integrating a stiff state backward "
+                                  "in time is unstable; use sensitivity='adjoint' or 'checkpoint'")
+    raw = common.forward_pass(prob, prob.t_rows, dense=False)
     H, JY, JP = common.observation_jumps(prob, raw.z_eval)
     y1 = raw.zs[-1]
     phi, dPhidy, dPhidp = common.terminal(prob, y1)

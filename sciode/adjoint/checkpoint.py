@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..cpu import solvers
 from . import common
 from .interpolating import costate_sweep
 
 
 def run(prob) -> common.GradResult:
-    tab = common.explicit_tableau(prob, "checkpoint")
     n_ck = int(prob.options.get("checkpoints", 8))
     if n_ck < 1:
         raise ValueError(f"`checkpoints` must be >= 1, got {n_ck}")
@@ -26,7 +24,7 @@ def run(prob) -> common.GradResult:
     tc[-1] = prob.t1
     t_eval = np.concatenate([tc, prob.t_rows])
     order = np.argsort(t_eval * np.sign(prob.t1 - prob.t0 or 1.0), kind="stable")
-    raw = common.forward_pass(prob, tab, t_eval[order], dense=False)
+    raw = common.forward_pass(prob, t_eval[order], dense=False)
     Y = np.empty_like(raw.z_eval)
     Y[order] = raw.z_eval
     Yc, Y_rows = Y[:tc.size], Y[tc.size:]
@@ -38,20 +36,17 @@ def run(prob) -> common.GradResult:
     fwd2 = {"nfev": 0, "nsteps": 0, "naccepted": 0, "nrejected": 0}
     bwd = dict(fwd2)
     peak = 0
+    method = common.augmented_method(prob, "checkpoint")
     for k in range(n_ck - 1, -1, -1):
-        seg = solvers.run_explicit(prob.mk, tab, prob.p, prob.controls, np.ascontiguousarray(Yc[k]),
-                                   tc[k], tc[k + 1], np.zeros(0), prob.rtol, prob.atol, 0.0,
-                                   float(prob.options.get("max_step", np.inf)),
-                                   float(prob.options.get("dt") or 0.0), prob.max_steps, True)
-        common.check_status(seg.status, seg.t_reached, prob, f"segment re-solve {k}")
+        seg = common.forward_pass(prob, np.zeros(0), True, Yc[k], (tc[k], tc[k + 1]))
         lo = (prob.t_rows - tc[k]) * d > 0 if k > 0 else (prob.t_rows - tc[k]) * d >= 0
         sel = np.nonzero(lo & ((prob.t_rows - tc[k + 1]) * d <= 0))[0][::-1]
-        status, t_reached, z, st, _ = costate_sweep(prob, solvers.rk_method(tab), seg.ts, seg.hs, seg.zs, seg.Ks, seg.P,
+        status, t_reached, z, st, _ = costate_sweep(prob, method, seg.ts, seg.hs, seg.zs, seg.Ks, seg.P,
                                                     z, tc[k + 1], tc[k], prob.t_rows[sel], JY[sel], JP[sel])
         common.check_status(status, t_reached, prob, f"backward (segment {k})")
         for key in fwd2:
-            fwd2[key] += seg.stats[key]
-            bwd[key] += common.stats4(st)[key]
+            fwd2[key] += seg.stats.get(key, 0)
+            bwd[key] += common.stats4(st).get(key, 0)
         peak = max(peak, seg.ts.size + seg.hs.size + seg.zs.size + seg.Ks.size)
     value = phi + z[n + n_p] + common.misfit(prob, H)
     stats = {"forward": dict(raw.stats), "recompute": fwd2, "backward": bwd, "checkpoints": n_ck,

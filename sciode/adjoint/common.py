@@ -132,11 +132,39 @@ def prepare(model, cost, y0, t_span, params, method, rtol, atol, controls, max_s
                    method, spec, int(max_steps), t_rows, Yobs, Wt, dict(options))
 
 
-def explicit_tableau(prob: Problem, mode: str) -> Tableau:
+def explicit_tableau(prob: Problem, mode: str, why: str = "") -> Tableau:
     if not isinstance(prob.spec, Tableau):
         raise ValueError(f"sensitivity={mode!r} supports the explicit methods "
-                         f"{list(solvers.EXPLICIT_TABLEAUS)}; got method={prob.method!r}")
+                         f"{list(solvers.EXPLICIT_TABLEAUS)}; got method={prob.method!r}{why}")
     return prob.spec
+
+
+def model_method(prob: Problem):
+    """The method tuple for the model's own forward solve."""
+    if isinstance(prob.spec, Tableau):
+        return solvers.rk_method(prob.spec)
+    from ..cpu.stiff import model_linear_mode
+
+    return prob.spec.build(model_linear_mode(prob.mk))
+
+
+def augmented_method(prob: Problem, mode: str, exact_jacobian: bool = True):
+    """The method tuple for an augmented system of ``mode``.
+
+    Stiff methods factor the augmented Jacobian densely.  ``exact_jacobian``
+    False means the system registers only an approximate Jacobian, which a
+    Rosenbrock method cannot use (it would lose order).
+    """
+    if isinstance(prob.spec, Tableau):
+        return solvers.rk_method(prob.spec)
+    if prob.spec.exact_jacobian and not exact_jacobian:
+        raise ValueError(f"sensitivity={mode!r} with a stiff method needs a Newton-based method "
+                         f"(the augmented Jacobian is approximated); use method='kvaerno5' instead "
+                         f"of {prob.method!r}, or sensitivity='adjoint'")
+    from ..cpu.linalg import linear_mode
+
+    empty = np.zeros(0, dtype=np.int64)
+    return prob.spec.build(linear_mode(0, empty, empty, "dense"))
 
 
 def check_status(status, t_reached, prob: Problem, what: str) -> None:
@@ -194,18 +222,20 @@ def _controls_at(prob: Problem, t: float) -> np.ndarray:
     return np.ascontiguousarray(prob.controls(t), dtype=float)
 
 
-def forward_pass(prob: Problem, tab: Tableau, t_eval: np.ndarray, dense: bool):
-    """The model's forward solve (``run_explicit``), raising on failure."""
-    raw = solvers.run_explicit(prob.mk, tab, prob.p, prob.controls, prob.y0, prob.t0, prob.t1,
-                               t_eval, prob.rtol, prob.atol, 0.0,
-                               float(prob.options.get("max_step", np.inf)),
-                               float(prob.options.get("dt") or 0.0), prob.max_steps, dense)
+def forward_pass(prob: Problem, t_eval: np.ndarray, dense: bool, y0=None, span=None):
+    """The model's forward solve, raising on failure."""
+    t0, t1 = span if span is not None else (prob.t0, prob.t1)
+    raw = solvers.run(prob.mk, model_method(prob), prob.p, prob.controls,
+                      prob.y0 if y0 is None else np.ascontiguousarray(y0), t0, t1, t_eval,
+                      prob.rtol, prob.atol, 0.0, float(prob.options.get("max_step", np.inf)),
+                      fixed_step(prob), prob.max_steps, dense)
     check_status(raw.status, raw.t_reached, prob, "forward")
     return raw
 
 
 def stats4(st) -> dict:
-    return {"nfev": int(st[0]), "nsteps": int(st[1]), "naccepted": int(st[2]), "nrejected": int(st[3])}
+    names = ("nfev", "nsteps", "naccepted", "nrejected", "njev", "nlu")
+    return {k: int(v) for k, v in zip(names, st) if k in names[:4] or v}
 
 
 def control_gradient(prob: Problem, G: np.ndarray):

@@ -138,23 +138,24 @@ def full_stages(tab):
 
 def quadrature_forward(prob, dense: bool):
     """Forward solve of ``[y, q]`` (``q' = L``) with the observations' ``h``."""
-    tab = common.explicit_tableau(prob, "discrete/fd")
     z0 = np.concatenate([prob.y0, [0.0]])
     atol = prob.aug_atol(z0.size, prob.n)
     tw, W, wbuf = solvers.control_arrays(prob.controls, prob.model.n_controls)
-    method = solvers.rk_method(tab)
+    method = common.augmented_method(prob, "discrete/fd")
     out = entry("quadrature", method)(
-        prob.mk["rhs"], prob.ck["L"], prob.p, tw, W, wbuf, z0, prob.t0, prob.t1,
+        prob.mk["rhs"], prob.mk["jac_y"], prob.ck["L"], prob.ck["dLdy"], prob.p, tw, W, wbuf, z0,
+        prob.t0, prob.t1,
         *common.loop_tail(prob, method, atol, prob.t_rows, dense))
     status, t_reached, _, ts, zs, hs, Ks, z_eval, st = out
     common.check_status(status, t_reached, prob, "forward")
-    raw = solvers.RawResult(int(status), float(t_reached), ts, zs, hs, Ks, z_eval, common.stats4(st), solvers.rk_method(tab).P)
+    raw = solvers.RawResult(int(status), float(t_reached), ts, zs, hs, Ks, z_eval, common.stats4(st), method.P)
     H = common.observation_jumps(prob, np.ascontiguousarray(z_eval[:, :prob.n]))[0] if prob.t_rows.size else np.zeros((0, prob.ck.n_obs))
     return raw, H
 
 
 def run(prob) -> common.GradResult:
-    tab = common.explicit_tableau(prob, "discrete")
+    tab = common.explicit_tableau(prob, "discrete", ": the discrete adjoint differentiates "
+                                  "an explicit Runge-Kutta scheme")
     raw, _ = quadrature_forward(prob, dense=True)
     Y_rows = np.ascontiguousarray(raw.z_eval[:, :prob.n])
     H, JY, JP = common.observation_jumps(prob, Y_rows)

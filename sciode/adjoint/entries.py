@@ -48,6 +48,28 @@ def _obs_jumps(obs, obs_vjp_y, obs_vjp_p, p, tw, W, wbuf, t_rows, Y, Yobs, Wt, n
 register_entry("obs_jumps", _obs_jumps, (VEC, VJP, VJP, A1, A1, A2, A1, A1, A2, A2, A2, I8))
 
 
+def _obs_jacobians(obs_vjp_y, obs_vjp_p, p, tw, W, wbuf, t_rows, Y, n_h):
+    """``dh/dy`` ``(m, n_h, n)`` and ``dh/dp`` ``(m, n_h, n_p)`` at each row (by unit cotangents)."""
+    m, n = Y.shape
+    n_p = p.shape[0]
+    DY = np.zeros((m, n_h, n))
+    DP = np.zeros((m, n_h, n_p))
+    e = np.zeros(n_h)
+    for i in range(m):
+        if wbuf.shape[0] > 0:
+            control_at(t_rows[i], tw, W, wbuf)
+        for j in range(n_h):
+            e[j] = 1.0
+            obs_vjp_y(t_rows[i], Y[i], p, wbuf, e, DY[i, j])
+            if n_p > 0:
+                obs_vjp_p(t_rows[i], Y[i], p, wbuf, e, DP[i, j])
+            e[j] = 0.0
+    return DY, DP
+
+
+register_entry("obs_jacobians", _obs_jacobians, (VJP, VJP, A1, A1, A2, A1, A1, A2, I8))
+
+
 @nb.njit(cache=True, nogil=True)
 def sweep(sys, z, t_start, t_stop, jump_t, JY, JP, t_stops, lam_off, mu_off, method, rtol, atol,
           h_init, hmax, dt, max_steps):
@@ -126,25 +148,25 @@ register_entry("backsolve_sweep", _backsolve_sweep,
                (VEC,) + _COST_FNS + (A1, A1, A2, A1, A1, F8, F8, A1, A2, A2, A1) + SWEEP_ARGS)
 
 
-def _sensitivity_entry(rhs, sens_rhs, L, dLdy, dLdp, p, tw, W, wbuf, n, z0, t0, t1, method, rtol,
-                       atol, h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops):
+def _sensitivity_entry(rhs, jac_y, sens_rhs, L, dLdy, dLdp, p, tw, W, wbuf, n, z0, t0, t1, method,
+                       rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops):
     n_cols = p.shape[0] + n
-    sys = SensitivitySystem(rhs, sens_rhs, L, dLdy, dLdp, p, tw, W, wbuf, np.zeros(n),
+    sys = SensitivitySystem(rhs, jac_y, sens_rhs, L, dLdy, dLdp, p, tw, W, wbuf, np.zeros(n),
                             np.zeros(p.shape[0]), np.zeros(1), n_cols)
     return integrate(method, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
                      store_dense, t_stops)
 
 
 register_entry("sensitivity", _sensitivity_entry,
-               (VEC, SENS, VEC, VEC, VEC, A1, A1, A2, A1, I8, A1) + LOOP_ARGS)
+               (VEC, MAT, SENS, VEC, VEC, VEC, A1, A1, A2, A1, I8, A1) + LOOP_ARGS)
 
 
-def _quadrature_entry(rhs, L, p, tw, W, wbuf, z0, t0, t1, method, rtol, atol, h_init, hmax, dt,
-                      max_steps, t_eval, store_dense, t_stops):
-    sys = QuadratureSystem(rhs, L, p, tw, W, wbuf, np.zeros(1))
+def _quadrature_entry(rhs, jac_y, L, dLdy, p, tw, W, wbuf, z0, t0, t1, method, rtol, atol, h_init,
+                      hmax, dt, max_steps, t_eval, store_dense, t_stops):
+    sys = QuadratureSystem(rhs, jac_y, L, dLdy, p, tw, W, wbuf, np.zeros(1), np.zeros(z0.shape[0] - 1))
     return integrate(method, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
                      store_dense, t_stops)
 
 
-register_entry("quadrature", _quadrature_entry, (VEC, VEC, A1, A1, A2, A1, A1) + LOOP_ARGS)
+register_entry("quadrature", _quadrature_entry, (VEC, MAT, VEC, VEC, A1, A1, A2, A1, A1) + LOOP_ARGS)
 

@@ -22,8 +22,21 @@ from ..cpu.drivers import entry
 from . import common
 
 
+def residual_jacobian(prob, Y_rows, H, S_rows):
+    """Weighted residuals ``r = (h - y_obs) / sigma`` of the observed entries and
+    their Jacobian ``dr/d[p, y0] = ((dh/dy) S + [dh/dp, 0]) / sigma`` (rows in
+    time order, then observable order), for Gauss--Newton / Levenberg--Marquardt."""
+    n_p = prob.n_p
+    DY, DP = entry("obs_jacobians")(prob.ck["obs_vjp_y"], prob.ck["obs_vjp_p"], prob.p, prob.tw,
+                                    prob.W, prob.wbuf(), prob.t_rows, Y_rows, prob.ck.n_obs)
+    Jac = np.einsum("ijn,inm->ijm", DY, S_rows)
+    Jac[:, :, :n_p] += DP
+    sel = prob.Wt > 0
+    w = np.sqrt(prob.Wt[sel])
+    return (H - prob.Yobs)[sel] * w, Jac[sel] * w[:, None]
+
+
 def run(prob) -> common.GradResult:
-    tab = common.explicit_tableau(prob, "forward")
     n, n_p = prob.n, prob.n_p
     m = n_p + n
     S0 = np.zeros((n, m))
@@ -35,9 +48,9 @@ def run(prob) -> common.GradResult:
         atol[n:] = 1e300  # scaled error of these entries vanishes
     mk, ck = prob.mk, prob.ck
     tw, W, wbuf = solvers.control_arrays(prob.controls, prob.model.n_controls)
-    method = solvers.rk_method(tab)
+    method = common.augmented_method(prob, "forward", exact_jacobian=False)
     out = entry("sensitivity", method)(
-        mk["rhs"], mk["sens_rhs"], ck["L"], ck["dLdy"], ck["dLdp"], prob.p, tw, W, wbuf, n,
+        mk["rhs"], mk["jac_y"], mk["sens_rhs"], ck["L"], ck["dLdy"], ck["dLdp"], prob.p, tw, W, wbuf, n,
         z0, prob.t0, prob.t1, *common.loop_tail(prob, method, atol, prob.t_rows, False))
     status, t_reached, _, ts, zs, hs, Ks, z_eval, st = out
     common.check_status(status, t_reached, prob, "forward (sensitivities)")
@@ -56,4 +69,6 @@ def run(prob) -> common.GradResult:
     value = phi + q + common.misfit(prob, H)
     stats = {"forward": common.stats4(st), "peak_stored_floats": int(zs.size + ts.size)}
     extra = {"S_rows": S_rows, "H_rows": H, "S_end": S1}
+    if prob.t_rows.size:
+        extra["residuals"], extra["residual_jacobian"] = residual_jacobian(prob, Y_rows, H, S_rows)
     return common.GradResult(value, grad[:n_p].copy(), grad[n_p:].copy(), None, stats, extra)

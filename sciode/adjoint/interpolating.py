@@ -35,14 +35,13 @@ def costate_sweep(prob, method, ts, hs, zs, Ks, P, z1, t_start, t_stop, jump_t, 
 
 
 def run(prob) -> common.GradResult:
-    tab = common.explicit_tableau(prob, "adjoint")
-    raw = common.forward_pass(prob, tab, prob.t_rows, dense=True)
+    raw = common.forward_pass(prob, prob.t_rows, dense=True)
     H, JY, JP = common.observation_jumps(prob, raw.z_eval)
     phi, dPhidy, dPhidp = common.terminal(prob, raw.zs[-1])
     n, n_p = prob.n, prob.n_p
     z1 = np.concatenate([dPhidy, dPhidp, [0.0], np.zeros(prob.n_g)])
     status, t_reached, z, st, _ = costate_sweep(
-        prob, solvers.rk_method(tab), raw.ts, raw.hs, raw.zs, raw.Ks, raw.P, z1, prob.t1, prob.t0,
+        prob, common.augmented_method(prob, "adjoint"), raw.ts, raw.hs, raw.zs, raw.Ks, raw.P, z1, prob.t1, prob.t0,
         prob.t_rows[::-1], JY[::-1], JP[::-1])
     common.check_status(status, t_reached, prob, "backward (costate)")
     value = phi + z[n + n_p] + common.misfit(prob, H)

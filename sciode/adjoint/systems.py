@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections import namedtuple
 
 import numba as nb
+import numpy as np
 
 from ..cpu.controls import control_at, control_segment
 from ..cpu.dense import locate_step
@@ -41,9 +42,11 @@ BacksolveSystem = namedtuple("BacksolveSystem", [
     "p", "tw", "W", "wbuf", "tmp_n", "tmp_p", "tmp_w", "tmp_w2", "one"])
 
 SensitivitySystem = namedtuple("SensitivitySystem", [
-    "rhs", "sens_rhs", "L", "dLdy", "dLdp", "p", "tw", "W", "wbuf", "tmp_n", "tmp_p", "one", "n_cols"])
+    "rhs", "jac_y", "sens_rhs", "L", "dLdy", "dLdp", "p", "tw", "W", "wbuf", "tmp_n", "tmp_p", "one",
+    "n_cols"])
 
-QuadratureSystem = namedtuple("QuadratureSystem", ["rhs", "L", "p", "tw", "W", "wbuf", "one"])
+QuadratureSystem = namedtuple("QuadratureSystem", ["rhs", "jac_y", "L", "dLdy", "p", "tw", "W", "wbuf",
+                                                   "one", "tmp_n"])
 
 
 @nb.njit(cache=True, nogil=True)
@@ -167,7 +170,25 @@ def _sensitivity_rhs(sys, t, z, out):
         out[q + 1 + c] = acc
 
 
-register_system(SensitivitySystem, _sensitivity_rhs)
+@nb.njit(cache=True, nogil=True)
+def _sensitivity_jac(sys, t, z, out):
+    # Block-diagonal approximation diag(J, J, ..., J, 0): it drops d(J S)/dy
+    # (second derivatives).  Good enough for Newton (ESDIRK), not for a
+    # Rosenbrock method, which ``augmented_method`` refuses for this system.
+    n = sys.tmp_n.shape[0]
+    m = sys.n_cols
+    _controls(sys, t)
+    out[:] = 0.0
+    J = np.zeros((n, n))
+    sys.jac_y(t, z[:n], sys.p, sys.wbuf, J)
+    for i in range(n):
+        for j in range(n):
+            out[i, j] = J[i, j]
+            for c in range(m):
+                out[n + i * m + c, n + j * m + c] = J[i, j]
+
+
+register_system(SensitivitySystem, _sensitivity_rhs, _sensitivity_jac)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -179,4 +200,30 @@ def _quadrature_rhs(sys, t, z, out):
     out[n] = sys.one[0]
 
 
-register_system(QuadratureSystem, _quadrature_rhs)
+@nb.njit(cache=True, nogil=True)
+def _quadrature_jac(sys, t, z, out):
+    # exact: d[f, L]/d[y, q] = [[J, 0], [dL/dy, 0]]
+    n = z.shape[0] - 1
+    _controls(sys, t)
+    out[:] = 0.0
+    J = np.zeros((n, n))
+    sys.jac_y(t, z[:n], sys.p, sys.wbuf, J)
+    out[:n, :n] = J
+    sys.dLdy(t, z[:n], sys.p, sys.wbuf, sys.tmp_n)
+    for j in range(n):
+        out[n, j] = sys.tmp_n[j]
+
+
+@nb.njit(cache=True, nogil=True)
+def _quadrature_dfdt(sys, t, z, out):
+    # dF/dt by a forward difference (Rosenbrock methods need it for
+    # non-autonomous systems; the error is far below usual tolerances)
+    f0 = np.empty_like(z)
+    _quadrature_rhs(sys, t, z, f0)
+    dt = 1e-7 * max(1.0, abs(t))
+    _quadrature_rhs(sys, t + dt, z, out)
+    for i in range(z.shape[0]):
+        out[i] = (out[i] - f0[i]) / dt
+
+
+register_system(QuadratureSystem, _quadrature_rhs, _quadrature_jac, _quadrature_dfdt)

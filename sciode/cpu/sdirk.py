@@ -72,10 +72,17 @@ def newton_stage(sys, tc, psi, hg, Z, M, piv, banded, kl, ku, perm, rtol, atol, 
             dZ[k] = (psi[k] - Z[k]) * d + fz[k]
         solve_in_place(M, piv, banded, kl, ku, perm, dZ, lwork)
         dw = rms_scaled(dZ, Z, Z, rtol, atol)
+        at_roundoff = True
         for k in range(n):
+            # an increment at the rounding level of Z cannot shrink further:
+            # with atol far below eps*|Z| the scaled test alone never passes
+            if abs(dZ[k]) > 8.0 * EPS * abs(Z[k]):
+                at_roundoff = False
             Z[k] += dZ[k]
         if not math.isfinite(dw):
             return False, it + 1, np.inf
+        if at_roundoff:
+            return True, it + 1, rate
         if it > 0:
             rate = dw / dw_old
             if rate >= 1.0:

@@ -27,7 +27,7 @@ def method_names() -> list[str]:
 
 
 def lookup_method(method: str):
-    """The tableau or stiff-method runner for ``method``; raises with the valid list."""
+    """The ``Tableau`` or ``StiffMethod`` for ``method``; raises with the valid list."""
     if not isinstance(method, str):
         raise TypeError(f"`method` must be a string, got {type(method).__name__}")
     key = method.lower()
@@ -95,18 +95,27 @@ def control_stops(controls, t0, t1) -> np.ndarray:
     return np.ascontiguousarray(g if t1 >= t0 else g[::-1])
 
 
-def run_explicit(mk, tab, p, controls, y0, t0, t1, t_eval, rtol, atol, h_init, hmax, dt,
-                 max_steps, store_dense) -> RawResult:
-    """Integrate the model ``mk`` (``ModelKernels``) with an explicit tableau."""
+_STAT_NAMES = ("nfev", "nsteps", "naccepted", "nrejected", "njev", "nlu")
+
+
+def run(mk, method, p, controls, y0, t0, t1, t_eval, rtol, atol, h_init, hmax, dt, max_steps,
+        store_dense) -> RawResult:
+    """Integrate the model ``mk`` (``ModelKernels``) with a method tuple (``integrate``)."""
     tw, W, wbuf = control_arrays(controls, mk.n_controls)
-    method = rk_method(tab)
     out = entry("forward", method)(
         mk["rhs"], mk["jac_y"], mk["dfdt"], p, tw, W, wbuf, y0, float(t0), float(t1), method,
         float(rtol), atol, float(h_init), float(hmax), float(dt), int(max_steps),
         np.ascontiguousarray(t_eval, dtype=np.float64), bool(store_dense), control_stops(controls, t0, t1))
     status, t_reached, _, ts, zs, hs, Ks, z_eval, st = out
-    stats = {"nfev": int(st[0]), "nsteps": int(st[1]), "naccepted": int(st[2]), "nrejected": int(st[3])}
+    stats = {k: int(v) for k, v in zip(_STAT_NAMES, st)}
     return RawResult(int(status), float(t_reached), ts, zs, hs, Ks, z_eval, stats, method.P)
+
+
+def run_explicit(mk, tab, p, controls, y0, t0, t1, t_eval, rtol, atol, h_init, hmax, dt,
+                 max_steps, store_dense) -> RawResult:
+    """Integrate the model ``mk`` with an explicit tableau."""
+    return run(mk, rk_method(tab), p, controls, y0, t0, t1, t_eval, rtol, atol, h_init, hmax, dt,
+               max_steps, store_dense)
 
 
 # Registers the stiff methods in STIFF_METHODS (at the bottom: stiff.py imports this module).
