@@ -44,9 +44,10 @@ def run(prob) -> common.GradResult:
         status, t_reached, z, st, _ = costate_sweep(prob, method, seg.ts, seg.hs, seg.zs, seg.Ks, seg.P,
                                                     z, tc[k + 1], tc[k], prob.t_rows[sel], JY[sel], JP[sel])
         common.check_status(status, t_reached, prob, f"backward (segment {k})")
-        for key in fwd2:
-            fwd2[key] += seg.stats.get(key, 0)
-            bwd[key] += common.stats4(st).get(key, 0)
+        for key, val in seg.stats.items():
+            fwd2[key] = fwd2.get(key, 0) + val
+        for key, val in common.stats4(st).items():
+            bwd[key] = bwd.get(key, 0) + val
         peak = max(peak, seg.ts.size + seg.hs.size + seg.zs.size + seg.Ks.size)
     value = phi + z[n + n_p] + common.misfit(prob, H)
     stats = {"forward": dict(raw.stats), "recompute": fwd2, "backward": bwd, "checkpoints": n_ck,

@@ -1,0 +1,80 @@
+"""Gradients with stiff methods, and the residual Jacobian of forward mode.
+
+References: forward sensitivities integrated with Kvaerno5 (a different
+derivation than the costate), and central differences of the residuals.
+"""
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import sciode
+
+
+@pytest.fixture(scope="module")
+def robertson():
+    y1, y2, y3 = sp.symbols("y1 y2 y3")
+    l1, l2, l3 = sp.symbols("l1 l2 l3")
+    k1, k2, k3 = sp.exp(l1), sp.exp(l2), sp.exp(l3)
+    model = sciode.Model([y1, y2, y3], [-k1 * y1 + k3 * y2 * y3, k1 * y1 - k3 * y2 * y3 - k2 * y2**2,
+                                        k2 * y2**2], [l1, l2, l3], name="robertson_grad")
+    return model, sciode.Cost(terminal=y1 + 1e4 * y2), np.log([0.04, 3e7, 1e4])
+
+
+@pytest.mark.parametrize("method", ["rodas4", "kvaerno5"])
+@pytest.mark.parametrize("mode", ["adjoint", "checkpoint"])
+def test_stiff_costate_matches_forward_sensitivities(robertson, method, mode):
+    """Stiffness ratio ~1e7 at t=40: the costate is integrated backward with the
+    same implicit method; 1e-6 relative at rtol=1e-9 (the error falls ~1e2 per
+    decade of tolerance, see the validation suite)."""
+    model, cost, p = robertson
+    ref = sciode.value_and_grad(model, cost, [1.0, 0.0, 0.0], (0.0, 40.0), p, sensitivity="forward",
+                                method="kvaerno5", rtol=1e-11, atol=1e-13)
+    res = sciode.value_and_grad(model, cost, [1.0, 0.0, 0.0], (0.0, 40.0), p, sensitivity=mode,
+                                method=method, rtol=1e-9, atol=1e-11)
+    assert abs(res.value - ref.value) < 1e-7 * abs(ref.value)
+    err = np.max(np.abs(res.grad_params - ref.grad_params)) / np.max(np.abs(ref.grad_params))
+    assert err < 1e-6
+    assert np.max(np.abs(res.grad_y0 - ref.grad_y0)) < 1e-6 * np.max(np.abs(ref.grad_y0))
+    assert res.stats["backward"]["njev"] > 0  # the backward pass really was implicit
+
+
+def test_rosenbrock_refused_where_the_jacobian_is_approximate(robertson):
+    model, cost, p = robertson
+    with pytest.raises(ValueError, match="kvaerno5"):
+        sciode.value_and_grad(model, cost, [1.0, 0.0, 0.0], (0.0, 1.0), p, sensitivity="forward",
+                              method="rodas4")
+    with pytest.raises(ValueError, match="unstable"):
+        sciode.value_and_grad(model, cost, [1.0, 0.0, 0.0], (0.0, 1.0), p, sensitivity="backsolve",
+                              method="rodas4")
+    with pytest.raises(ValueError, match="explicit"):
+        sciode.value_and_grad(model, cost, [1.0, 0.0, 0.0], (0.0, 1.0), p, sensitivity="discrete",
+                              method="kvaerno5")
+
+
+def test_residual_jacobian_matches_central_differences():
+    """``extra['residual_jacobian']`` is d r / d[p, y0] of the weighted residuals
+    r = (h - y_obs)/sigma of observed entries; central differences with h=1e-6
+    at rtol=1e-11 are good to ~1e-8 relative."""
+    x, y = sp.symbols("x y")
+    a, b, c, d = sp.symbols("a b c d")
+    model = sciode.Model([x, y], [a * x - b * x * y, c * x * y - d * y], [a, b, c, d], name="lv_resid")
+    t_obs = np.linspace(0.5, 5.0, 6)
+    y_obs = np.column_stack([np.linspace(1, 2, 6), np.linspace(2, 1, 6)])
+    y_obs[2, 1] = np.nan
+    data = sciode.LeastSquares(t_obs, y_obs, observables=[x * y, x + y], sigma=[0.3, 0.5])
+    theta = np.array([1.4, 1.1, 0.9, 3.1, 1.0, 1.0])
+
+    def run(th):
+        return sciode.value_and_grad(model, data, th[4:], (0.0, 5.0), th[:4], sensitivity="forward",
+                                     rtol=1e-11, atol=1e-12)
+
+    res = run(theta)
+    r, J = res.extra["residuals"], res.extra["residual_jacobian"]
+    assert r.shape == (11,) and J.shape == (11, 6)  # 12 entries, one unobserved
+    assert abs(0.5 * r @ r - res.value) < 1e-12 * res.value
+    assert np.allclose(J.T @ r, np.r_[res.grad_params, res.grad_y0], rtol=1e-10, atol=0)
+    h = 1e-6
+    fd = np.column_stack([(run(theta + h * e).extra["residuals"] - run(theta - h * e).extra["residuals"]) / (2 * h)
+                          for e in np.eye(6)])
+    assert np.max(np.abs(fd - J)) < 1e-7 * np.max(np.abs(J))
