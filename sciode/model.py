@@ -65,7 +65,7 @@ class Model:
     Model(name='oscillator', states=(x, v), params=(k, c), controls=())
     """
 
-    __slots__ = ("_states", "_rhs", "_params", "_controls", "_t", "_name")
+    __slots__ = ("_states", "_rhs", "_params", "_controls", "_t", "_name", "_key")
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Classes are abstract or final (shared/STYLE.md); a subclass could
@@ -253,8 +253,13 @@ class Model:
             by hash), so a hash of it can name an on-disk kernel cache. The
             `name` is left out: renaming a model must not recompile it.
         """
-        parts = (self._states, self._params, self._controls, self._t, self._rhs)
-        return "sciode.Model/1:" + sp.srepr(parts)
+        # Memoised: a model is immutable, and srepr of a large model costs
+        # milliseconds on every solve otherwise.
+        key = getattr(self, "_key", None)
+        if key is None:
+            parts = (self._states, self._params, self._controls, self._t, self._rhs)
+            key = self._key = "sciode.Model/1:" + sp.srepr(parts)
+        return key
 
     def __repr__(self) -> str:
         return (

@@ -35,7 +35,7 @@ def test_gradcheck_passes_on_correct_kernels(decay_problem):
 def _drop_first_param_term(monkeypatch, model):
     """Replace ``vjp_p`` by one that forgets the first parameter's term."""
     mk = model_kernels(model)
-    good = mk["vjp_p"]
+    good = mk["vjp_p"].dispatcher
 
     @nb.njit(abi.VJP_SIG)
     def broken(t, y, p, w, v, out):

@@ -12,6 +12,8 @@ import contextlib
 
 import numba
 import numpy as np
+from numba.core.types.function_type import WrapperAddressProtocol
+from numba.experimental.function_type import _get_wrapper_address
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
 
 from .. import abi
@@ -19,6 +21,42 @@ from ..cost import as_cost
 from ..errors import ModelError
 from . import cache
 from .cache import STATS, cache_dir
+
+
+class Kernel(WrapperAddressProtocol):
+    """A compiled kernel, passed to the loops by its cached address.
+
+    Numba accepts a dispatcher as a first-class function argument too, but
+    looks its wrapper address up on every call (~50 us per kernel, measured
+    with numba 0.68): for an entry point taking ten kernels that dwarfs a
+    small solve.  This wrapper computes the address once.
+    """
+
+    def __init__(self, dispatcher, sig):
+        self.dispatcher = dispatcher
+        self._sig = sig
+        self._address = None
+        # numba's typeof checks this attribute first (no FunctionType built per call)
+        self._numba_type_ = numba.types.FunctionType(sig)
+
+    def __wrapper_address__(self) -> int:
+        if self._address is None:
+            self._address = _get_wrapper_address(self.dispatcher, self._sig)
+        return self._address
+
+    def signature(self):
+        return self._sig
+
+    def __call__(self, *args):
+        return self.dispatcher(*args)
+
+    @property
+    def signatures(self):
+        return self.dispatcher.signatures
+
+    @property
+    def stats(self):
+        return self.dispatcher.stats
 
 
 class KernelSet:
@@ -44,7 +82,8 @@ class KernelSet:
         if fn is None:
             if name not in self._signatures:
                 raise KeyError(f"no kernel `{name}`; kernels are {sorted(self._signatures)}")
-            fn = numba.njit(self._signatures[name], cache=True, nogil=True)(getattr(self.module, name))
+            sig = self._signatures[name]
+            fn = Kernel(numba.njit(sig, cache=True, nogil=True)(getattr(self.module, name)), sig)
             self._compiled[name] = fn
         return fn
 
@@ -95,7 +134,10 @@ def model_kernels(model, use_cse: bool = True) -> ModelKernels:
 
     The symbolic derivation runs only when the module is not in the cache.
     """
-    digest = cache.content_hash("model", model.content_key(), f"cse={use_cse}")
+    key = (model.content_key(), use_cse)
+    digest = _MODEL_DIGESTS.get(key)  # the key string caches its own hash: O(1) after the first call
+    if digest is None:
+        digest = _MODEL_DIGESTS[key] = cache.content_hash("model", key[0], f"cse={use_cse}")
 
     def build():
         from ..symbolic.derive import derive_model
@@ -154,6 +196,7 @@ def _unsupported_as_model_error(what: str):
 
 
 _SETS: dict = {}
+_MODEL_DIGESTS: dict = {}
 
 
 def _memo(cls, module, signatures, digest):
