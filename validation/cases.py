@@ -331,7 +331,12 @@ CASES = [
     Case("observation_edges", "data at t0, t1, repeated times, NaN", observations_on_edges,
          observation_edges_ref, fast=True),
     Case("lotka_volterra", "LV with 21 noisy observations", lotka_volterra, fast=True),
-    Case("fitzhugh_nagumo", "FHN with 30 noisy observations of v and w", fitzhugh_nagumo),
+    # Backsolve is left out here on purpose: FHN's attracting limit cycle is
+    # repelling backward in time, so re-integrating the state backward blows up
+    # (a documented limitation of backsolve; it raises or warns, see
+    # tests/test_gradients.py), and adjoint/checkpoint are the workaround.
+    Case("fitzhugh_nagumo", "FHN with 30 noisy observations of v and w (no backsolve: unstable backward)",
+         fitzhugh_nagumo, modes=("adjoint", "checkpoint", "forward", "discrete")),
     Case("damped_pendulum", "nonlinear pendulum, terminal cost", pendulum),
     Case("lorenz", "Lorenz on [0, 1], Phi = z", lorenz),
     Case("van_der_pol", "Van der Pol mu=2, terminal + running", van_der_pol),

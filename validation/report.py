@@ -29,6 +29,10 @@ def markdown(rows, seconds: float) -> str:
     return "\n".join(out) + "\n"
 
 
+#: one color per mode in every panel (the legend is drawn once)
+COLORS = {"adjoint": "C0", "checkpoint": "C1", "backsolve": "C2", "forward": "C3", "discrete": "C4"}
+
+
 def plots(rows, out: Path) -> list:
     """``error_vs_tolerance.png``: one panel per case, one line per mode."""
     import matplotlib
@@ -49,14 +53,15 @@ def plots(rows, out: Path) -> list:
     for ax, case in zip(axes.ravel(), cases):
         for mode, pts in series[case].items():
             t, e = zip(*pts)
-            ax.loglog(t, e, "o-", label=mode)
+            ax.loglog(t, e, "o-", label=mode, color=COLORS.get(mode))
         ax.set_title(case, fontsize=9)
         ax.set_xlabel("rtol")
         ax.set_ylabel("rel. gradient error")
         ax.grid(True, which="both", alpha=0.3)
     for ax in axes.ravel()[len(cases):]:
         ax.axis("off")
-    axes[0, 0].legend(fontsize=7)
+    handles = [plt.Line2D([], [], color=c, marker="o", label=m) for m, c in COLORS.items()]
+    fig.legend(handles=handles, loc="lower right", fontsize=9)
     fig.tight_layout()
     path = out / "error_vs_tolerance.png"
     fig.savefig(path, dpi=80)
