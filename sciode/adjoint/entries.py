@@ -122,7 +122,7 @@ def _costate_sweep(vjp_y, vjp_p, vjp_w, L, dLdy, dLdp, dLdw, jac_y, jac_p, p, tw
     sys = CostateSystem(vjp_y, vjp_p, vjp_w, L, dLdy, dLdp, dLdw, jac_y, jac_p, p, tw, W, wbuf,
                         ts, hs, zs, Ks, P, np.zeros(n), np.zeros(n), np.zeros(n_p),
                         np.zeros(wbuf.shape[0]), np.zeros(wbuf.shape[0]), np.zeros(P.shape[0]),
-                        np.zeros(1))
+                        np.zeros(1), np.zeros(n), np.zeros(n), np.zeros(n_p))
     return sweep(sys, z1.copy(), t1, t0, jump_t, JY, JP, t_stops, 0, n, method, rtol, atol, h_init,
                  hmax, dt, max_steps)
 
@@ -139,7 +139,8 @@ def _backsolve_sweep(rhs, vjp_y, vjp_p, vjp_w, L, dLdy, dLdp, dLdw, p, tw, W, wb
     n_p = p.shape[0]
     sys = BacksolveSystem(rhs, vjp_y, vjp_p, vjp_w, L, dLdy, dLdp, dLdw, p, tw, W, wbuf,
                           np.zeros(n), np.zeros(n_p), np.zeros(wbuf.shape[0]),
-                          np.zeros(wbuf.shape[0]), np.zeros(1))
+                          np.zeros(wbuf.shape[0]), np.zeros(1), np.zeros(n), np.zeros(n),
+                          np.zeros(n_p), np.zeros(n))
     return sweep(sys, z1.copy(), t1, t0, jump_t, JY, JP, t_stops, n, 2 * n, method, rtol, atol,
                  h_init, hmax, dt, max_steps)
 

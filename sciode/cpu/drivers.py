@@ -10,9 +10,12 @@ compile per model.  Entry points are compiled lazily, on first use.
 
 from __future__ import annotations
 
+import warnings
+
 import numba as nb
 import numpy as np
 from numba import types
+from numba.core.errors import NumbaIRAssumptionWarning
 
 from .. import abi
 from .integrate import integrate
@@ -64,7 +67,11 @@ def entry(name: str, method=None):
     if fn is None:
         py, argtypes = _ENTRIES[name]
         sig = tuple(mtype if a is METHOD else a for a in argtypes)
-        fn = _COMPILED[(name, mtype)] = nb.njit(sig, cache=True, nogil=True)(py)
+        with warnings.catch_warnings():
+            # Numba's pedantic IR check flags variables renamed by inline="always"
+            # (the system and stage helpers are inlined on purpose); not a user issue.
+            warnings.simplefilter("ignore", NumbaIRAssumptionWarning)
+            fn = _COMPILED[(name, mtype)] = nb.njit(sig, cache=True, nogil=True)(py)
     return fn
 
 

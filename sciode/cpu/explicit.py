@@ -90,7 +90,7 @@ def copy_row(src, dst, row):
         dst[row, m] = src[m]
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, inline="always")
 def rk_stages(sys, t, z, h, A, c, K, first, work, kout):
     """Stages ``first .. s-1`` of an explicit step into ``K`` (``kout``: scratch)."""
     n = z.shape[0]
@@ -104,7 +104,7 @@ def rk_stages(sys, t, z, h, A, c, K, first, work, kout):
         copy_row(kout, K, i)
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, inline="always")
 def extra_stages(sys, t, z, h, A_ext, c_ext, s, K, work):
     """The extra dense-output stages ``K[s:]`` (DOP853)."""
     n = z.shape[0]
