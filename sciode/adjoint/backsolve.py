@@ -23,7 +23,7 @@ from . import common
 def run(prob) -> common.GradResult:
     tab = common.explicit_tableau(prob, "backsolve", ": re-integrating a stiff state backward "
                                   "in time is unstable; use sensitivity='adjoint' or 'checkpoint'")
-    raw = common.forward_pass(prob, prob.t_rows, dense=False)
+    raw = common.forward_pass(prob, prob.t_rows, dense=-1)  # constant memory: final state only
     H, JY, JP = common.observation_jumps(prob, raw.z_eval)
     y1 = raw.zs[-1]
     phi, dPhidy, dPhidp = common.terminal(prob, y1)
@@ -49,6 +49,7 @@ def run(prob) -> common.GradResult:
     off = 2 * n
     value = phi + z[off + n_p] + common.misfit(prob, H)
     stats = {"forward": dict(raw.stats), "backward": common.stats4(st),
-             "peak_stored_floats": int(z1.size * 8), "y0_drift": float(drift)}
+             "peak_stored_floats": int(raw.ts.size + raw.zs.size + raw.z_eval.size + z1.size),
+             "y0_drift": float(drift)}
     return common.GradResult(value, z[off:off + n_p].copy(), z[n:off].copy(),
                              common.control_gradient(prob, z[off + n_p + 1:]), stats)

@@ -189,7 +189,7 @@ def fixed_step(prob: Problem) -> float:
 def loop_tail(prob: Problem, method, atol, t_eval, dense: bool):
     """``method, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops``."""
     return (method, prob.rtol, atol, 0.0, float(prob.options.get("max_step", np.inf)),
-            fixed_step(prob), prob.max_steps, np.ascontiguousarray(t_eval, dtype=float), dense,
+            fixed_step(prob), prob.max_steps, np.ascontiguousarray(t_eval, dtype=float), int(dense),
             solvers.control_stops(prob.controls, prob.t0, prob.t1))
 
 
@@ -222,8 +222,8 @@ def _controls_at(prob: Problem, t: float) -> np.ndarray:
     return np.ascontiguousarray(prob.controls(t), dtype=float)
 
 
-def forward_pass(prob: Problem, t_eval: np.ndarray, dense: bool, y0=None, span=None):
-    """The model's forward solve, raising on failure."""
+def forward_pass(prob: Problem, t_eval: np.ndarray, dense, y0=None, span=None):
+    """The model's forward solve, raising on failure (``dense``: 1, 0 or -1, see ``solvers.run``)."""
     t0, t1 = span if span is not None else (prob.t0, prob.t1)
     raw = solvers.run(prob.mk, model_method(prob), prob.p, prob.controls,
                       prob.y0 if y0 is None else np.ascontiguousarray(y0), t0, t1, t_eval,

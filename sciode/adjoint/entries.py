@@ -100,7 +100,7 @@ def sweep(sys, z, t_start, t_stop, jump_t, JY, JP, t_stops, lam_off, mu_off, met
             break
         t_next = jump_t[i] if i < m else t_stop
         status, t_reached, n_st, ts, zs, hs, Ks, z_eval, st = integrate(
-            method, sys, z, t, t_next, rtol, atol, h, hmax, dt, max_steps - stats[1], empty, False,
+            method, sys, z, t, t_next, rtol, atol, h, hmax, dt, max_steps - stats[1], empty, -1,
             t_stops)
         for k in range(min(st.shape[0], 6)):
             stats[k] += st[k]

@@ -20,7 +20,7 @@ def cost_value(prob) -> float:
     """``J`` from one forward solve with the running cost as a quadrature."""
     from .discrete import quadrature_forward
 
-    raw, H = quadrature_forward(prob, dense=False)
+    raw, H = quadrature_forward(prob, dense=-1)
     phi, _, _ = common.terminal(prob, raw.zs[-1][:prob.n])
     return phi + raw.zs[-1][prob.n] + common.misfit(prob, H)
 

@@ -51,7 +51,7 @@ def run(prob) -> common.GradResult:
     method = common.augmented_method(prob, "forward", exact_jacobian=False)
     out = entry("sensitivity", method)(
         mk["rhs"], mk["jac_y"], mk["sens_rhs"], ck["L"], ck["dLdy"], ck["dLdp"], prob.p, tw, W, wbuf, n,
-        z0, prob.t0, prob.t1, *common.loop_tail(prob, method, atol, prob.t_rows, False))
+        z0, prob.t0, prob.t1, *common.loop_tail(prob, method, atol, prob.t_rows, -1))
     status, t_reached, _, ts, zs, hs, Ks, z_eval, st = out
     common.check_status(status, t_reached, prob, "forward (sensitivities)")
     z1 = zs[-1]

@@ -27,8 +27,9 @@ F8, I8, B1 = types.float64, types.int64, types.boolean
 #: Placeholder in an entry's argument types for the method tuple's type.
 METHOD = "<method>"
 
-#: ``t0, t1, method, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops``
-LOOP_ARGS = (F8, F8, METHOD, F8, A1, F8, F8, F8, I8, A1, B1, A1)
+#: ``t0, t1, method, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store, t_stops``;
+#: ``store``: 1 steps with dense output, 0 steps, -1 final state only (see ``rk_integrate``)
+LOOP_ARGS = (F8, F8, METHOD, F8, A1, F8, F8, F8, I8, A1, I8, A1)
 #: ``method, rtol, atol, h_init, hmax, dt, max_steps`` (the sweeps' tail)
 SWEEP_ARGS = (METHOD, F8, A1, F8, F8, F8, I8)
 

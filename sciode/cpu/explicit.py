@@ -193,7 +193,10 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
     h_init : first step (0 = automatic); hmax : largest |h|; dt : fixed step
     max_steps : int
     t_eval : (m,) output times, monotone in the direction of integration
-    store_dense : keep every accepted step's stages for dense output
+    store_dense : int, what to keep of the accepted steps: 1 their times,
+        states and stages (dense output), 0 times and states, -1 only the
+        final state (``ts``/``zs`` then hold two rows: initial and final),
+        for the memory-bounded sensitivity modes
     t_stops : (k,) times an adaptive step must land on, not cross (kinks of
         piecewise-linear controls: the error estimate assumes smoothness),
         monotone in the direction of integration
@@ -220,7 +223,8 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
     ts = np.empty(cap)
     hs = np.empty(cap)
     zs = np.empty((cap, n))
-    Ks = np.empty((cap if store_dense else 0, s_tot, n))
+    dense = store_dense > 0
+    Ks = np.empty((cap if dense else 0, s_tot, n))
     ts[0] = t0
     zs[0] = z
     n_stored = 1
@@ -297,7 +301,7 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
                 break
             h_next = dt
         # -- accepted: dense output needs the stages of this step
-        if s_tot > s and (store_dense or (i_eval < m_eval and
+        if s_tot > s and (dense or (i_eval < m_eval and
                                           (t_eval[i_eval] - t) * direction <= abs(hh))):
             extra_stages(sys, t, z, hh, A_ext, c_ext, s, K, work)
             stats[0] += A_ext.shape[0]
@@ -306,14 +310,16 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
             theta = (t_eval[i_eval] - t) / hh
             dense_point(z, hh, K, P, theta, wbuf, z_eval[i_eval])
             i_eval += 1
-        if n_stored == ts.shape[0]:
+        if store_dense < 0:  # keep the final state only: O(1) memory in the steps
+            n_stored = 1
+        elif n_stored == ts.shape[0]:
             cap = 2 * ts.shape[0]
             ts = grow_rows(ts, cap)
             hs = grow_rows(hs, cap)
             zs = grow_rows(zs, cap)
-            if store_dense:
+            if dense:
                 Ks = grow_rows(Ks, cap)
-        if store_dense:
+        if dense:
             for i in range(s_tot):
                 for m in range(n):
                     Ks[n_stored - 1, i, m] = K[i, m]
@@ -336,5 +342,5 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
             if not all_finite(K[0]):
                 status = NONFINITE
                 break
-    nk = n_stored - 1 if store_dense else 0
+    nk = n_stored - 1 if dense else 0
     return status, t, n_stored, ts[:n_stored], zs[:n_stored], hs[: n_stored - 1], Ks[:nk], z_eval, stats

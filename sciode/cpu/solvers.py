@@ -100,12 +100,16 @@ _STAT_NAMES = ("nfev", "nsteps", "naccepted", "nrejected", "njev", "nlu")
 
 def run(mk, method, p, controls, y0, t0, t1, t_eval, rtol, atol, h_init, hmax, dt, max_steps,
         store_dense) -> RawResult:
-    """Integrate the model ``mk`` (``ModelKernels``) with a method tuple (``integrate``)."""
+    """Integrate the model ``mk`` (``ModelKernels``) with a method tuple (``integrate``).
+
+    ``store_dense``: True/1 keep dense output, False/0 the steps, -1 only the
+    final state (explicit methods; the stiff loops keep the steps).
+    """
     tw, W, wbuf = control_arrays(controls, mk.n_controls)
     out = entry("forward", method)(
         mk["rhs"], mk["jac_y"], mk["dfdt"], p, tw, W, wbuf, y0, float(t0), float(t1), method,
         float(rtol), atol, float(h_init), float(hmax), float(dt), int(max_steps),
-        np.ascontiguousarray(t_eval, dtype=np.float64), bool(store_dense), control_stops(controls, t0, t1))
+        np.ascontiguousarray(t_eval, dtype=np.float64), int(store_dense), control_stops(controls, t0, t1))
     status, t_reached, _, ts, zs, hs, Ks, z_eval, st = out
     stats = {k: int(v) for k, v in zip(_STAT_NAMES, st)}
     return RawResult(int(status), float(t_reached), ts, zs, hs, Ks, z_eval, stats, method.P)
