@@ -14,6 +14,7 @@ import numpy as np
 from numba import types
 
 from .. import abi
+from ..cpu.borrow import borrow1, borrow2, borrow3, keep_alive
 from ..cpu.controls import control_at
 from ..cpu.drivers import LOOP_ARGS, SWEEP_ARGS, register_entry
 from ..cpu.integrate import integrate
@@ -119,12 +120,20 @@ def _costate_sweep(vjp_y, vjp_p, vjp_w, L, dLdy, dLdp, dLdw, jac_y, jac_p, p, tw
                    method, rtol, atol, h_init, hmax, dt, max_steps):
     n = zs.shape[1]
     n_p = p.shape[0]
-    sys = CostateSystem(vjp_y, vjp_p, vjp_w, L, dLdy, dLdp, dLdw, jac_y, jac_p, p, tw, W, wbuf,
-                        ts, hs, zs, Ks, P, np.zeros(n), np.zeros(n), np.zeros(n_p),
-                        np.zeros(wbuf.shape[0]), np.zeros(wbuf.shape[0]), np.zeros(P.shape[0]),
-                        np.zeros(1), np.zeros(n), np.zeros(n), np.zeros(n_p))
-    return sweep(sys, z1.copy(), t1, t0, jump_t, JY, JP, t_stops, 0, n, method, rtol, atol, h_init,
-                 hmax, dt, max_steps)
+    nw = wbuf.shape[0]
+    # one scratch block, kept alive below; the system holds borrowed views (borrow.py)
+    buf = np.zeros(6 * n + 3 * n_p + 2 * nw + P.shape[0] + 1)
+    o = np.cumsum(np.array([0, n, n, n_p, nw, nw, P.shape[0], 1, n, n, n_p]))
+    b = borrow1(buf)
+    sys = CostateSystem(vjp_y, vjp_p, vjp_w, L, dLdy, dLdp, dLdw, jac_y, jac_p, borrow1(p),
+                        borrow1(tw), borrow2(W), borrow1(wbuf), borrow1(ts), borrow1(hs),
+                        borrow2(zs), borrow3(Ks), borrow2(P), b[o[0]:o[1]], b[o[1]:o[2]],
+                        b[o[2]:o[3]], b[o[3]:o[4]], b[o[4]:o[5]], b[o[5]:o[6]], b[o[6]:o[7]],
+                        b[o[7]:o[8]], b[o[8]:o[9]], b[o[9]:o[10]])
+    out = sweep(sys, z1.copy(), t1, t0, jump_t, JY, JP, t_stops, 0, n, method, rtol, atol, h_init,
+                hmax, dt, max_steps)
+    keep_alive(buf)
+    return out
 
 
 _COST_FNS = (VJP, VJP, VJP, VEC, VEC, VEC, VEC)

@@ -18,6 +18,7 @@ from numba import types
 from numba.core.errors import NumbaIRAssumptionWarning
 
 from .. import abi
+from .borrow import borrow1, borrow2
 from .integrate import integrate
 from .systems import ModelSystem
 
@@ -36,7 +37,8 @@ SWEEP_ARGS = (METHOD, F8, A1, F8, F8, F8, I8)
 
 def _forward(rhs, jac_y, dfdt, p, tw, W, wbuf, z0, t0, t1, method, rtol, atol, h_init, hmax, dt,
              max_steps, t_eval, store_dense, t_stops):
-    sys = ModelSystem(rhs, jac_y, dfdt, p, tw, W, wbuf)
+    # borrowed views of the arguments (alive for the whole call): see borrow.py
+    sys = ModelSystem(rhs, jac_y, dfdt, borrow1(p), borrow1(tw), borrow2(W), borrow1(wbuf))
     return integrate(method, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
                      store_dense, t_stops)
 
