@@ -146,12 +146,18 @@ def _backsolve_sweep(rhs, vjp_y, vjp_p, vjp_w, L, dLdy, dLdp, dLdw, p, tw, W, wb
                      method, rtol, atol, h_init, hmax, dt, max_steps):
     n = JY.shape[1]
     n_p = p.shape[0]
-    sys = BacksolveSystem(rhs, vjp_y, vjp_p, vjp_w, L, dLdy, dLdp, dLdw, p, tw, W, wbuf,
-                          np.zeros(n), np.zeros(n_p), np.zeros(wbuf.shape[0]),
-                          np.zeros(wbuf.shape[0]), np.zeros(1), np.zeros(n), np.zeros(n),
-                          np.zeros(n_p), np.zeros(n))
-    return sweep(sys, z1.copy(), t1, t0, jump_t, JY, JP, t_stops, n, 2 * n, method, rtol, atol,
-                 h_init, hmax, dt, max_steps)
+    nw = wbuf.shape[0]
+    buf = np.zeros(4 * n + 2 * n_p + 2 * nw + 1)
+    o = np.cumsum(np.array([0, n, n_p, nw, nw, 1, n, n, n_p, n]))
+    b = borrow1(buf)  # borrowed views of one scratch block, kept alive below
+    sys = BacksolveSystem(rhs, vjp_y, vjp_p, vjp_w, L, dLdy, dLdp, dLdw, borrow1(p), borrow1(tw),
+                          borrow2(W), borrow1(wbuf), b[o[0]:o[1]], b[o[1]:o[2]], b[o[2]:o[3]],
+                          b[o[3]:o[4]], b[o[4]:o[5]], b[o[5]:o[6]], b[o[6]:o[7]], b[o[7]:o[8]],
+                          b[o[8]:o[9]])
+    out = sweep(sys, z1.copy(), t1, t0, jump_t, JY, JP, t_stops, n, 2 * n, method, rtol, atol,
+                h_init, hmax, dt, max_steps)
+    keep_alive(buf)
+    return out
 
 
 register_entry("backsolve_sweep", _backsolve_sweep,
@@ -161,10 +167,15 @@ register_entry("backsolve_sweep", _backsolve_sweep,
 def _sensitivity_entry(rhs, jac_y, sens_rhs, L, dLdy, dLdp, p, tw, W, wbuf, n, z0, t0, t1, method,
                        rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops):
     n_cols = p.shape[0] + n
-    sys = SensitivitySystem(rhs, jac_y, sens_rhs, L, dLdy, dLdp, p, tw, W, wbuf, np.zeros(n),
-                            np.zeros(p.shape[0]), np.zeros(1), n_cols)
-    return integrate(method, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
-                     store_dense, t_stops)
+    n_p = p.shape[0]
+    buf = np.zeros(n + n_p + 1)
+    b = borrow1(buf)  # borrowed views of one scratch block, kept alive below
+    sys = SensitivitySystem(rhs, jac_y, sens_rhs, L, dLdy, dLdp, borrow1(p), borrow1(tw),
+                            borrow2(W), borrow1(wbuf), b[:n], b[n:n + n_p], b[n + n_p:], n_cols)
+    out = integrate(method, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
+                    store_dense, t_stops)
+    keep_alive(buf)
+    return out
 
 
 register_entry("sensitivity", _sensitivity_entry,
@@ -173,9 +184,14 @@ register_entry("sensitivity", _sensitivity_entry,
 
 def _quadrature_entry(rhs, jac_y, L, dLdy, p, tw, W, wbuf, z0, t0, t1, method, rtol, atol, h_init,
                       hmax, dt, max_steps, t_eval, store_dense, t_stops):
-    sys = QuadratureSystem(rhs, jac_y, L, dLdy, p, tw, W, wbuf, np.zeros(1), np.zeros(z0.shape[0] - 1))
-    return integrate(method, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
-                     store_dense, t_stops)
+    buf = np.zeros(z0.shape[0])
+    b = borrow1(buf)  # borrowed views of one scratch block, kept alive below
+    sys = QuadratureSystem(rhs, jac_y, L, dLdy, borrow1(p), borrow1(tw), borrow2(W), borrow1(wbuf),
+                           b[:1], b[1:])
+    out = integrate(method, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
+                    store_dense, t_stops)
+    keep_alive(buf)
+    return out
 
 
 register_entry("quadrature", _quadrature_entry, (VEC, MAT, VEC, VEC, A1, A1, A2, A1, A1) + LOOP_ARGS)
