@@ -26,6 +26,7 @@ from .. import abi
 from ..cpu import solvers
 from ..cpu.controls import control_at
 from ..cpu.drivers import entry, register_entry
+from ..cpu.stepping import interp_weights
 from . import common
 
 A1, A2 = abi.ARRAY, abi.MATRIX
@@ -65,6 +66,7 @@ def _discrete_reverse(vjp_y, vjp_p, dLdy, dLdp, p, tw, W, wbuf, ts, hs, zs, Ks, 
     Y = np.zeros(nz)
     tmp_n = np.zeros(n)
     tmp_p = np.zeros(p.shape[0])
+    wts = np.zeros(P.shape[0])
     r = t_rows.shape[0] - 1
     for k in range(n_steps - 1, -1, -1):
         h = hs[k]
@@ -75,15 +77,10 @@ def _discrete_reverse(vjp_y, vjp_p, dLdy, dLdp, p, tw, W, wbuf, ts, hs, zs, Ks, 
             for m in range(nz):
                 Kbar[i, m] = h * bf[i] * a[m]
         while r >= 0 and (t_rows[r] - ts[k]) * d > 0.0:
-            theta = (t_rows[r] - ts[k]) / h
+            interp_weights(P, (t_rows[r] - ts[k]) / h, wts)
             for i in range(P.shape[0]):
-                wi = 0.0
-                pw = theta
-                for j in range(P.shape[1]):
-                    wi += P[i, j] * pw
-                    pw *= theta
                 for m in range(n):
-                    Kbar[i, m] += h * wi * JY[r, m]
+                    Kbar[i, m] += h * wts[i] * JY[r, m]
             for m in range(n):
                 a[m] += JY[r, m]
             r -= 1

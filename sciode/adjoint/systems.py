@@ -29,6 +29,7 @@ import numpy as np
 
 from ..cpu.controls import control_at, control_segment
 from ..cpu.dense import locate_step
+from ..cpu.stepping import interp_weights
 from ..cpu.systems import register_system
 
 CostateSystem = namedtuple("CostateSystem", [
@@ -104,13 +105,7 @@ def dense_state(sys, t):
     h = sys.hs[k]
     theta = (t - sys.ts[k]) / h
     P, wts, Ks, zs, y = sys.P, sys.wts, sys.Ks, sys.zs, sys.ybuf
-    for i in range(P.shape[0]):
-        acc = 0.0
-        pw = theta
-        for j in range(P.shape[1]):
-            acc += P[i, j] * pw
-            pw *= theta
-        wts[i] = acc
+    interp_weights(P, theta, wts)
     for m in range(y.shape[0]):
         acc = 0.0
         for i in range(P.shape[0]):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .explicit import dense_point
+from .stepping import dense_point
 
 
 @nb.njit(cache=True, nogil=True)

@@ -35,9 +35,11 @@ import math
 import numba as nb
 import numpy as np
 
-from .explicit import EPS, all_finite, dense_point, grow_rows, initial_step, rms_scaled
+from .explicit import all_finite, initial_step, rms_scaled
 from .linalg import build_and_factor, matrix_storage, solve_in_place
-from .status import MAX_STEPS, NONFINITE, SINGULAR, STEP_UNDERFLOW, SUCCESS
+from .stepping import (CONTINUE, EPS, full, grow_storage, new_storage, record_step, serve_initial,
+                       serve_t_eval, step_guard, stored)
+from .status import NONFINITE, SINGULAR, SUCCESS
 from .systems import sys_dfdt, sys_jac, sys_rhs
 
 SAFETY = 0.9
@@ -111,7 +113,8 @@ def rosenbrock_integrate(sys, z0, t0, t1, A, C, alpha, gamma_sum, m, e, P, gamma
     h_init : first step (0 = automatic); hmax : largest |h|
     dt : fixed step (0 = adaptive; a fixed step is never rejected)
     max_steps : bound on attempted steps
-    t_eval : (m,) output times; store_dense : keep ``K = U/h`` of every step
+    t_eval : (m,) output times; store_dense : storage level (``stepping``: 1 with
+        ``K = U/h`` of every step, 0 steps, -1 latest state only)
     banded, kl, ku, perm, perm_inv, jrows, jcols : ``linalg.LinearMode.args()``
 
     Returns
@@ -138,9 +141,7 @@ def rosenbrock_integrate(sys, z0, t0, t1, A, C, alpha, gamma_sum, m, e, P, gamma
     z_new = np.empty(n)
     wbuf = np.empty(s)
     stats = np.zeros(N_STATS, dtype=np.int64)
-    ts, hs, zs, Ks = new_storage(n, s, store_dense)
-    ts[0] = t0
-    zs[0] = z
+    ts, hs, zs, Ks = new_storage(t0, z, s, store_dense)
     n_stored = 1
     z_eval = np.full((t_eval.shape[0], n), np.nan)
     i_eval = serve_initial(t_eval, t0, z, z_eval)
@@ -167,12 +168,10 @@ def rosenbrock_integrate(sys, z0, t0, t1, A, C, alpha, gamma_sum, m, e, P, gamma
     saw_nonfinite = False
     status = SUCCESS
     while (t1 - t) * direction > 0.0:
-        if stats[1] >= max_steps:
-            status = MAX_STEPS
+        status = step_guard(stats[1], max_steps, h, t, saw_nonfinite)
+        if status != CONTINUE:
             break
-        if h < 10.0 * EPS * max(abs(t), 1e-300):
-            status = NONFINITE if saw_nonfinite else STEP_UNDERFLOW
-            break
+        status = SUCCESS
         last = (t + direction * h - t1) * direction >= -100.0 * EPS * max(abs(t1), span)
         hh = (t1 - t) if last else direction * h
         if need_jac:
@@ -236,9 +235,9 @@ def rosenbrock_integrate(sys, z0, t0, t1, A, C, alpha, gamma_sum, m, e, P, gamma
                 K[i, k] = U[i, k] / hh
         t_new = t1 if last else t + hh
         i_eval = serve_t_eval(t_eval, i_eval, t, t_new, hh, z, K, P, wbuf, z_eval, direction)
-        ts, hs, zs, Ks = ensure_room(ts, hs, zs, Ks, n_stored, store_dense)
-        store_step(ts, hs, zs, Ks, n_stored, t_new, hh, z_new, K, store_dense)
-        n_stored += 1
+        if full(ts, n_stored, store_dense):
+            ts, hs, zs, Ks = grow_storage(ts, hs, zs, Ks, store_dense)
+        n_stored = record_step(ts, hs, zs, Ks, n_stored, t_new, hh, z_new, K, store_dense)
         stats[2] += 1
         t = t_new
         z[:] = z_new
@@ -250,56 +249,5 @@ def rosenbrock_integrate(sys, z0, t0, t1, A, C, alpha, gamma_sum, m, e, P, gamma
         if not all_finite(f0):
             status = NONFINITE
             break
-    nk = n_stored - 1 if store_dense else 0
-    return status, t, n_stored, ts[:n_stored], zs[:n_stored], hs[: n_stored - 1], Ks[:nk], z_eval, stats
-
-
-# -- shared with sdirk.py: storage and t_eval service -------------------------------------
-
-
-@nb.njit(cache=True, nogil=True)
-def new_storage(n, s, store_dense):
-    """Growable arrays of step boundaries, steps, states and (optionally) stages."""
-    cap = 64
-    return (np.empty(cap), np.empty(cap), np.empty((cap, n)),
-            np.empty((cap if store_dense else 0, s, n)))
-
-
-@nb.njit(cache=True, nogil=True)
-def ensure_room(ts, hs, zs, Ks, n_stored, store_dense):
-    """Double the storage when it is full (returns the possibly new arrays)."""
-    if n_stored < ts.shape[0]:
-        return ts, hs, zs, Ks
-    cap = 2 * ts.shape[0]
-    if store_dense:
-        Ks = grow_rows(Ks, cap)
-    return grow_rows(ts, cap), grow_rows(hs, cap), grow_rows(zs, cap), Ks
-
-
-@nb.njit(cache=True, nogil=True)
-def store_step(ts, hs, zs, Ks, n_stored, t_new, hh, z_new, K, store_dense):
-    """Record the accepted step ``n_stored - 1`` (room must exist)."""
-    if store_dense:
-        Ks[n_stored - 1] = K
-    hs[n_stored - 1] = hh
-    ts[n_stored] = t_new
-    zs[n_stored] = z_new
-
-
-@nb.njit(cache=True, nogil=True)
-def serve_initial(t_eval, t0, z, z_eval):
-    """Fill the output times equal to ``t0``; returns the next index."""
-    i = 0
-    while i < t_eval.shape[0] and t_eval[i] == t0:
-        z_eval[i] = z
-        i += 1
-    return i
-
-
-@nb.njit(cache=True, nogil=True)
-def serve_t_eval(t_eval, i_eval, t, t_new, hh, z, K, P, wbuf, z_eval, direction):
-    """Interpolate the output times inside the accepted step; returns the next index."""
-    while i_eval < t_eval.shape[0] and (t_eval[i_eval] - t_new) * direction <= 0.0:
-        dense_point(z, hh, K, P, (t_eval[i_eval] - t) / hh, wbuf, z_eval[i_eval])
-        i_eval += 1
-    return i_eval
+    ts, zs, hs, Ks = stored(ts, hs, zs, Ks, n_stored, store_dense)
+    return status, t, n_stored, ts, zs, hs, Ks, z_eval, stats

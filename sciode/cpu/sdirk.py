@@ -35,11 +35,12 @@ import math
 import numba as nb
 import numpy as np
 
-from .explicit import EPS, all_finite, initial_step, rms_scaled
+from .explicit import all_finite, initial_step, rms_scaled
 from .linalg import build_and_factor, matrix_storage, solve_in_place
-from .rosenbrock import (MAX_SINGULAR, N_STATS, ensure_room, new_storage, serve_initial,
-                         serve_t_eval, store_step)
-from .status import MAX_STEPS, NONFINITE, SINGULAR, STEP_UNDERFLOW, SUCCESS
+from .rosenbrock import MAX_SINGULAR, N_STATS
+from .stepping import (CONTINUE, EPS, full, grow_storage, new_storage, record_step, serve_initial,
+                       serve_t_eval, step_guard, stored)
+from .status import NONFINITE, SINGULAR, STEP_UNDERFLOW, SUCCESS
 from .systems import sys_jac, sys_rhs
 
 SAFETY = 0.9
@@ -165,9 +166,7 @@ def sdirk_integrate(sys, z0, t0, t1, A, b, c, e, P, gamma, q, rtol, atol, h_init
     z = z0.copy()
     wbuf = np.empty(s)
     stats = np.zeros(N_STATS, dtype=np.int64)
-    ts, hs, zs, Ks = new_storage(n, s, store_dense)
-    ts[0] = t0
-    zs[0] = z
+    ts, hs, zs, Ks = new_storage(t0, z, s, store_dense)
     n_stored = 1
     z_eval = np.full((t_eval.shape[0], n), np.nan)
     i_eval = serve_initial(t_eval, t0, z, z_eval)
@@ -194,12 +193,10 @@ def sdirk_integrate(sys, z0, t0, t1, A, b, c, e, P, gamma, q, rtol, atol, h_init
     saw_nonfinite = False
     status = SUCCESS
     while (t1 - t) * direction > 0.0:
-        if stats[1] >= max_steps:
-            status = MAX_STEPS
+        status = step_guard(stats[1], max_steps, h, t, saw_nonfinite)
+        if status != CONTINUE:
             break
-        if h < 10.0 * EPS * max(abs(t), 1e-300):
-            status = NONFINITE if saw_nonfinite else STEP_UNDERFLOW
-            break
+        status = SUCCESS
         last = (t + direction * h - t1) * direction >= -100.0 * EPS * max(abs(t1), span)
         hh = (t1 - t) if last else direction * h
         if need_jac:
@@ -275,9 +272,9 @@ def sdirk_integrate(sys, z0, t0, t1, A, b, c, e, P, gamma, q, rtol, atol, h_init
         # -- accepted
         t_new = t1 if last else t + hh
         i_eval = serve_t_eval(t_eval, i_eval, t, t_new, hh, z, K, P, wbuf, z_eval, direction)
-        ts, hs, zs, Ks = ensure_room(ts, hs, zs, Ks, n_stored, store_dense)
-        store_step(ts, hs, zs, Ks, n_stored, t_new, hh, Z, K, store_dense)
-        n_stored += 1
+        if full(ts, n_stored, store_dense):
+            ts, hs, zs, Ks = grow_storage(ts, hs, zs, Ks, store_dense)
+        n_stored = record_step(ts, hs, zs, Ks, n_stored, t_new, hh, Z, K, store_dense)
         stats[2] += 1
         t = t_new
         z[:] = Z
@@ -287,5 +284,5 @@ def sdirk_integrate(sys, z0, t0, t1, A, b, c, e, P, gamma, q, rtol, atol, h_init
         jac_current = False
         if slow:
             need_jac = True
-    nk = n_stored - 1 if store_dense else 0
-    return status, t, n_stored, ts[:n_stored], zs[:n_stored], hs[: n_stored - 1], Ks[:nk], z_eval, stats
+    ts, zs, hs, Ks = stored(ts, hs, zs, Ks, n_stored, store_dense)
+    return status, t, n_stored, ts, zs, hs, Ks, z_eval, stats

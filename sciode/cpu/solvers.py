@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..methods.tableaus import EXPLICIT_TABLEAUS, STIFF_TABLEAUS, Tableau
+from ..methods.tableaus import EXPLICIT_TABLEAUS, Tableau
 from .drivers import entry
 from .integrate import RKMethod
 

@@ -1,0 +1,149 @@
+"""What every stepping loop shares: step storage, output times, guards.
+
+The explicit, Rosenbrock and ESDIRK loops differ in how they take a step;
+how they record accepted steps, serve ``t_eval`` from dense output, refuse to
+go on (``max_steps``, step-size underflow) and hand back their arrays is the
+same, and lives here.
+
+``store`` levels (the loops' ``store_dense`` argument): 1 keep every accepted
+step with its stages (dense output), 0 keep the steps, -1 keep only the
+initial and the latest state (``ts``/``zs`` hold two rows), for the
+memory-bounded sensitivity modes.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from .status import MAX_STEPS, NONFINITE, STEP_UNDERFLOW
+
+EPS = np.finfo(np.float64).eps
+CONTINUE = -1  # ``step_guard``: no reason to stop
+
+
+@nb.njit(cache=True, nogil=True)
+def weighted_sum(z, h, w, K, out):
+    """``out = z + h sum_i w[i] K[i]``."""
+    n = z.shape[0]
+    for m in range(n):
+        acc = 0.0
+        for i in range(w.shape[0]):
+            acc += w[i] * K[i, m]
+        out[m] = z[m] + h * acc
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def interp_weights(P, theta, out):
+    """``out[i] = sum_j P[i, j] theta^(j+1)``: the stage weights of the interpolant."""
+    for i in range(P.shape[0]):
+        acc = 0.0
+        pw = theta
+        for j in range(P.shape[1]):
+            acc += P[i, j] * pw
+            pw *= theta
+        out[i] = acc
+
+
+@nb.njit(cache=True, nogil=True)
+def dense_point(z, h, K, P, theta, wbuf, out):
+    """``out = z + h sum_i K[i] sum_j P[i, j] theta^(j+1)`` (the interpolant)."""
+    interp_weights(P, theta, wbuf)
+    weighted_sum(z, h, wbuf, K, out)
+
+
+@nb.njit(cache=True, nogil=True)
+def grow_rows(a, n_rows):
+    """A copy of ``a`` with room for ``n_rows`` along axis 0 (used rows kept)."""
+    out = np.empty((n_rows,) + a.shape[1:], dtype=a.dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def new_storage(t0, z0, s_tot, store):
+    """Arrays of step boundaries, steps, states and (``store > 0``) stages,
+    with the initial point recorded; ``n_stored`` is then 1."""
+    n = z0.shape[0]
+    cap = 64
+    ts, hs, zs = np.empty(cap), np.empty(cap), np.empty((cap, n))
+    Ks = np.empty((cap if store > 0 else 0, s_tot, n))
+    ts[0] = t0
+    for m in range(n):
+        zs[0, m] = z0[m]
+    return ts, hs, zs, Ks
+
+
+@nb.njit(cache=True, nogil=True)
+def grow_storage(ts, hs, zs, Ks, store):
+    """Twice the room (called only when the storage is full)."""
+    cap = 2 * ts.shape[0]
+    if store > 0:
+        Ks = grow_rows(Ks, cap)
+    return grow_rows(ts, cap), grow_rows(hs, cap), grow_rows(zs, cap), Ks
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def full(ts, n_stored, store):
+    """Whether ``record_step`` needs ``grow_storage`` first."""
+    return store >= 0 and n_stored == ts.shape[0]
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def record_step(ts, hs, zs, Ks, n_stored, t_new, hh, z_new, K, store):
+    """Record an accepted step (room must exist: see ``full``); returns ``n_stored``.
+
+    The caller rebinds its arrays only in the rare ``grow_storage`` branch:
+    rebinding them every step costs a reference-count round trip each (~10%
+    of a dopri5 step on Lorenz), and so would row slices, hence the
+    element-wise copies.
+    """
+    if store < 0:  # keep the latest state only: O(1) memory in the steps
+        n_stored = 1
+    n = zs.shape[1]
+    if store > 0:
+        for i in range(K.shape[0]):
+            for m in range(n):
+                Ks[n_stored - 1, i, m] = K[i, m]
+    hs[n_stored - 1] = hh
+    ts[n_stored] = t_new
+    for m in range(n):
+        zs[n_stored, m] = z_new[m]
+    return n_stored + 1
+
+
+@nb.njit(cache=True, nogil=True)
+def stored(ts, hs, zs, Ks, n_stored, store):
+    """The used part of the storage: ``ts, zs, hs, Ks`` as the loops return them."""
+    nk = n_stored - 1 if store > 0 else 0
+    return ts[:n_stored], zs[:n_stored], hs[: n_stored - 1], Ks[:nk]
+
+
+@nb.njit(cache=True, nogil=True)
+def serve_initial(t_eval, t0, z, z_eval):
+    """Fill the output times equal to ``t0``; returns the next index."""
+    i = 0
+    while i < t_eval.shape[0] and t_eval[i] == t0:
+        z_eval[i] = z
+        i += 1
+    return i
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def serve_t_eval(t_eval, i_eval, t, t_new, hh, z, K, P, wbuf, z_eval, direction):
+    """Interpolate the output times inside the accepted step; returns the next index."""
+    while i_eval < t_eval.shape[0] and (t_eval[i_eval] - t_new) * direction <= 0.0:
+        dense_point(z, hh, K, P, (t_eval[i_eval] - t) / hh, wbuf, z_eval[i_eval])
+        i_eval += 1
+    return i_eval
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def step_guard(n_steps, max_steps, h, t, saw_nonfinite):
+    """Why the loop must stop before the next attempt, or ``CONTINUE``."""
+    if n_steps >= max_steps:
+        return MAX_STEPS
+    if h < 10.0 * EPS * max(abs(t), 1e-300):
+        # a step shrunk to nothing after non-finite trials is a non-finite failure
+        return NONFINITE if saw_nonfinite else STEP_UNDERFLOW
+    return CONTINUE
