@@ -48,7 +48,7 @@ def run(prob) -> common.GradResult:
                       RuntimeWarning, stacklevel=3)
     off = 2 * n
     value = phi + z[off + n_p] + common.misfit(prob, H)
-    stats = {"forward": dict(raw.stats), "backward": common.stats4(st),
+    stats = {"forward": dict(raw.stats), "backward": solvers.loop_stats(st),
              "peak_stored_floats": int(raw.ts.size + raw.zs.size + raw.z_eval.size + z1.size),
              "y0_drift": float(drift)}
     return common.GradResult(value, z[off:off + n_p].copy(), z[n:off].copy(),

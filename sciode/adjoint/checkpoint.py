@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..cpu import solvers
 from . import common
 from .interpolating import costate_sweep
 
@@ -46,7 +47,7 @@ def run(prob) -> common.GradResult:
         common.check_status(status, t_reached, prob, f"backward (segment {k})")
         for key, val in seg.stats.items():
             fwd2[key] = fwd2.get(key, 0) + val
-        for key, val in common.stats4(st).items():
+        for key, val in solvers.loop_stats(st).items():
             bwd[key] = bwd.get(key, 0) + val
         peak = max(peak, seg.ts.size + seg.hs.size + seg.zs.size + seg.Ks.size)
     value = phi + z[n + n_p] + common.misfit(prob, H)

@@ -233,9 +233,6 @@ def forward_pass(prob: Problem, t_eval: np.ndarray, dense, y0=None, span=None):
     return raw
 
 
-def stats4(st) -> dict:
-    names = ("nfev", "nsteps", "naccepted", "nrejected", "njev", "nlu")
-    return {k: int(v) for k, v in zip(names, st) if k in names[:4] or v}
 
 
 def control_gradient(prob: Problem, G: np.ndarray):

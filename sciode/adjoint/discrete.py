@@ -145,7 +145,7 @@ def quadrature_forward(prob, dense: bool):
         *common.loop_tail(prob, method, atol, prob.t_rows, dense))
     status, t_reached, _, ts, zs, hs, Ks, z_eval, st = out
     common.check_status(status, t_reached, prob, "forward")
-    raw = solvers.RawResult(int(status), float(t_reached), ts, zs, hs, Ks, z_eval, common.stats4(st), method.P)
+    raw = solvers.RawResult(int(status), float(t_reached), ts, zs, hs, Ks, z_eval, solvers.loop_stats(st), method.P)
     H = common.observation_jumps(prob, np.ascontiguousarray(z_eval[:, :prob.n]))[0] if prob.t_rows.size else np.zeros((0, prob.ck.n_obs))
     return raw, H
 

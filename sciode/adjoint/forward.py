@@ -67,7 +67,7 @@ def run(prob) -> common.GradResult:
     grad += np.einsum("ijk,ij->k", S_rows, JY)
     grad[:n_p] += JP.sum(axis=0)
     value = phi + q + common.misfit(prob, H)
-    stats = {"forward": common.stats4(st), "peak_stored_floats": int(zs.size + ts.size)}
+    stats = {"forward": solvers.loop_stats(st), "peak_stored_floats": int(zs.size + ts.size)}
     extra = {"S_rows": S_rows, "H_rows": H, "S_end": S1}
     if prob.t_rows.size:
         extra["residuals"], extra["residual_jacobian"] = residual_jacobian(prob, Y_rows, H, S_rows)

@@ -46,6 +46,6 @@ def run(prob) -> common.GradResult:
     common.check_status(status, t_reached, prob, "backward (costate)")
     value = phi + z[n + n_p] + common.misfit(prob, H)
     stored = raw.ts.size + raw.hs.size + raw.zs.size + raw.Ks.size
-    stats = {"forward": dict(raw.stats), "backward": common.stats4(st), "peak_stored_floats": int(stored)}
+    stats = {"forward": dict(raw.stats), "backward": solvers.loop_stats(st), "peak_stored_floats": int(stored)}
     return common.GradResult(value, z[n:n + n_p].copy(), z[:n].copy(),
                              common.control_gradient(prob, z[n + n_p + 1:]), stats)

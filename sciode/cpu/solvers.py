@@ -98,6 +98,12 @@ def control_stops(controls, t0, t1) -> np.ndarray:
 _STAT_NAMES = ("nfev", "nsteps", "naccepted", "nrejected", "njev", "nlu")
 
 
+def loop_stats(st) -> dict:
+    """A loop's counter array as a dict (``njev``/``nlu`` only where nonzero:
+    the sweeps keep six counters for every method)."""
+    return {k: int(v) for k, v in zip(_STAT_NAMES, st) if k in _STAT_NAMES[:4] or v}
+
+
 def run(mk, method, p, controls, y0, t0, t1, t_eval, rtol, atol, h_init, hmax, dt, max_steps,
         store_dense) -> RawResult:
     """Integrate the model ``mk`` (``ModelKernels``) with a method tuple (``integrate``).
@@ -111,7 +117,7 @@ def run(mk, method, p, controls, y0, t0, t1, t_eval, rtol, atol, h_init, hmax, d
         float(rtol), atol, float(h_init), float(hmax), float(dt), int(max_steps),
         np.ascontiguousarray(t_eval, dtype=np.float64), int(store_dense), control_stops(controls, t0, t1))
     status, t_reached, _, ts, zs, hs, Ks, z_eval, st = out
-    stats = {k: int(v) for k, v in zip(_STAT_NAMES, st)}
+    stats = loop_stats(st)
     return RawResult(int(status), float(t_reached), ts, zs, hs, Ks, z_eval, stats, method.P)
 
 
