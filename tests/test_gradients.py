@@ -188,6 +188,20 @@ def test_exponential_decay_closed_form(decay, mode, kind):
     assert rel_err(full_grad(res), grad) < CLOSED_FORM_RTOL
 
 
+@pytest.mark.parametrize("mode", ("adjoint", "forward", "fd"))
+def test_parameter_dependent_initial_state(decay_weighted, mode):
+    """``x(0) = w^2``, ``x' = -k x``, ``Phi = x(T)^2 = w^4 e^{-2kT}``: the chain rule
+    ``dJ/dw = lambda(0) dx0/dw`` against the closed form; tolerance as ``TIGHT``."""
+    x = decay_weighted.states[0]
+    k_s, w_s = decay_weighted.params
+    k, w, T = 0.4, 2.0, 1.5
+    J = w**4 * np.exp(-2 * k * T)
+    res = vg(decay_weighted, sciode.Cost(terminal=x**2), [w_s**2], (0.0, T), [k, w], mode)
+    assert res.value == pytest.approx(J, rel=CLOSED_FORM_RTOL)
+    assert rel_err(res.grad_params, [-2 * T * J, 4 * w**3 * np.exp(-2 * k * T)]) < CLOSED_FORM_RTOL
+    assert rel_err(res.grad_y0, [2 * w**2 * np.exp(-2 * k * T)]) < CLOSED_FORM_RTOL
+
+
 @pytest.mark.parametrize("mode", ALL_MODES)
 def test_logistic_terminal_closed_form(logistic, mode):
     """``x(t) = K x0 e^{rt} / (K + x0 (e^{rt} - 1))``, ``Phi = (x(T) - K/2)^2``
