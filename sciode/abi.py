@@ -9,10 +9,12 @@ step.
 kind           signature                                       kernels
 =============  ==============================================  ==================
 ``VEC``        ``k(t, y, p, w, out)``                          rhs, dfdt, L, dLdy,
-                                                               dLdp, dLdw, Phi,
-                                                               dPhidy, dPhidp, obs
-``VJP``        ``k(t, y, p, w, v, out)``                       vjp_y, vjp_p, vjp_w,
-                                                               obs_vjp_y, obs_vjp_p
+                                                               dLdp, dLdw, L_grad,
+                                                               Phi, dPhidy,
+                                                               dPhidp, obs
+``VJP``        ``k(t, y, p, w, v, out)``                       vjp_y, vjp_p, vjp_yp,
+                                                               vjp_w, obs_vjp_y,
+                                                               obs_vjp_p
 ``MAT``        ``k(t, y, p, w, out2d)``                        jac_y, jac_p
 ``SENS``       ``k(t, y, p, w, S, out2d)``                     sens_rhs
 =============  ==============================================  ==================
@@ -24,12 +26,14 @@ cotangent.  The meaning of each kernel (``f`` is the model rhs):
 - ``rhs``: ``out = f(t, y, p, w)``; ``dfdt``: ``out = df/dt``.
 - ``jac_y``: ``out = df/dy`` ``(n, n)``; ``jac_p``: ``out = df/dp`` ``(n, n_p)``.
 - ``vjp_y``: ``out = (df/dy)^T v``; ``vjp_p``: ``(df/dp)^T v``; ``vjp_w``:
-  ``(df/dw)^T v``.
+  ``(df/dw)^T v``; ``vjp_yp``: both, ``out = [(df/dy)^T v, (df/dp)^T v]``
+  ``(n + n_p,)``, in one call with common subexpressions shared (the costate
+  right-hand side evaluates it at every stage).
 - ``sens_rhs``: ``out = (df/dy) S``, plus ``df/dp`` added to the first ``n_p``
   columns: the forward-sensitivity right-hand side ``S' = J S + f_p`` for
   ``S = [dy/dp, dy/dy0]``.
 - ``L`` (``out[0]``), ``dLdy``, ``dLdp``, ``dLdw``: the running cost and its
-  gradients.
+  gradients; ``L_grad``: ``out = [dL/dy, dL/dp, L]`` ``(n + n_p + 1,)`` in one call.
 - ``Phi`` (``out[0]``), ``dPhidy``, ``dPhidp``: the terminal cost.
 - ``obs``: observables ``h(t, y, p)`` ``(n_obs,)``; ``obs_vjp_y``:
   ``(dh/dy)^T v``; ``obs_vjp_p``: ``(dh/dp)^T v``.
@@ -65,6 +69,7 @@ MODEL_KERNELS = {
     "vjp_y": VJP_SIG,
     "vjp_p": VJP_SIG,
     "vjp_w": VJP_SIG,
+    "vjp_yp": VJP_SIG,
     "sens_rhs": SENS_SIG,
 }
 COST_KERNELS = {
@@ -72,6 +77,7 @@ COST_KERNELS = {
     "dLdy": VEC_SIG,
     "dLdp": VEC_SIG,
     "dLdw": VEC_SIG,
+    "L_grad": VEC_SIG,
     "Phi": VEC_SIG,
     "dPhidy": VEC_SIG,
     "dPhidp": VEC_SIG,

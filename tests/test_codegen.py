@@ -137,6 +137,7 @@ def _model_references(model):
         "vjp_y": lambda t, y, p, w, v: jac_y(t, y, p, w).T @ v,
         "vjp_p": lambda t, y, p, w, v: jac_p(t, y, p, w).T @ v,
         "vjp_w": lambda t, y, p, w, v: jac_w(t, y, p, w).T @ v,
+        "vjp_yp": lambda t, y, p, w, v: np.concatenate([jac_y(t, y, p, w).T @ v, jac_p(t, y, p, w).T @ v]),
         "sens_rhs": sens,
     }
 
@@ -158,6 +159,7 @@ def _cost_references(model, cost):
         "dPhidy": _column(der.dPhidy),
         "dPhidp": _column(der.dPhidp),
         "obs": _column(der.h),
+        "L_grad": _column([*der.dLdy, *der.dLdp, der.L]),
     }
     refs = {name: _lambdify(model, m) for name, m in vec.items()}
     out = {name: (lambda fn: lambda t, y_, p_, w_, _: fn(t, y_, p_, w_).ravel())(fn) for name, fn in refs.items()}
@@ -175,6 +177,7 @@ def _shapes(model, n_h):
     return {
         "rhs": (None, (n,)), "dfdt": (None, (n,)), "jac_y": (None, (n, n)), "jac_p": (None, (n, n_p)),
         "vjp_y": ((n,), (n,)), "vjp_p": ((n,), (n_p,)), "vjp_w": ((n,), (n_w,)), "sens_rhs": (sens, sens),
+        "vjp_yp": ((n,), (n + n_p,)), "L_grad": (None, (n + n_p + 1,)),
         "L": (None, (1,)), "dLdy": (None, (n,)), "dLdp": (None, (n_p,)), "dLdw": (None, (n_w,)),
         "Phi": (None, (1,)), "dPhidy": (None, (n,)), "dPhidp": (None, (n_p,)), "obs": (None, (n_h,)),
         "obs_vjp_y": ((n_h,), (n,)), "obs_vjp_p": ((n_h,), (n_p,)),

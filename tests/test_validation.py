@@ -33,16 +33,24 @@ def test_gradcheck_passes_on_correct_kernels(decay_problem):
 
 
 def _drop_first_param_term(monkeypatch, model):
-    """Replace ``vjp_p`` by one that forgets the first parameter's term."""
+    """Replace ``vjp_p`` and the fused ``vjp_yp`` (``[(df/dy)^T v, (df/dp)^T v]``,
+    which the costate sweeps use) by kernels that forget the first parameter's term."""
     mk = model_kernels(model)
-    good = mk["vjp_p"].dispatcher
+    good_p, good_yp = mk["vjp_p"].dispatcher, mk["vjp_yp"].dispatcher
+    n = model.n_states
 
     @nb.njit(abi.VJP_SIG)
-    def broken(t, y, p, w, v, out):
-        good(t, y, p, w, v, out)
+    def broken_p(t, y, p, w, v, out):
+        good_p(t, y, p, w, v, out)
         out[0] = 0.0
 
-    monkeypatch.setitem(mk._compiled, "vjp_p", broken)
+    @nb.njit(abi.VJP_SIG)
+    def broken_yp(t, y, p, w, v, out):
+        good_yp(t, y, p, w, v, out)
+        out[n] = 0.0
+
+    monkeypatch.setitem(mk._compiled, "vjp_p", broken_p)
+    monkeypatch.setitem(mk._compiled, "vjp_yp", broken_yp)
 
 
 def test_gradcheck_fails_on_a_broken_kernel(decay_problem, monkeypatch):

@@ -74,14 +74,14 @@ def initial_state(model, y0, params):
 
     if isinstance(y0, dict) or not any(isinstance(v, sp.Basic) for v in np.ravel(np.asarray(y0, dtype=object))):
         return y0, None
-    entries = list(y0)
-    if len(entries) != model.n_states:
-        raise ModelError(f"`y0` has {len(entries)} entries but the model has {model.n_states} states")
+    items = list(y0)
+    if len(items) != model.n_states:
+        raise ModelError(f"`y0` has {len(items)} entries but the model has {model.n_states} states")
     p = model.param_vector(params)
     values = dict(zip(model.params, p))
     y = np.empty(model.n_states)
     D = np.zeros((model.n_states, model.n_params))
-    for i, e in enumerate(entries):
+    for i, e in enumerate(items):
         e = sp.sympify(e) if isinstance(e, sp.Basic) else sp.Float(float(e))
         extra = e.free_symbols - set(model.params)
         if extra:

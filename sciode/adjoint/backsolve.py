@@ -29,15 +29,13 @@ def run(prob) -> common.GradResult:
     phi, dPhidy, dPhidp = common.terminal(prob, y1)
     n, n_p = prob.n, prob.n_p
     z1 = np.concatenate([y1, dPhidy, dPhidp, [0.0], np.zeros(prob.n_g)])
-    mk, ck = prob.mk, prob.ck
     atol = prob.aug_atol(z1.size, 2 * n)
     atol[:n] = prob.atol
     method = solvers.rk_method(tab)
     status, t_reached, z, st, _ = entry("backsolve_sweep", method)(
-        mk["rhs"], mk["vjp_y"], mk["vjp_p"], mk["vjp_w"], ck["L"], ck["dLdy"], ck["dLdp"], ck["dLdw"],
-        prob.p, prob.tw, prob.W, prob.wbuf(), z1, prob.t1, prob.t0,
+        prob.mk["rhs"], *common.rate_kernels(prob), prob.p, prob.tw, prob.W, prob.wbuf(), z1, prob.t1, prob.t0,
         np.ascontiguousarray(prob.t_rows[::-1]), np.ascontiguousarray(JY[::-1]),
-        np.ascontiguousarray(JP[::-1]), solvers.control_stops(prob.controls, prob.t1, prob.t0),
+        np.ascontiguousarray(JP[::-1]), common.sweep_stops(prob, prob.t1, prob.t0, prob.t_rows),
         *common.sweep_tail(prob, method, atol))
     common.check_status(status, t_reached, prob, "backward (backsolve)")
     drift = np.max(np.abs(z[:n] - prob.y0) / (prob.atol + prob.rtol * np.abs(prob.y0)))

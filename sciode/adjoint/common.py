@@ -179,6 +179,19 @@ def sweep_tail(prob: Problem, method, atol: np.ndarray, h_init: float = 0.0):
             fixed_step(prob), prob.max_steps)
 
 
+def sweep_stops(prob: Problem, t_start: float, t_stop: float, jump_t: np.ndarray) -> np.ndarray:
+    """Stops of a backward sweep: control grid points and observation times, in
+    the direction of integration (the loop lands on each)."""
+    g = np.union1d(solvers.control_stops(prob.controls, t_start, t_stop), jump_t)
+    return np.ascontiguousarray(g if t_stop >= t_start else g[::-1])
+
+
+def rate_kernels(prob: Problem) -> tuple:
+    """``vjp_yp, L_grad, has_L, vjp_w, dLdw``: the kernels of ``costate_rates``."""
+    mk, ck = prob.mk, prob.ck
+    return (mk["vjp_yp"], ck["L_grad"], bool(prob.cost.running != 0), mk["vjp_w"], ck["dLdw"])
+
+
 def fixed_step(prob: Problem) -> float:
     dt = float(prob.options.get("dt") or 0.0)
     if isinstance(prob.spec, Tableau) and not prob.spec.adaptive and dt <= 0:

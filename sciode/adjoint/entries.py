@@ -2,9 +2,10 @@
 
 Like ``sciode.cpu.drivers``, each entry takes the model's and the cost's
 kernels as first-class functions and is compiled once per installation.  The
-backward sweeps run segment by segment between observation times inside
-compiled code, applying the costate jumps ``lambda += (dh/dy)^T r_i`` without
-returning to Python.
+backward sweeps run in one pass of the stepping loop: observation times are
+stops of the loop, where the costate system applies its jumps
+``lambda += (dh/dy)^T r_i`` (``systems.apply_jumps``) and the step-size
+controller carries on, instead of restarting at every observation.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ..cpu.controls import control_at
 from ..cpu.drivers import LOOP_ARGS, SWEEP_ARGS, register_entry
 from ..cpu.integrate import integrate
 from ..cpu.status import SUCCESS
-from .systems import BacksolveSystem, CostateSystem, QuadratureSystem, SensitivitySystem
+from .systems import BacksolveSystem, CostateSystem, QuadratureSystem, SensitivitySystem, apply_jumps
 
 A1, A2, A3 = abi.ARRAY, abi.MATRIX, types.float64[:, :, ::1]
 F8, I8, B1 = types.float64, types.int64, types.boolean
@@ -72,96 +73,77 @@ register_entry("obs_jacobians", _obs_jacobians, (VJP, VJP, A1, A1, A2, A1, A1, A
 
 
 @nb.njit(cache=True, nogil=True)
-def sweep(sys, z, t_start, t_stop, jump_t, JY, JP, t_stops, lam_off, mu_off, method, rtol, atol,
-          h_init, hmax, dt, max_steps):
-    """Integrate ``sys`` from ``t_start`` to ``t_stop`` through the jump times.
+def sweep(sys, z, t_start, t_stop, t_stops, method, rtol, atol, h_init, hmax, dt, max_steps):
+    """Integrate the costate system ``sys`` from ``t_start`` to ``t_stop`` in one pass.
 
-    ``jump_t`` is ordered in the direction of integration; at each jump time
-    ``z[lam_off:] += JY[i]`` and ``z[mu_off:] += JP[i]`` (a jump at
-    ``t_start`` applies before the first step, one at ``t_stop`` after the
-    last).  Returns ``(status, t_reached, z, stats, n_steps_stored)``.
+    The observation rows held by ``sys`` (``JUMP_FIELDS``) jump the costate:
+    a row at ``t_start`` before the first step, rows inside at the loop's
+    stops (``t_stops`` must contain their times), rows at ``t_stop`` after
+    the last step.  The step-size controller runs on through the jumps.
+    Returns ``(status, t_reached, z, stats, n_steps_stored)``.
     """
-    n = JY.shape[1]
-    n_p = JP.shape[1]
+    apply_jumps(sys, t_start, z)
+    status, t_reached, n_st, ts, zs, hs, Ks, z_eval, st = integrate(
+        method, sys, z, t_start, t_stop, rtol, atol, h_init, hmax, dt, max_steps, np.zeros(0), -1,
+        t_stops)
     stats = np.zeros(6, dtype=np.int64)
-    empty = np.zeros(0)
-    t = t_start
-    h = h_init
-    stored = 0
-    i = 0
-    m = jump_t.shape[0]
-    while True:
-        while i < m and jump_t[i] == t:
-            for k in range(n):
-                z[lam_off + k] += JY[i, k]
-            for k in range(n_p):
-                z[mu_off + k] += JP[i, k]
-            i += 1
-        if t == t_stop:
-            break
-        t_next = jump_t[i] if i < m else t_stop
-        status, t_reached, n_st, ts, zs, hs, Ks, z_eval, st = integrate(
-            method, sys, z, t, t_next, rtol, atol, h, hmax, dt, max_steps - stats[1], empty, -1,
-            t_stops)
-        for k in range(min(st.shape[0], 6)):
-            stats[k] += st[k]
-        stored = max(stored, n_st)
-        z[:] = zs[n_st - 1]
-        if status != SUCCESS:
-            return status, t_reached, z, stats, stored
-        if hs.shape[0] > 0:  # carry the step size across jumps
-            h = abs(hs[hs.shape[0] - 1])
-        t = t_next
-    return SUCCESS, t, z, stats, stored
+    for k in range(min(st.shape[0], 6)):
+        stats[k] = st[k]
+    z_end = zs[n_st - 1].copy()
+    if status == SUCCESS:
+        apply_jumps(sys, t_stop, z_end)
+    return status, t_reached, z_end, stats, n_st
 
 
-def _costate_sweep(vjp_y, vjp_p, vjp_w, L, dLdy, dLdp, dLdw, jac_y, jac_p, p, tw, W, wbuf,
+@nb.njit(cache=True, nogil=True)
+def _scratch(n, n_p, nw, e0, e1):
+    """Offsets in one scratch block of ``gy, gL, lam, tmp_w, tmp_w2`` (the
+    ``costate_rates`` buffers), then blocks of ``e0``, ``e1`` and 1 floats."""
+    return np.cumsum(np.array([0, n + n_p, n + n_p + 1, n, nw, nw, e0, e1, 1]))
+
+
+def _costate_sweep(vjp_yp, L_grad, has_L, vjp_w, dLdw, jac_y, jac_p, p, tw, W, wbuf,
                    ts, hs, zs, Ks, P, z1, t1, t0, jump_t, JY, JP, t_stops,
                    method, rtol, atol, h_init, hmax, dt, max_steps):
     n = zs.shape[1]
-    n_p = p.shape[0]
-    nw = wbuf.shape[0]
     # one scratch block, kept alive below; the system holds borrowed views (borrow.py)
-    buf = np.zeros(6 * n + 3 * n_p + 2 * nw + P.shape[0] + 1)
-    o = np.cumsum(np.array([0, n, n, n_p, nw, nw, P.shape[0], 1, n, n, n_p]))
+    o = _scratch(n, p.shape[0], wbuf.shape[0], n, P.shape[0])  # + ybuf, wts, jnext
+    buf = np.zeros(o[-1])
     b = borrow1(buf)
-    sys = CostateSystem(vjp_y, vjp_p, vjp_w, L, dLdy, dLdp, dLdw, jac_y, jac_p, borrow1(p),
-                        borrow1(tw), borrow2(W), borrow1(wbuf), borrow1(ts), borrow1(hs),
-                        borrow2(zs), borrow3(Ks), borrow2(P), b[o[0]:o[1]], b[o[1]:o[2]],
-                        b[o[2]:o[3]], b[o[3]:o[4]], b[o[4]:o[5]], b[o[5]:o[6]], b[o[6]:o[7]],
-                        b[o[7]:o[8]], b[o[8]:o[9]], b[o[9]:o[10]])
-    out = sweep(sys, z1.copy(), t1, t0, jump_t, JY, JP, t_stops, 0, n, method, rtol, atol, h_init,
-                hmax, dt, max_steps)
+    sys = CostateSystem(vjp_yp, L_grad, has_L, vjp_w, dLdw, borrow1(p), borrow1(tw), borrow2(W),
+                        borrow1(wbuf), b[o[0]:o[1]], b[o[1]:o[2]], b[o[2]:o[3]], b[o[3]:o[4]],
+                        b[o[4]:o[5]], jac_y, jac_p, borrow1(ts), borrow1(hs), borrow2(zs),
+                        borrow3(Ks), borrow2(P), b[o[5]:o[6]], b[o[6]:o[7]],
+                        borrow1(jump_t), borrow2(JY), borrow2(JP), b[o[7]:o[8]], 0, n)
+    out = sweep(sys, z1.copy(), t1, t0, t_stops, method, rtol, atol, h_init, hmax, dt, max_steps)
     keep_alive(buf)
     return out
 
 
-_COST_FNS = (VJP, VJP, VJP, VEC, VEC, VEC, VEC)
+_RATE_FNS = (VJP, VEC, B1, VJP, VEC)
 register_entry("costate_sweep", _costate_sweep,
-               _COST_FNS + (MAT, MAT, A1, A1, A2, A1, A1, A1, A2, A3, A2, A1, F8, F8, A1, A2, A2, A1) + SWEEP_ARGS)
+               _RATE_FNS + (MAT, MAT, A1, A1, A2, A1, A1, A1, A2, A3, A2, A1, F8, F8, A1, A2, A2, A1)
+               + SWEEP_ARGS)
 
 
-def _backsolve_sweep(rhs, vjp_y, vjp_p, vjp_w, L, dLdy, dLdp, dLdw, p, tw, W, wbuf,
+def _backsolve_sweep(rhs, vjp_yp, L_grad, has_L, vjp_w, dLdw, p, tw, W, wbuf,
                      z1, t1, t0, jump_t, JY, JP, t_stops,
                      method, rtol, atol, h_init, hmax, dt, max_steps):
     n = JY.shape[1]
-    n_p = p.shape[0]
-    nw = wbuf.shape[0]
-    buf = np.zeros(4 * n + 2 * n_p + 2 * nw + 1)
-    o = np.cumsum(np.array([0, n, n_p, nw, nw, 1, n, n, n_p, n]))
+    o = _scratch(n, p.shape[0], wbuf.shape[0], n, n)  # + ybuf, fy, jnext
+    buf = np.zeros(o[-1])
     b = borrow1(buf)  # borrowed views of one scratch block, kept alive below
-    sys = BacksolveSystem(rhs, vjp_y, vjp_p, vjp_w, L, dLdy, dLdp, dLdw, borrow1(p), borrow1(tw),
-                          borrow2(W), borrow1(wbuf), b[o[0]:o[1]], b[o[1]:o[2]], b[o[2]:o[3]],
-                          b[o[3]:o[4]], b[o[4]:o[5]], b[o[5]:o[6]], b[o[6]:o[7]], b[o[7]:o[8]],
-                          b[o[8]:o[9]])
-    out = sweep(sys, z1.copy(), t1, t0, jump_t, JY, JP, t_stops, n, 2 * n, method, rtol, atol,
-                h_init, hmax, dt, max_steps)
+    sys = BacksolveSystem(vjp_yp, L_grad, has_L, vjp_w, dLdw, borrow1(p), borrow1(tw), borrow2(W),
+                          borrow1(wbuf), b[o[0]:o[1]], b[o[1]:o[2]], b[o[2]:o[3]], b[o[3]:o[4]],
+                          b[o[4]:o[5]], rhs, b[o[5]:o[6]], b[o[6]:o[7]],
+                          borrow1(jump_t), borrow2(JY), borrow2(JP), b[o[7]:o[8]], n, 2 * n)
+    out = sweep(sys, z1.copy(), t1, t0, t_stops, method, rtol, atol, h_init, hmax, dt, max_steps)
     keep_alive(buf)
     return out
 
 
 register_entry("backsolve_sweep", _backsolve_sweep,
-               (VEC,) + _COST_FNS + (A1, A1, A2, A1, A1, F8, F8, A1, A2, A2, A1) + SWEEP_ARGS)
+               (VEC,) + _RATE_FNS + (A1, A1, A2, A1, A1, F8, F8, A1, A2, A2, A1) + SWEEP_ARGS)
 
 
 def _sensitivity_entry(rhs, jac_y, sens_rhs, L, dLdy, dLdp, p, tw, W, wbuf, n, z0, t0, t1, method,

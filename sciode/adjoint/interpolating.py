@@ -24,14 +24,13 @@ from . import common
 
 def costate_sweep(prob, method, ts, hs, zs, Ks, P, z1, t_start, t_stop, jump_t, JY, JP):
     """Run the compiled costate sweep over one stretch of stored dense output."""
-    mk, ck = prob.mk, prob.ck
+    mk = prob.mk
     atol = prob.aug_atol(z1.size, prob.n)
     return entry("costate_sweep", method)(
-        mk["vjp_y"], mk["vjp_p"], mk["vjp_w"], ck["L"], ck["dLdy"],
-        ck["dLdp"], ck["dLdw"], mk["jac_y"], mk["jac_p"], prob.p, prob.tw, prob.W, prob.wbuf(),
+        *common.rate_kernels(prob), mk["jac_y"], mk["jac_p"], prob.p, prob.tw, prob.W, prob.wbuf(),
         ts, hs, zs, Ks, np.ascontiguousarray(P), z1, float(t_start), float(t_stop),
         np.ascontiguousarray(jump_t), np.ascontiguousarray(JY), np.ascontiguousarray(JP),
-        solvers.control_stops(prob.controls, t_start, t_stop), *common.sweep_tail(prob, method, atol))
+        common.sweep_stops(prob, t_start, t_stop, jump_t), *common.sweep_tail(prob, method, atol))
 
 
 def run(prob) -> common.GradResult:

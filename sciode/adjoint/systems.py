@@ -32,15 +32,23 @@ from ..cpu.dense import locate_step
 from ..cpu.stepping import interp_weights
 from ..cpu.systems import register_system
 
-CostateSystem = namedtuple("CostateSystem", [
-    "vjp_y", "vjp_p", "vjp_w", "L", "dLdy", "dLdp", "dLdw", "jac_y", "jac_p",
-    "p", "tw", "W", "wbuf", "ts", "hs", "zs", "Ks", "P",
-    "ybuf", "tmp_n", "tmp_p", "tmp_w", "tmp_w2", "wts", "one", "lam", "tmp_n2", "tmp_p2"])
+#: The jump fields shared by the costate systems: rows ``i`` of ``jump_t`` (in
+#: the direction of integration) add ``JY[i]`` to ``z[lam_off:]`` and ``JP[i]``
+#: to ``z[mu_off:]`` when the sweep reaches ``jump_t[i]``; ``jnext[0]`` is the
+#: next row (a float: the system's scratch block is float64).
+JUMP_FIELDS = ["jump_t", "JY", "JP", "jnext", "lam_off", "mu_off"]
 
-BacksolveSystem = namedtuple("BacksolveSystem", [
-    "rhs", "vjp_y", "vjp_p", "vjp_w", "L", "dLdy", "dLdp", "dLdw",
-    "p", "tw", "W", "wbuf", "tmp_n", "tmp_p", "tmp_w", "tmp_w2", "one", "lam", "tmp_n2", "tmp_p2",
-    "ybuf"])
+#: The fields ``costate_rates`` reads: the fused kernels ``vjp_yp`` and
+#: ``L_grad`` (``sciode.abi``), ``has_L`` (False: the running cost is zero and
+#: ``L_grad`` is skipped), scratch ``gy`` (n + n_p), ``gL`` (n + n_p + 1),
+#: ``lam`` (n), ``tmp_w``, ``tmp_w2`` (n_w).
+RATE_FIELDS = ["vjp_yp", "L_grad", "has_L", "vjp_w", "dLdw", "p", "tw", "W", "wbuf",
+               "gy", "gL", "lam", "tmp_w", "tmp_w2"]
+
+CostateSystem = namedtuple("CostateSystem", RATE_FIELDS + [
+    "jac_y", "jac_p", "ts", "hs", "zs", "Ks", "P", "ybuf", "wts"] + JUMP_FIELDS)
+
+BacksolveSystem = namedtuple("BacksolveSystem", RATE_FIELDS + ["rhs", "ybuf", "fy"] + JUMP_FIELDS)
 
 SensitivitySystem = namedtuple("SensitivitySystem", [
     "rhs", "jac_y", "sens_rhs", "L", "dLdy", "dLdp", "p", "tw", "W", "wbuf", "tmp_n", "tmp_p", "one",
@@ -48,6 +56,24 @@ SensitivitySystem = namedtuple("SensitivitySystem", [
 
 QuadratureSystem = namedtuple("QuadratureSystem", ["rhs", "jac_y", "L", "dLdy", "p", "tw", "W", "wbuf",
                                                    "one", "tmp_n"])
+
+
+@nb.njit(cache=True, nogil=True)
+def apply_jumps(sys, t, z):
+    """The costate jumps ``lambda += (dh/dy)^T r_i``, ``mu += (dh/dp)^T r_i`` of
+    every observation row at time ``t`` not yet applied; True if any was."""
+    i = int(sys.jnext[0])
+    m, n, n_p = sys.jump_t.shape[0], sys.JY.shape[1], sys.JP.shape[1]
+    changed = False
+    while i < m and sys.jump_t[i] == t:
+        for k in range(n):
+            z[sys.lam_off + k] += sys.JY[i, k]
+        for k in range(n_p):
+            z[sys.mu_off + k] += sys.JP[i, k]
+        i += 1
+        changed = True
+    sys.jnext[0] = i
+    return changed
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -59,7 +85,10 @@ def _controls(sys, t):
 @nb.njit(cache=True, nogil=True, inline="always")
 def costate_rates(sys, t, y, z, lam_off, out, off):
     """Write ``-dH/dy``, ``-dH/dp``, ``-L`` and ``-phi_k dH/dw`` at ``(t, y, lambda)``
-    into ``out[off:]``, with ``lambda = z[lam_off:lam_off + n]``.
+    into ``out[off:]``, with ``lambda = z[lam_off:lam_off + n]`` and
+    ``H = L + lambda . f``: ``dH/d[y, p] = [(df/dy)^T lambda, (df/dp)^T lambda]
+    + [dL/dy, dL/dp]``, one call of the fused ``vjp_yp`` (plus ``L_grad`` when
+    there is a running cost).
 
     Works on the system's own buffers, never on slices: a slice is a view, and
     views cost a reference-count round trip each (the costate rhs runs ~6
@@ -67,22 +96,22 @@ def costate_rates(sys, t, y, z, lam_off, out, off):
     system: passing a tuple of arrays across a call increfs each of them
     (measured: 0.9 us per costate evaluation not inlined, 0.3 us inlined).
     """
-    n, n_p, nw = sys.lam.shape[0], sys.tmp_p.shape[0], sys.wbuf.shape[0]
-    lam, p, w = sys.lam, sys.p, sys.wbuf
+    n, nw = sys.lam.shape[0], sys.wbuf.shape[0]
+    m = sys.gy.shape[0]  # n + n_p
+    lam, p, w, gy, gL = sys.lam, sys.p, sys.wbuf, sys.gy, sys.gL
     for i in range(n):
         lam[i] = z[lam_off + i]
-    sys.vjp_y(t, y, p, w, lam, sys.tmp_n)
-    sys.dLdy(t, y, p, w, sys.tmp_n2)
-    for i in range(n):
-        out[off + i] = -(sys.tmp_n2[i] + sys.tmp_n[i])
-    if n_p > 0:
-        sys.vjp_p(t, y, p, w, lam, sys.tmp_p)
-        sys.dLdp(t, y, p, w, sys.tmp_p2)
-        for j in range(n_p):
-            out[off + n + j] = -(sys.tmp_p2[j] + sys.tmp_p[j])
-    sys.L(t, y, p, w, sys.one)
-    q = off + n + n_p
-    out[q] = -sys.one[0]
+    sys.vjp_yp(t, y, p, w, lam, gy)
+    q = off + m
+    if sys.has_L:
+        sys.L_grad(t, y, p, w, gL)
+        for i in range(m):
+            out[off + i] = -(gy[i] + gL[i])
+        out[q] = -gL[m]
+    else:
+        for i in range(m):
+            out[off + i] = -gy[i]
+        out[q] = 0.0
     if nw > 0:
         sys.vjp_w(t, y, p, w, lam, sys.tmp_w)
         sys.dLdw(t, y, p, w, sys.tmp_w2)
@@ -124,7 +153,7 @@ def _costate_rhs(sys, t, z, out):
 def _costate_jac(sys, t, z, out):
     # d/dz of the costate system: only the lambda columns are nonzero.
     n = sys.ybuf.shape[0]
-    n_p = sys.tmp_p.shape[0]
+    n_p = sys.p.shape[0]
     dense_state(sys, t)
     _controls(sys, t)
     out[:] = 0.0
@@ -155,7 +184,7 @@ def _costate_dfdt(sys, t, z, out):
         out[i] = (out[i] - f0[i]) / dt
 
 
-register_system(CostateSystem, _costate_rhs, _costate_jac, _costate_dfdt)
+register_system(CostateSystem, _costate_rhs, _costate_jac, _costate_dfdt, apply_jumps)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -165,13 +194,13 @@ def _backsolve_rhs(sys, t, z, out):
     y = sys.ybuf
     for i in range(n):
         y[i] = z[i]
-    sys.rhs(t, y, sys.p, sys.wbuf, sys.tmp_n2)
+    sys.rhs(t, y, sys.p, sys.wbuf, sys.fy)
     for i in range(n):
-        out[i] = sys.tmp_n2[i]
+        out[i] = sys.fy[i]
     costate_rates(sys, t, y, z, n, out, n)
 
 
-register_system(BacksolveSystem, _backsolve_rhs)
+register_system(BacksolveSystem, _backsolve_rhs, stop=apply_jumps)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")

@@ -165,7 +165,11 @@ def cost_kernels(model, cost, use_cse: bool = True) -> CostKernels:
     """Generated, cached kernels for ``cost`` on ``model``."""
     cost = as_cost(cost)
     cost.check(model)
-    digest = cache.content_hash("cost", model.content_key(), cost_structure_key(model, cost), f"cse={use_cse}")
+    key = (cost.structure(model), use_cse)
+    digest = _COST_DIGESTS.get(key)  # srepr of the expressions is slow: once per structure
+    if digest is None:
+        digest = _COST_DIGESTS[key] = cache.content_hash(
+            "cost", model.content_key(), cost_structure_key(model, cost), f"cse={use_cse}")
 
     def build():
         from ..symbolic.derive import derive_cost
@@ -197,6 +201,7 @@ def _unsupported_as_model_error(what: str):
 
 _SETS: dict = {}
 _MODEL_DIGESTS: dict = {}
+_COST_DIGESTS: dict = {}
 
 
 def _memo(cls, module, signatures, digest):

@@ -86,6 +86,9 @@ def model_module_source(der: ModelDerivatives, header: str, use_cse: bool = True
     _vjp_function(w, "vjp_y", der.dfdy, n, v, vnames, subs, "out = (df/dy)^T v")
     _vjp_function(w, "vjp_p", der.dfdp, n_p, v, vnames, subs, "out = (df/dp)^T v")
     _vjp_function(w, "vjp_w", der.dfdw, n_w, v, vnames, subs, "out = (df/dw)^T v")
+    stacked = {**der.dfdy, **{(i, n + k): e for (i, k), e in der.dfdp.items()}}
+    _vjp_function(w, "vjp_yp", stacked, n + n_p, v, vnames, subs,
+                  "out = [(df/dy)^T v, (df/dp)^T v]")
     _sens_function(w, der, subs, n)
     return w.source(header)
 
@@ -101,6 +104,8 @@ def cost_module_source(model, der: CostDerivatives, header: str, use_cse: bool =
     w.function("dLdy", VEC_ARGS, _vector_outputs(der.dLdy, subs, "dL/dy"), "out = dL/dy")
     w.function("dLdp", VEC_ARGS, _vector_outputs(der.dLdp, subs, "dL/dp"), "out = dL/dp")
     w.function("dLdw", VEC_ARGS, _vector_outputs(der.dLdw, subs, "dL/dw"), "out = dL/dw")
+    w.function("L_grad", VEC_ARGS, _vector_outputs([*der.dLdy, *der.dLdp, der.L], subs, "[dL/dy, dL/dp, L]"),
+               "out = [dL/dy, dL/dp, L]")
     w.function("Phi", VEC_ARGS, _vector_outputs([der.Phi], subs, "Phi"), "out[0] = Phi(t, y, p)")
     w.function("dPhidy", VEC_ARGS, _vector_outputs(der.dPhidy, subs, "dPhi/dy"), "out = dPhi/dy")
     w.function("dPhidp", VEC_ARGS, _vector_outputs(der.dPhidp, subs, "dPhi/dp"), "out = dPhi/dp")

@@ -25,9 +25,9 @@ import numba as nb
 import numpy as np
 
 from .status import MAX_STEPS, NONFINITE, STEP_UNDERFLOW, SUCCESS
-from .stepping import (EPS, dense_point, full, grow_storage, new_storage, record_step, serve_initial,
-                       stored, weighted_sum)
-from .systems import sys_rhs
+from .stepping import (EPS, dense_point, full, grow_storage, new_storage, next_target, record_step,
+                       serve_initial, stored, weighted_sum)
+from .systems import sys_rhs, sys_stop
 
 SAFETY = 0.9
 FAC_MIN = 0.2
@@ -166,9 +166,12 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
         states and stages (dense output), 0 times and states, -1 only the
         final state (``ts``/``zs`` then hold two rows: initial and final),
         for the memory-bounded sensitivity modes
-    t_stops : (k,) times an adaptive step must land on, not cross (kinks of
-        piecewise-linear controls: the error estimate assumes smoothness),
-        monotone in the direction of integration
+    t_stops : (k,) times a step must land on, not cross (kinks of
+        piecewise-linear controls: the error estimate assumes smoothness;
+        observation times of a costate), monotone in the direction of
+        integration; fixed-step methods shorten the step that would cross
+        one and go on with ``dt`` from it.  On landing, ``sys_stop`` may
+        reset the state (``sciode.cpu.systems``)
 
     Returns
     -------
@@ -224,11 +227,7 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
             status = NONFINITE if saw_nonfinite else STEP_UNDERFLOW
             break
         # Land exactly on the next stop (or t1), never leaving a sliver of a step.
-        while i_stop < t_stops.shape[0] and (t_stops[i_stop] - t) * direction <= 0.0:
-            i_stop += 1
-        target = t1
-        if adaptive and i_stop < t_stops.shape[0] and (t1 - t_stops[i_stop]) * direction > 0.0:
-            target = t_stops[i_stop]
+        i_stop, target = next_target(t_stops, i_stop, t, t1, direction)
         reach = (t + direction * h - target) * direction >= -100.0 * EPS * max(abs(target), span)
         hh = (target - t) if reach else direction * h
         rk_stages(sys, t, z, hh, A, c, K, 1, work, kout)
@@ -271,6 +270,8 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
         while i_eval < m_eval and (t_eval[i_eval] - t_new) * direction <= 0.0:
             dense_point(z, hh, K, P, (t_eval[i_eval] - t) / hh, wbuf, z_eval[i_eval])
             i_eval += 1
+        # on a stop the system may reset its state (stored as the next step's start)
+        reset = reach and target != t1 and sys_stop(sys, t_new, z_new)
         if full(ts, n_stored, store_dense):
             ts, hs, zs, Ks = grow_storage(ts, hs, zs, Ks, store_dense)
         n_stored = record_step(ts, hs, zs, Ks, n_stored, t_new, hh, z_new, K, store_dense)
@@ -280,7 +281,7 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
             z[m] = z_new[m]
         rejected_last = False
         h = h_next
-        if fsal:
+        if fsal and not reset:
             for m in range(n):
                 K[0, m] = K[s - 1, m]
         else:

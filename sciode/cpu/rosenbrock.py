@@ -38,9 +38,9 @@ import numpy as np
 from .explicit import all_finite, initial_step, rms_scaled
 from .linalg import build_and_factor, matrix_storage, solve_in_place
 from .stepping import (CONTINUE, EPS, full, grow_storage, new_storage, record_step, serve_initial,
-                       serve_t_eval, step_guard, stored)
+                       serve_t_eval, step_guard, stored, next_target)
 from .status import NONFINITE, SINGULAR, SUCCESS
-from .systems import sys_dfdt, sys_jac, sys_rhs
+from .systems import sys_dfdt, sys_jac, sys_rhs, sys_stop
 
 SAFETY = 0.9
 RATIO_MIN = 0.2  # rodas.f: 0.2 <= h_new / h_old <= 6
@@ -100,7 +100,7 @@ def rodas_ratio(err, h, h_acc, err_acc, n_accepted):
 
 @nb.njit(cache=True, nogil=True)
 def rosenbrock_integrate(sys, z0, t0, t1, A, C, alpha, gamma_sum, m, e, P, gamma, rtol, atol,
-                         h_init, hmax, dt, max_steps, t_eval, store_dense,
+                         h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops,
                          banded, kl, ku, perm, perm_inv, jrows, jcols):
     """Integrate ``z' = F(t, z)`` from ``t0`` to ``t1`` (either direction) with RODAS.
 
@@ -115,6 +115,7 @@ def rosenbrock_integrate(sys, z0, t0, t1, A, C, alpha, gamma_sum, m, e, P, gamma
     max_steps : bound on attempted steps
     t_eval : (m,) output times; store_dense : storage level (``stepping``: 1 with
         ``K = U/h`` of every step, 0 steps, -1 latest state only)
+    t_stops : times a step lands on (``rk_integrate``), where ``sys_stop`` may reset the state
     banded, kl, ku, perm, perm_inv, jrows, jcols : ``linalg.LinearMode.args()``
 
     Returns
@@ -167,13 +168,15 @@ def rosenbrock_integrate(sys, z0, t0, t1, A, C, alpha, gamma_sum, m, e, P, gamma
     rejected_last = False
     saw_nonfinite = False
     status = SUCCESS
+    i_stop = 0
     while (t1 - t) * direction > 0.0:
         status = step_guard(stats[1], max_steps, h, t, saw_nonfinite)
         if status != CONTINUE:
             break
         status = SUCCESS
-        last = (t + direction * h - t1) * direction >= -100.0 * EPS * max(abs(t1), span)
-        hh = (t1 - t) if last else direction * h
+        i_stop, target = next_target(t_stops, i_stop, t, t1, direction)
+        last = (t + direction * h - target) * direction >= -100.0 * EPS * max(abs(target), span)
+        hh = (target - t) if last else direction * h
         if need_jac:
             sys_jac(sys, t, z, J)
             sys_dfdt(sys, t, z, ft)
@@ -233,8 +236,10 @@ def rosenbrock_integrate(sys, z0, t0, t1, A, C, alpha, gamma_sum, m, e, P, gamma
         for i in range(s):
             for k in range(n):
                 K[i, k] = U[i, k] / hh
-        t_new = t1 if last else t + hh
+        t_new = target if last else t + hh
         i_eval = serve_t_eval(t_eval, i_eval, t, t_new, hh, z, K, P, wbuf, z_eval, direction)
+        if last and target != t1:
+            sys_stop(sys, t_new, z_new)  # F is re-evaluated below in any case
         if full(ts, n_stored, store_dense):
             ts, hs, zs, Ks = grow_storage(ts, hs, zs, Ks, store_dense)
         n_stored = record_step(ts, hs, zs, Ks, n_stored, t_new, hh, z_new, K, store_dense)

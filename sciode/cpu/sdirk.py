@@ -39,9 +39,9 @@ from .explicit import all_finite, initial_step, rms_scaled
 from .linalg import build_and_factor, matrix_storage, solve_in_place
 from .rosenbrock import MAX_SINGULAR, N_STATS
 from .stepping import (CONTINUE, EPS, full, grow_storage, new_storage, record_step, serve_initial,
-                       serve_t_eval, step_guard, stored)
+                       serve_t_eval, step_guard, stored, next_target)
 from .status import NONFINITE, SINGULAR, STEP_UNDERFLOW, SUCCESS
-from .systems import sys_jac, sys_rhs
+from .systems import sys_jac, sys_rhs, sys_stop
 
 SAFETY = 0.9
 RATIO_MIN = 0.2
@@ -131,7 +131,7 @@ def dirk_stages(sys, t, z, h, A, c, gamma, K, M, piv, banded, kl, ku, perm, rtol
 
 @nb.njit(cache=True, nogil=True)
 def sdirk_integrate(sys, z0, t0, t1, A, b, c, e, P, gamma, q, rtol, atol, h_init, hmax, dt,
-                    max_steps, t_eval, store_dense, banded, kl, ku, perm, perm_inv, jrows, jcols):
+                    max_steps, t_eval, store_dense, t_stops, banded, kl, ku, perm, perm_inv, jrows, jcols):
     """Integrate ``z' = F(t, z)`` from ``t0`` to ``t1`` (either direction) with an ESDIRK.
 
     Parameters
@@ -140,7 +140,8 @@ def sdirk_integrate(sys, z0, t0, t1, A, b, c, e, P, gamma, q, rtol, atol, h_init
     z0 : (n,) initial state
     A : (s, s) with explicit first stage, stiffly accurate; b, c, e : (s,); P : (s, d)
     gamma : float, the diagonal; q : error order + 1 (controller exponent)
-    rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense : as ``rosenbrock_integrate``
+    rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops : as
+        ``rosenbrock_integrate``
     banded, kl, ku, perm, perm_inv, jrows, jcols : ``linalg.LinearMode.args()``
 
     Returns
@@ -192,13 +193,15 @@ def sdirk_integrate(sys, z0, t0, t1, A, b, c, e, P, gamma, q, rtol, atol, h_init
     rejected_last = False
     saw_nonfinite = False
     status = SUCCESS
+    i_stop = 0
     while (t1 - t) * direction > 0.0:
         status = step_guard(stats[1], max_steps, h, t, saw_nonfinite)
         if status != CONTINUE:
             break
         status = SUCCESS
-        last = (t + direction * h - t1) * direction >= -100.0 * EPS * max(abs(t1), span)
-        hh = (t1 - t) if last else direction * h
+        i_stop, target = next_target(t_stops, i_stop, t, t1, direction)
+        last = (t + direction * h - target) * direction >= -100.0 * EPS * max(abs(target), span)
+        hh = (target - t) if last else direction * h
         if need_jac:
             sys_jac(sys, t, z, J)
             stats[4] += 1
@@ -270,8 +273,9 @@ def sdirk_integrate(sys, z0, t0, t1, A, b, c, e, P, gamma, q, rtol, atol, h_init
                 break
             h_next = dt
         # -- accepted
-        t_new = t1 if last else t + hh
+        t_new = target if last else t + hh
         i_eval = serve_t_eval(t_eval, i_eval, t, t_new, hh, z, K, P, wbuf, z_eval, direction)
+        reset = last and target != t1 and sys_stop(sys, t_new, Z)
         if full(ts, n_stored, store_dense):
             ts, hs, zs, Ks = grow_storage(ts, hs, zs, Ks, store_dense)
         n_stored = record_step(ts, hs, zs, Ks, n_stored, t_new, hh, Z, K, store_dense)
@@ -280,7 +284,11 @@ def sdirk_integrate(sys, z0, t0, t1, A, b, c, e, P, gamma, q, rtol, atol, h_init
         z[:] = Z
         rejected_last = False
         h = h_next
-        K[0] = K[s - 1]  # stiffly accurate: f(t_new, z_new) up to the Newton tolerance
+        if reset:
+            sys_rhs(sys, t, z, K[0])
+            stats[0] += 1
+        else:
+            K[0] = K[s - 1]  # stiffly accurate: f(t_new, z_new) up to the Newton tolerance
         jac_current = False
         if slow:
             need_jac = True

@@ -147,3 +147,14 @@ def step_guard(n_steps, max_steps, h, t, saw_nonfinite):
         # a step shrunk to nothing after non-finite trials is a non-finite failure
         return NONFINITE if saw_nonfinite else STEP_UNDERFLOW
     return CONTINUE
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def next_target(t_stops, i_stop, t, t1, direction):
+    """The next time a step must land on: the first stop after ``t`` that lies
+    before ``t1``, else ``t1``.  Returns ``(i_stop, target)``."""
+    while i_stop < t_stops.shape[0] and (t_stops[i_stop] - t) * direction <= 0.0:
+        i_stop += 1
+    if i_stop < t_stops.shape[0] and (t1 - t_stops[i_stop]) * direction > 0.0:
+        return i_stop, t_stops[i_stop]
+    return i_stop, t1

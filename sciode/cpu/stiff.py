@@ -35,19 +35,18 @@ DIRKMethod = namedtuple("DIRKMethod", [
 @nb.njit(cache=True, nogil=True)
 def _rosenbrock_loop(m, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
                      store_dense, t_stops):
-    # t_stops: not yet honoured by the stiff loops (a control kink costs rejections)
     return rosenbrock_integrate(sys, z0, t0, t1, m.A, m.C, m.alpha, m.gamma_sum, m.m, m.e, m.P,
                                 m.gamma, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
-                                store_dense, m.banded, m.kl, m.ku, m.perm, m.perm_inv, m.jrows,
-                                m.jcols)
+                                store_dense, t_stops, m.banded, m.kl, m.ku, m.perm, m.perm_inv,
+                                m.jrows, m.jcols)
 
 
 @nb.njit(cache=True, nogil=True)
 def _dirk_loop(m, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense,
                t_stops):
     return sdirk_integrate(sys, z0, t0, t1, m.A, m.b, m.c, m.e, m.P, m.gamma, m.q, rtol, atol,
-                           h_init, hmax, dt, max_steps, t_eval, store_dense, m.banded, m.kl, m.ku,
-                           m.perm, m.perm_inv, m.jrows, m.jcols)
+                           h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops, m.banded,
+                           m.kl, m.ku, m.perm, m.perm_inv, m.jrows, m.jcols)
 
 
 register_method(RosenbrockMethod, _rosenbrock_loop)

@@ -5,6 +5,9 @@ arrays.  ``sys_rhs(sys, t, z, out)`` evaluates ``z' = F(t, z)`` and
 ``sys_jac(sys, t, z, out)`` its Jacobian; both dispatch at compile time on the
 tuple's class, so one stepping loop serves every system without knowing what
 it integrates (the loops know nothing of costs or sensitivities).
+``sys_stop(sys, t, z)`` is called when a step lands on one of the loop's
+``t_stops``: a system may reset its state there (the costate jumps at
+observation times) and returns whether it did; by default it does nothing.
 
 Sensitivity drivers register their systems here with ``register_system``.
 """
@@ -24,16 +27,20 @@ ModelSystem = namedtuple("ModelSystem", ["rhs", "jac_y", "dfdt", "p", "tw", "W",
 _RHS: dict = {}
 _JAC: dict = {}
 _DFDT: dict = {}
+_STOP: dict = {}
 
 
-def register_system(cls, rhs, jac=None, dfdt=None):
+def register_system(cls, rhs, jac=None, dfdt=None, stop=None):
     """Register compiled implementations ``rhs(sys, t, z, out)`` (and
-    ``jac(sys, t, z, out2d)``, ``dfdt(sys, t, z, out)``) for system class ``cls``."""
+    ``jac(sys, t, z, out2d)``, ``dfdt(sys, t, z, out)``, ``stop(sys, t, z) -> bool``)
+    for system class ``cls``."""
     _RHS[cls] = rhs
     if jac is not None:
         _JAC[cls] = jac
     if dfdt is not None:
         _DFDT[cls] = dfdt
+    if stop is not None:
+        _STOP[cls] = stop
 
 
 def sys_rhs(sys, t, z, out):
@@ -59,6 +66,20 @@ def _dispatch(table, what):
         return lambda sys, t, z, out: impl(sys, t, z, out)
 
     return typer
+
+
+def sys_stop(sys, t, z):
+    """At a stop time: let the system update ``z`` in place; True if it changed
+    (the loop then re-evaluates ``F`` instead of reusing the last stage)."""
+    raise NotImplementedError
+
+
+@overload(sys_stop, inline="always")
+def _sys_stop(sys, t, z):
+    impl = _STOP.get(getattr(sys, "instance_class", None))
+    if impl is None:
+        return lambda sys, t, z: False
+    return lambda sys, t, z: impl(sys, t, z)
 
 
 overload(sys_rhs, inline="always")(_dispatch(_RHS, "rhs"))
