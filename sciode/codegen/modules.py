@@ -27,15 +27,20 @@ def _vjp_outputs(entries, n_out, v, subs):
     return [(f"out[{j}]", sp.Add(*terms[j]), f"sum_i M[i, {j}] v[i]") for j in range(n_out)]
 
 
-def _vjp_function(w: KernelWriter, name, entries, n_out, v, vnames, subs, doc) -> None:
-    """``out = M^T v``; long column sums become loops accumulating over rows."""
+def _vjp_function(w: KernelWriter, name, entries, n_out, v, vnames, subs, doc, state_cols=0) -> None:
+    """``out = M^T v``; long column sums become loops accumulating over rows.
+
+    ``state_cols``: the leading outputs index states, so an increment
+    ``out[j] += M[i, j] v[i]`` is written relative to ``i`` and a band of the
+    Jacobian folds into one loop per diagonal.
+    """
     counts = [0] * n_out
     for _, j in entries:
         counts[j] += 1
     if max(counts, default=0) <= ROLL_THRESHOLD:
         w.function(name, VJP_ARGS, _vjp_outputs(entries, n_out, v, subs), doc, vnames)
         return
-    incs = [(f"out[{j}]", e.xreplace(subs) * v[i], f"+= M[{i}, {j}] v[{i}]", i)
+    incs = [(f"out[{j}]", e.xreplace(subs) * v[i], f"+= M[{i}, {j}] v[{i}]", i, j < state_cols)
             for (i, j), e in sorted(entries.items())]
     w.function(name, VJP_ARGS, [], doc, vnames, zero="out", after=incs)
 
@@ -83,12 +88,12 @@ def model_module_source(der: ModelDerivatives, header: str, use_cse: bool = True
                "out = df/dy (n, n)", zero="out")
     w.function("jac_p", VEC_ARGS, _matrix_outputs(der.dfdp, subs, "df/dp"),
                "out = df/dp (n, n_p)", zero="out", fixed_cols=True)
-    _vjp_function(w, "vjp_y", der.dfdy, n, v, vnames, subs, "out = (df/dy)^T v")
+    _vjp_function(w, "vjp_y", der.dfdy, n, v, vnames, subs, "out = (df/dy)^T v", n)
     _vjp_function(w, "vjp_p", der.dfdp, n_p, v, vnames, subs, "out = (df/dp)^T v")
     _vjp_function(w, "vjp_w", der.dfdw, n_w, v, vnames, subs, "out = (df/dw)^T v")
     stacked = {**der.dfdy, **{(i, n + k): e for (i, k), e in der.dfdp.items()}}
     _vjp_function(w, "vjp_yp", stacked, n + n_p, v, vnames, subs,
-                  "out = [(df/dy)^T v, (df/dp)^T v]")
+                  "out = [(df/dy)^T v, (df/dp)^T v]", n)
     _sens_function(w, der, subs, n)
     return w.source(header)
 
@@ -110,6 +115,7 @@ def cost_module_source(model, der: CostDerivatives, header: str, use_cse: bool =
     w.function("dPhidy", VEC_ARGS, _vector_outputs(der.dPhidy, subs, "dPhi/dy"), "out = dPhi/dy")
     w.function("dPhidp", VEC_ARGS, _vector_outputs(der.dPhidp, subs, "dPhi/dp"), "out = dPhi/dp")
     w.function("obs", VEC_ARGS, _vector_outputs(der.h, subs, "h"), "out = h(t, y, p)")
-    _vjp_function(w, "obs_vjp_y", der.dhdy, model.n_states, v, vnames, subs, "out = (dh/dy)^T v")
+    _vjp_function(w, "obs_vjp_y", der.dhdy, model.n_states, v, vnames, subs, "out = (dh/dy)^T v",
+                  model.n_states)
     _vjp_function(w, "obs_vjp_p", der.dhdp, model.n_params, v, vnames, subs, "out = (dh/dp)^T v")
     return w.source(header)

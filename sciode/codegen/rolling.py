@@ -30,19 +30,23 @@ def _rel(x: int, i: int) -> str:
     return "i" if d == 0 else (f"i + {d}" if d > 0 else f"i - {-d}")
 
 
-def relative_form(target: str, expr: str, anchor=None, fixed_cols=False):
+def relative_form(target: str, expr: str, anchor=None, fixed_cols=False, relative_target=False):
     """``(row, relative target, relative expression)`` or None if not foldable.
 
-    The row is the target's first index, or ``anchor`` when given (then the
-    target stays absolute: an accumulation ``out[j] += M[i, j] v[i]`` over
-    rows ``i``).
+    The row is the target's first index, or ``anchor`` when given: an
+    accumulation ``out[j] += M[i, j] v[i]`` over rows ``i``, whose target
+    stays absolute (a sum into one output, ``j`` a parameter) unless
+    ``relative_target`` (``j`` a state: the band ``out[i + d] += ...`` of a
+    sparse Jacobian folds into one loop per diagonal).
     """
     m = _TARGET.match(target)
     if m is None:
         return None
     i = int(m.group(1)) if anchor is None else int(anchor)
     col = m.group(2)
-    if anchor is not None:
+    if anchor is not None and relative_target and col is None:
+        rt = f"out[{_rel(int(m.group(1)), i)}]"
+    elif anchor is not None:
         rt = target
     elif col is None:
         rt = "out[i]"
@@ -71,12 +75,14 @@ def _runs(rows):
 
 
 def fold(lines, label: str, op: str = "=", fixed_cols: bool = False):
-    """Source lines for ``[(target, expr, comment[, anchor])]``, loops where possible."""
+    """Source lines for ``[(target, expr, comment[, anchor[, relative_target]])]``,
+    loops where possible."""
     groups = defaultdict(list)
     literal = []
     for line in lines:
         target, expr, comment = line[:3]
-        form = relative_form(target, expr, line[3] if len(line) > 3 else None, fixed_cols)
+        form = relative_form(target, expr, line[3] if len(line) > 3 else None, fixed_cols,
+                             len(line) > 4 and line[4])
         if form is None:
             literal.append(f"{target} {op} {expr}  # {comment}")
         else:
