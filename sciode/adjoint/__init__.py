@@ -19,7 +19,8 @@ MODES = {
     "fd": fd.run,
 }
 
-_OPTIONS = {"checkpoints", "dt", "max_step", "fd_step", "sens_error_control", "drift_tol"}
+_OPTIONS = {"checkpoints", "dt", "max_step", "fd_step", "sens_error_control", "drift_tol",
+            "quad_error_control"}
 
 
 def value_and_grad(model, cost, y0, t_span, params=None, sensitivity="adjoint", method="dopri5",
@@ -35,7 +36,10 @@ def value_and_grad(model, cost, y0, t_span, params=None, sensitivity="adjoint", 
         ``"forward"``, ``"discrete"``, ``"fd"`` (see each module's docstring)
     **options : ``checkpoints`` (checkpoint mode, default 8), ``dt`` (fixed-step
         methods), ``max_step``, ``fd_step`` (default 1e-6), ``sens_error_control``
-        (forward mode, default True), ``drift_tol`` (backsolve warning, default 100)
+        (forward mode, default True), ``drift_tol`` (backsolve warning at ``drift_tol * sqrt(steps)``
+        tolerance units of drift, default 100),
+        ``quad_error_control`` (adjoint, checkpoint, backsolve: keep the quadratures
+        ``dJ/dp`` in the backward error test, default False as in CVODES)
 
     Returns
     -------

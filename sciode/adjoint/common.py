@@ -173,10 +173,34 @@ def check_status(status, t_reached, prob: Problem, what: str) -> None:
         raise SolverError(f"{what} pass failed ({prob.method}): {message(status, t_reached, prob.max_steps)}")
 
 
-def sweep_tail(prob: Problem, method, atol: np.ndarray, h_init: float = 0.0):
-    """Method + tolerance arguments of the compiled sweeps (``SWEEP_ARGS``)."""
-    return (method, prob.rtol, atol, float(h_init), float(prob.options.get("max_step", np.inf)),
+def sweep_tail(prob: Problem, method, size: int, lead: int, h_init: float = 0.0):
+    """Method + tolerance arguments (``SWEEP_ARGS``) of a sweep over ``z`` of
+    ``size`` entries whose first ``lead`` are the error-controlled ones
+    (``sweep_tolerances``)."""
+    rtol, atol = sweep_tolerances(prob, size, lead)
+    return (method, rtol, atol, float(h_init), float(prob.options.get("max_step", np.inf)),
             fixed_step(prob), prob.max_steps)
+
+
+def sweep_tolerances(prob: Problem, size: int, lead: int):
+    """``rtol, atol`` of a backward sweep: only the first ``lead`` entries (costate,
+    and the state in backsolve) are in the error test unless the option
+    ``quad_error_control`` is set.
+
+    The quadratures (``mu``, ``q``, ``G``) do not feed back into the costate,
+    and their accuracy follows from it; leaving them out is CVODES' default
+    too (``errconQ``), and saves steps.  The loops take the RMS over all
+    entries, so the quadratures get ``atol = inf`` and both tolerances are
+    scaled by ``sqrt(lead / size)``: then that RMS equals the RMS over the
+    leading entries at the user's tolerances.
+    """
+    atol = prob.aug_atol(size, lead)
+    if prob.options.get("quad_error_control", False) or lead >= size:
+        return prob.rtol, atol
+    scale = np.sqrt(lead / size)
+    atol[:lead] *= scale
+    atol[lead:] = np.inf
+    return prob.rtol * scale, atol
 
 
 def sweep_stops(prob: Problem, t_start: float, t_stop: float, jump_t: np.ndarray) -> np.ndarray:

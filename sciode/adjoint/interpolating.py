@@ -25,12 +25,12 @@ from . import common
 def costate_sweep(prob, method, ts, hs, zs, Ks, P, z1, t_start, t_stop, jump_t, JY, JP):
     """Run the compiled costate sweep over one stretch of stored dense output."""
     mk = prob.mk
-    atol = prob.aug_atol(z1.size, prob.n)
     return entry("costate_sweep", method)(
         *common.rate_kernels(prob), mk["jac_y"], mk["jac_p"], prob.p, prob.tw, prob.W, prob.wbuf(),
         ts, hs, zs, Ks, np.ascontiguousarray(P), z1, float(t_start), float(t_stop),
         np.ascontiguousarray(jump_t), np.ascontiguousarray(JY), np.ascontiguousarray(JP),
-        common.sweep_stops(prob, t_start, t_stop, jump_t), *common.sweep_tail(prob, method, atol))
+        common.sweep_stops(prob, t_start, t_stop, jump_t),
+        *common.sweep_tail(prob, method, z1.size, prob.n))
 
 
 def run(prob) -> common.GradResult:
