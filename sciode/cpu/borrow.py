@@ -28,6 +28,22 @@ def _float_ptr(typingctx, addr):
     return sig, codegen
 
 
+@intrinsic
+def _int_ptr(typingctx, addr):
+    sig = types.CPointer(types.int64)(addr)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(types.CPointer(types.int64)))
+
+    return sig, codegen
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def borrow1i(a):
+    """A view of the 1-D C-contiguous int64 ``a`` without a reference count."""
+    return nb.carray(_int_ptr(a.ctypes.data), a.shape[0])
+
+
 @nb.njit(cache=True, nogil=True, inline="always")
 def borrow1(a):
     """A view of the 1-D C-contiguous ``a`` without a reference count."""

@@ -40,6 +40,7 @@ from .linalg import build_and_factor, matrix_storage, solve_in_place
 from .rosenbrock import MAX_SINGULAR, N_STATS
 from .stepping import (CONTINUE, EPS, full, grow_storage, new_storage, record_step, serve_initial,
                        serve_t_eval, step_guard, stored, next_target)
+from .borrow import borrow1, borrow1i, borrow2, borrow3, keep_alive
 from .status import NONFINITE, SINGULAR, STEP_UNDERFLOW, SUCCESS
 from .systems import sys_jac, sys_rhs, sys_stop
 
@@ -154,30 +155,33 @@ def sdirk_integrate(sys, z0, t0, t1, A, b, c, e, P, gamma, q, rtol, atol, h_init
     span = abs(t1 - t0)
     adaptive = dt <= 0.0
     tol = max(10.0 * EPS / rtol, min(0.03, rtol ** 0.5))
-    K = np.zeros((s, n))
-    J = np.zeros((n, n))
-    M = matrix_storage(n, banded, kl, ku)
-    piv = np.zeros(n, dtype=np.int64)
-    Z = np.empty(n)
-    psi = np.empty(n)
-    fz = np.empty(n)
-    dZ = np.empty(n)
-    lwork = np.empty(n)
-    work = np.empty(n)
-    z = z0.copy()
-    wbuf = np.empty(s)
+    # borrowed views of every array handed to a helper (see ``rk_integrate``)
+    atol, t_eval, t_stops = borrow1(atol), borrow1(t_eval), borrow1(t_stops)
+    perm, perm_inv, jrows, jcols = borrow1i(perm), borrow1i(perm_inv), borrow1i(jrows), borrow1i(jcols)
+    A, b, c, e, P = borrow2(A), borrow1(b), borrow1(c), borrow1(e), borrow2(P)
+    K_o, J_o, M_o, piv_o = (np.zeros((s, n)), np.zeros((n, n)), matrix_storage(n, banded, kl, ku),
+                            np.zeros(n, dtype=np.int64))
+    K, J, M, piv = borrow2(K_o), borrow2(J_o), borrow2(M_o), borrow1i(piv_o)
+    vec_o = np.zeros(7 * n + s)
+    vb = borrow1(vec_o)
+    Z, psi, fz, dZ, lwork = vb[:n], vb[n:2 * n], vb[2 * n:3 * n], vb[3 * n:4 * n], vb[4 * n:5 * n]
+    work, z, wbuf = vb[5 * n:6 * n], vb[6 * n:7 * n], vb[7 * n:]
+    for k in range(n):
+        z[k] = z0[k]
     stats = np.zeros(N_STATS, dtype=np.int64)
-    ts, hs, zs, Ks = new_storage(t0, z, s, store_dense)
+    ts_o, hs_o, zs_o, Ks_o = new_storage(t0, z, s, store_dense)  # owned; borrowed below
+    ts, hs, zs, Ks = borrow1(ts_o), borrow1(hs_o), borrow2(zs_o), borrow3(Ks_o)
     n_stored = 1
-    z_eval = np.full((t_eval.shape[0], n), np.nan)
+    z_eval_own = np.full((t_eval.shape[0], n), np.nan)
+    z_eval = borrow2(z_eval_own)
     i_eval = serve_initial(t_eval, t0, z, z_eval)
     t = t0
     if span == 0.0:
-        return SUCCESS, t, n_stored, ts[:1], zs[:1], hs[:0], Ks[:0], z_eval, stats
+        return SUCCESS, t, n_stored, ts_o[:1], zs_o[:1], hs_o[:0], Ks_o[:0], z_eval_own, stats
     sys_rhs(sys, t, z, K[0])
     stats[0] += 1
     if not all_finite(K[0]) or not all_finite(z):
-        return NONFINITE, t, n_stored, ts[:1], zs[:1], hs[:0], Ks[:0], z_eval, stats
+        return NONFINITE, t, n_stored, ts_o[:1], zs_o[:1], hs_o[:0], Ks_o[:0], z_eval_own, stats
     if not adaptive:
         h = dt
     elif h_init > 0.0:
@@ -194,103 +198,110 @@ def sdirk_integrate(sys, z0, t0, t1, A, b, c, e, P, gamma, q, rtol, atol, h_init
     saw_nonfinite = False
     status = SUCCESS
     i_stop = 0
-    while (t1 - t) * direction > 0.0:
-        status = step_guard(stats[1], max_steps, h, t, saw_nonfinite)
-        if status != CONTINUE:
-            break
-        status = SUCCESS
-        i_stop, target = next_target(t_stops, i_stop, t, t1, direction)
-        last = (t + direction * h - target) * direction >= -100.0 * EPS * max(abs(target), span)
-        hh = (target - t) if last else direction * h
-        if need_jac:
-            sys_jac(sys, t, z, J)
-            stats[4] += 1
-            need_jac = False
-            jac_current = True
-            h_fact = 0.0
-        if hh != h_fact:
-            stats[5] += 1
-            if not build_and_factor(J, 1.0 / (hh * gamma), banded, kl, ku, perm_inv, jrows, jcols, M, piv):
+    # storage regrown outside the stepping loop (see ``rk_integrate``)
+    while True:
+        while (t1 - t) * direction > 0.0 and not full(ts, n_stored, store_dense):
+            status = step_guard(stats[1], max_steps, h, t, saw_nonfinite)
+            if status != CONTINUE:
+                break
+            status = SUCCESS
+            i_stop, target = next_target(t_stops, i_stop, t, t1, direction)
+            last = (t + direction * h - target) * direction >= -100.0 * EPS * max(abs(target), span)
+            hh = (target - t) if last else direction * h
+            if need_jac:
+                sys_jac(sys, t, z, J)
+                stats[4] += 1
+                need_jac = False
+                jac_current = True
                 h_fact = 0.0
-                n_singular += 1
-                if n_singular > MAX_SINGULAR or not adaptive:
-                    status = SINGULAR
+            if hh != h_fact:
+                stats[5] += 1
+                if not build_and_factor(J, 1.0 / (hh * gamma), banded, kl, ku, perm_inv, jrows, jcols, M, piv):
+                    h_fact = 0.0
+                    n_singular += 1
+                    if n_singular > MAX_SINGULAR or not adaptive:
+                        status = SINGULAR
+                        break
+                    h = 0.5 * abs(hh)
+                    continue
+                h_fact = hh
+            n_singular = 0
+            stats[1] += 1
+            ok, slow = dirk_stages(sys, t, z, hh, A, c, gamma, K, M, piv, banded, kl, ku, perm,
+                                   rtol, atol, tol, Z, psi, fz, dZ, lwork, stats)
+            if not ok:
+                # Newton failed: first refresh a stale Jacobian, then shrink the step.
+                stats[3] += 1
+                if not jac_current:
+                    need_jac = True
+                elif adaptive:
+                    h = 0.5 * abs(hh)
+                    if not all_finite(Z):
+                        saw_nonfinite = True
+                else:
+                    status = NONFINITE if not all_finite(Z) else STEP_UNDERFLOW
                     break
-                h = 0.5 * abs(hh)
+                rejected_last = True
                 continue
-            h_fact = hh
-        n_singular = 0
-        stats[1] += 1
-        ok, slow = dirk_stages(sys, t, z, hh, A, c, gamma, K, M, piv, banded, kl, ku, perm,
-                               rtol, atol, tol, Z, psi, fz, dZ, lwork, stats)
-        if not ok:
-            # Newton failed: first refresh a stale Jacobian, then shrink the step.
-            stats[3] += 1
-            if not jac_current:
-                need_jac = True
-            elif adaptive:
-                h = 0.5 * abs(hh)
-                if not all_finite(Z):
+            finite = all_finite(Z)
+            if adaptive:
+                if finite:
+                    for k in range(n):
+                        acc = 0.0
+                        for i in range(s):
+                            acc += e[i] * K[i, k]
+                        work[k] = hh * acc
+                    err = rms_scaled(work, z, Z, rtol, atol)
+                else:
+                    err = np.inf
+                if not math.isfinite(err):
                     saw_nonfinite = True
+                    stats[3] += 1
+                    h = abs(hh) * RATIO_MIN
+                    rejected_last = True
+                    continue
+                if err > 1.0:
+                    stats[3] += 1
+                    h = abs(hh) * max(RATIO_MIN, SAFETY * err ** (-1.0 / q))
+                    rejected_last = True
+                    continue
+                r = RATIO_MAX if err == 0.0 else SAFETY * err ** (-0.7 / q) * err_prev ** (0.4 / q)
+                r = min(RATIO_MAX, max(RATIO_MIN, r))
+                if rejected_last:
+                    r = min(r, 1.0)
+                if HOLD_LO <= r <= HOLD_HI:
+                    r = 1.0
+                h_next = min(abs(hh) * r, hmax)
+                err_prev = max(err, 1e-4)
             else:
-                status = NONFINITE if not all_finite(Z) else STEP_UNDERFLOW
-                break
-            rejected_last = True
-            continue
-        finite = all_finite(Z)
-        if adaptive:
-            if finite:
-                for k in range(n):
-                    acc = 0.0
-                    for i in range(s):
-                        acc += e[i] * K[i, k]
-                    work[k] = hh * acc
-                err = rms_scaled(work, z, Z, rtol, atol)
+                if not finite:
+                    status = NONFINITE
+                    break
+                h_next = dt
+            # -- accepted
+            t_new = target if last else t + hh
+            i_eval = serve_t_eval(t_eval, i_eval, t, t_new, hh, z, K, P, wbuf, z_eval, direction)
+            reset = last and target != t1 and sys_stop(sys, t_new, Z)
+            n_stored = record_step(ts, hs, zs, Ks, n_stored, t_new, hh, Z, K, store_dense)
+            stats[2] += 1
+            t = t_new
+            z[:] = Z
+            rejected_last = False
+            h = h_next
+            if reset:
+                sys_rhs(sys, t, z, K[0])
+                stats[0] += 1
             else:
-                err = np.inf
-            if not math.isfinite(err):
-                saw_nonfinite = True
-                stats[3] += 1
-                h = abs(hh) * RATIO_MIN
-                rejected_last = True
-                continue
-            if err > 1.0:
-                stats[3] += 1
-                h = abs(hh) * max(RATIO_MIN, SAFETY * err ** (-1.0 / q))
-                rejected_last = True
-                continue
-            r = RATIO_MAX if err == 0.0 else SAFETY * err ** (-0.7 / q) * err_prev ** (0.4 / q)
-            r = min(RATIO_MAX, max(RATIO_MIN, r))
-            if rejected_last:
-                r = min(r, 1.0)
-            if HOLD_LO <= r <= HOLD_HI:
-                r = 1.0
-            h_next = min(abs(hh) * r, hmax)
-            err_prev = max(err, 1e-4)
-        else:
-            if not finite:
-                status = NONFINITE
-                break
-            h_next = dt
-        # -- accepted
-        t_new = target if last else t + hh
-        i_eval = serve_t_eval(t_eval, i_eval, t, t_new, hh, z, K, P, wbuf, z_eval, direction)
-        reset = last and target != t1 and sys_stop(sys, t_new, Z)
-        if full(ts, n_stored, store_dense):
-            ts, hs, zs, Ks = grow_storage(ts, hs, zs, Ks, store_dense)
-        n_stored = record_step(ts, hs, zs, Ks, n_stored, t_new, hh, Z, K, store_dense)
-        stats[2] += 1
-        t = t_new
-        z[:] = Z
-        rejected_last = False
-        h = h_next
-        if reset:
-            sys_rhs(sys, t, z, K[0])
-            stats[0] += 1
-        else:
-            K[0] = K[s - 1]  # stiffly accurate: f(t_new, z_new) up to the Newton tolerance
-        jac_current = False
-        if slow:
-            need_jac = True
-    ts, zs, hs, Ks = stored(ts, hs, zs, Ks, n_stored, store_dense)
-    return status, t, n_stored, ts, zs, hs, Ks, z_eval, stats
+                K[0] = K[s - 1]  # stiffly accurate: f(t_new, z_new) up to the Newton tolerance
+            jac_current = False
+            if slow:
+                need_jac = True
+        if status != SUCCESS or (t1 - t) * direction <= 0.0:
+            break
+        ts_o, hs_o, zs_o, Ks_o = grow_storage(ts_o, hs_o, zs_o, Ks_o, store_dense)
+        ts, hs, zs, Ks = borrow1(ts_o), borrow1(hs_o), borrow2(zs_o), borrow3(Ks_o)
+    ts, zs, hs, Ks = stored(ts_o, hs_o, zs_o, Ks_o, n_stored, store_dense)
+    keep_alive(K_o, J_o, M_o)  # one array type per call
+    keep_alive(vec_o)
+    keep_alive(piv_o)
+    return status, t, n_stored, ts, zs, hs, Ks, z_eval_own, stats
