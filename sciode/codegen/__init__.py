@@ -13,7 +13,8 @@ import contextlib
 import numba
 import numpy as np
 from numba.core.types.function_type import WrapperAddressProtocol
-from numba.experimental.function_type import _get_wrapper_address
+from numba.experimental import function_type as _function_type
+from numba.experimental.function_type import _get_jit_address, _get_wrapper_address
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
 
 from .. import abi
@@ -36,6 +37,7 @@ class Kernel(WrapperAddressProtocol):
         self.dispatcher = dispatcher
         self._sig = sig
         self._address = None
+        self._jit_address = None
         # numba's typeof checks this attribute first (no FunctionType built per call)
         self._numba_type_ = numba.types.FunctionType(sig)
 
@@ -43,6 +45,13 @@ class Kernel(WrapperAddressProtocol):
         if self._address is None:
             self._address = _get_wrapper_address(self.dispatcher, self._sig)
         return self._address
+
+    def jit_address(self) -> int:
+        """Address of the compiled function itself (Numba's calling convention):
+        a loop that has it calls the kernel directly, not through the C wrapper."""
+        if self._jit_address is None:
+            self._jit_address = _get_jit_address(self.dispatcher, self._sig)
+        return self._jit_address
 
     def signature(self):
         return self._sig
@@ -57,6 +66,34 @@ class Kernel(WrapperAddressProtocol):
     @property
     def stats(self):
         return self.dispatcher.stats
+
+
+def _kernel_addresses() -> None:
+    """Answer Numba's per-call address lookups for a ``Kernel`` from its cache.
+
+    Unboxing a first-class function argument calls
+    ``function_type._get_wrapper_address`` and ``_get_jit_address`` (looked up
+    by name at run time) for every kernel on every call; for other objects
+    they check the signature's precision, ~4 us per kernel: with ten kernels
+    per entry point that was most of a small solve's fixed cost.  Anything
+    that is not a ``Kernel`` goes to Numba's own functions.
+    """
+    wrapper, jit = _function_type._get_wrapper_address, _function_type._get_jit_address
+    if getattr(wrapper, "_sciode", False):
+        return
+
+    def wrapper_address(func, sig):
+        return func.__wrapper_address__() if type(func) is Kernel else wrapper(func, sig)
+
+    def jit_address(func, sig):
+        return func.jit_address() if type(func) is Kernel else jit(func, sig)
+
+    wrapper_address._sciode = jit_address._sciode = True
+    _function_type._get_wrapper_address = wrapper_address
+    _function_type._get_jit_address = jit_address
+
+
+_kernel_addresses()
 
 
 class KernelSet:
