@@ -8,7 +8,7 @@ import numpy as np
 from .stepping import dense_point
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def locate_step(ts, t):
     """Index ``k`` of the step ``[ts[k], ts[k+1]]`` containing ``t`` (either direction).
 

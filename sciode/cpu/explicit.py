@@ -35,7 +35,7 @@ FAC_MIN = 0.2
 FAC_MAX = 10.0
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def rms_scaled(v, z, z_new, rtol, atol):
     """``sqrt(mean((v / (atol + rtol max(|z|, |z_new|)))^2))``."""
     acc = 0.0
@@ -46,7 +46,7 @@ def rms_scaled(v, z, z_new, rtol, atol):
     return math.sqrt(acc / max(n, 1))
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def all_finite(v):
     for i in range(v.shape[0]):
         if not math.isfinite(v[i]):
@@ -75,7 +75,7 @@ def initial_step(sys, t0, z0, f0, direction, order, rtol, atol, hmax, span, work
     return min(100.0 * h0, h1, hmax, span)
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def copy_row(src, dst, row):
     """``dst[row, :] = src`` element-wise.  Slicing a row creates a view, and a
     view costs a reference-count round trip: measured at ~40% of a dopri5
@@ -112,7 +112,7 @@ def extra_stages(sys, t, z, h, A_ext, c_ext, s, K, work):
         sys_rhs(sys, t + c_ext[m_] * h, work, K[i])
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def scaled_sum(h, w, K, out):
     """``out = h sum_i w[i] K[i]``."""
     for m in range(out.shape[0]):
@@ -122,7 +122,7 @@ def scaled_sum(h, w, K, out):
         out[m] = h * acc
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def error_norm(h, e, e3, K, z, z_new, rtol, atol, work):
     """Scaled RMS error of a step (DOP853's combined norm when ``e3`` is given)."""
     n = z.shape[0]

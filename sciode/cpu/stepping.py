@@ -22,7 +22,7 @@ EPS = np.finfo(np.float64).eps
 CONTINUE = -1  # ``step_guard``: no reason to stop
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def weighted_sum(z, h, w, K, out):
     """``out = z + h sum_i w[i] K[i]``."""
     n = z.shape[0]
@@ -45,7 +45,7 @@ def interp_weights(P, theta, out):
         out[i] = acc
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def dense_point(z, h, K, P, theta, wbuf, out):
     """``out = z + h sum_i K[i] sum_j P[i, j] theta^(j+1)`` (the interpolant)."""
     interp_weights(P, theta, wbuf)
