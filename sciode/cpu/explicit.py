@@ -181,7 +181,6 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
     nsteps, naccepted, nrejected)
     """
     n = z0.shape[0]
-    s = A.shape[0]
     s_tot = P.shape[0]
     direction = 1.0 if t1 >= t0 else -1.0
     span = abs(t1 - t0)
@@ -201,7 +200,6 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
     for m in range(n):
         z[m] = z0[m]
     stats = np.zeros(4, dtype=np.int64)  # nfev, nsteps, naccepted, nrejected
-    dense = store_dense > 0
     ts_o, hs_o, zs_o, Ks_o = new_storage(t0, z, s_tot, store_dense)  # owned; borrowed below
     ts, hs, zs, Ks = borrow1(ts_o), borrow1(hs_o), borrow2(zs_o), borrow3(Ks_o)
     n_stored = 1
@@ -223,90 +221,116 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
             stats[0] += 1
     else:
         h = dt
-    err_prev = 1e-4
-    i_stop = 0
-    rejected_last = False
-    saw_nonfinite = False
-    status = SUCCESS
-    # The owned storage is regrown outside the stepping loop: an array variable
-    # that the hot loop may rebind gets a reference-count round trip per step.
+    fstate = np.array([t, h, 1e-4])
+    istate = np.array([n_stored, i_eval, 0, 0, 0, SUCCESS], dtype=np.int64)
     while True:
-        while (t1 - t) * direction > 0.0 and not full(ts, n_stored, store_dense):
-            # The guard and the t_eval service below are ``stepping.step_guard`` /
-            # ``serve_t_eval`` written out: in this loop the calls measured ~10%
-            # slower per step on Lorenz (numba 0.68), the stiff loops use them.
-            if stats[1] >= max_steps:
-                status = MAX_STEPS
-                break
-            if h < 10.0 * EPS * max(abs(t), 1e-300):
-                status = NONFINITE if saw_nonfinite else STEP_UNDERFLOW
-                break
-            # Land exactly on the next stop (or t1), never leaving a sliver of a step.
-            i_stop, target = next_target(t_stops, i_stop, t, t1, direction)
-            reach = (t + direction * h - target) * direction >= -100.0 * EPS * max(abs(target), span)
-            hh = (target - t) if reach else direction * h
-            rk_stages(sys, t, z, hh, A, c, K, 1, work, kout)
-            stats[0] += s - 1
-            stats[1] += 1
-            weighted_sum(z, hh, b, K, z_new)
-            finite = all_finite(z_new)
-            if adaptive:
-                err = error_norm(hh, e, e3, K, z, z_new, rtol, atol, work) if finite else np.inf
-                if not math.isfinite(err):
-                    saw_nonfinite = True
-                    stats[3] += 1
-                    h = abs(hh) * FAC_MIN
-                    rejected_last = True
-                    continue
-                if err > 1.0:
-                    stats[3] += 1
-                    h = abs(hh) * max(FAC_MIN, SAFETY * err ** (-1.0 / q))
-                    rejected_last = True
-                    continue
-                beta = 0.04 if q >= 5.0 and e3.shape[0] == 0 else 0.0
-                expo = 1.0 / q - 0.75 * beta
-                fac = FAC_MAX if err == 0.0 else SAFETY * err ** (-expo) * err_prev ** beta
-                fac = min(FAC_MAX, max(FAC_MIN, fac))
-                if rejected_last:
-                    fac = min(fac, 1.0)
-                h_next = min(abs(hh) * fac, hmax)
-                err_prev = max(err, 1e-4)
-            else:
-                if not finite:
-                    status = NONFINITE
-                    break
-                h_next = dt
-            # -- accepted: dense output needs the stages of this step
-            if s_tot > s and (dense or (i_eval < m_eval and
-                                              (t_eval[i_eval] - t) * direction <= abs(hh))):
-                extra_stages(sys, t, z, hh, A_ext, c_ext, s, K, work)
-                stats[0] += A_ext.shape[0]
-            t_new = target if reach else t + hh
-            while i_eval < m_eval and (t_eval[i_eval] - t_new) * direction <= 0.0:
-                dense_point(z, hh, K, P, (t_eval[i_eval] - t) / hh, wbuf, z_eval[i_eval])
-                i_eval += 1
-            # on a stop the system may reset its state (stored as the next step's start)
-            reset = reach and target != t1 and sys_stop(sys, t_new, z_new)
-            n_stored = record_step(ts, hs, zs, Ks, n_stored, t_new, hh, z_new, K, store_dense)
-            stats[2] += 1
-            t = t_new
-            for m in range(n):
-                z[m] = z_new[m]
-            rejected_last = False
-            h = h_next
-            if fsal and not reset:
-                for m in range(n):
-                    K[0, m] = K[s - 1, m]
-            else:
-                sys_rhs(sys, t, z, K[0])
-                stats[0] += 1
-                if not all_finite(K[0]):
-                    status = NONFINITE
-                    break
+        rk_steps(sys, t1, direction, span, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptive, q, rtol,
+                 atol, hmax, dt, max_steps, t_eval, store_dense, t_stops, K, work, kout, z, z_new,
+                 wbuf, stats, ts, hs, zs, Ks, z_eval, fstate, istate)
+        t, n_stored, status = fstate[0], istate[0], istate[5]
         if status != SUCCESS or (t1 - t) * direction <= 0.0:
             break
+        # storage regrown here, outside the stepping loop
         ts_o, hs_o, zs_o, Ks_o = grow_storage(ts_o, hs_o, zs_o, Ks_o, store_dense)
         ts, hs, zs, Ks = borrow1(ts_o), borrow1(hs_o), borrow2(zs_o), borrow3(Ks_o)
     ts, zs, hs, Ks = stored(ts_o, hs_o, zs_o, Ks_o, n_stored, store_dense)
     keep_alive(scratch)
     return status, t, n_stored, ts, zs, hs, Ks, z_eval_own, stats
+
+
+@nb.njit(cache=True, nogil=True, _nrt=False)
+def rk_steps(sys, t1, direction, span, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptive, q, rtol,
+             atol, hmax, dt, max_steps, t_eval, store_dense, t_stops, K, work, kout, z, z_new, wbuf,
+             stats, ts, hs, zs, Ks, z_eval, fstate, istate):
+    """The stepping loop of ``rk_integrate``: steps until ``t1``, a failure, or
+    full storage, resuming from and saving to ``fstate = [t, h, err_prev]`` and
+    ``istate = [n_stored, i_eval, i_stop, rejected_last, saw_nonfinite, status]``.
+
+    Compiled without reference counting: it allocates nothing, and the
+    runtime's incref/decref calls on the arrays it touches (no-ops on borrowed
+    views, but still calls that spill every floating-point register) cost
+    more than the arithmetic of a step on small systems.
+    """
+    n = z.shape[0]
+    s = A.shape[0]
+    s_tot = P.shape[0]
+    m_eval = t_eval.shape[0]
+    dense = store_dense > 0
+    t, h, err_prev = fstate[0], fstate[1], fstate[2]
+    n_stored, i_eval, i_stop = istate[0], istate[1], istate[2]
+    rejected_last, saw_nonfinite, status = istate[3] != 0, istate[4] != 0, istate[5]
+    while (t1 - t) * direction > 0.0 and not full(ts, n_stored, store_dense):
+        # The guard and the t_eval service below are ``stepping.step_guard`` /
+        # ``serve_t_eval`` written out: in this loop the calls measured ~10%
+        # slower per step on Lorenz (numba 0.68), the stiff loops use them.
+        if stats[1] >= max_steps:
+            status = MAX_STEPS
+            break
+        if h < 10.0 * EPS * max(abs(t), 1e-300):
+            status = NONFINITE if saw_nonfinite else STEP_UNDERFLOW
+            break
+        # Land exactly on the next stop (or t1), never leaving a sliver of a step.
+        i_stop, target = next_target(t_stops, i_stop, t, t1, direction)
+        reach = (t + direction * h - target) * direction >= -100.0 * EPS * max(abs(target), span)
+        hh = (target - t) if reach else direction * h
+        rk_stages(sys, t, z, hh, A, c, K, 1, work, kout)
+        stats[0] += s - 1
+        stats[1] += 1
+        weighted_sum(z, hh, b, K, z_new)
+        finite = all_finite(z_new)
+        if adaptive:
+            err = error_norm(hh, e, e3, K, z, z_new, rtol, atol, work) if finite else np.inf
+            if not math.isfinite(err):
+                saw_nonfinite = True
+                stats[3] += 1
+                h = abs(hh) * FAC_MIN
+                rejected_last = True
+                continue
+            if err > 1.0:
+                stats[3] += 1
+                h = abs(hh) * max(FAC_MIN, SAFETY * err ** (-1.0 / q))
+                rejected_last = True
+                continue
+            beta = 0.04 if q >= 5.0 and e3.shape[0] == 0 else 0.0
+            expo = 1.0 / q - 0.75 * beta
+            fac = FAC_MAX if err == 0.0 else SAFETY * err ** (-expo) * err_prev ** beta
+            fac = min(FAC_MAX, max(FAC_MIN, fac))
+            if rejected_last:
+                fac = min(fac, 1.0)
+            h_next = min(abs(hh) * fac, hmax)
+            err_prev = max(err, 1e-4)
+        else:
+            if not finite:
+                status = NONFINITE
+                break
+            h_next = dt
+        # -- accepted: dense output needs the stages of this step
+        if s_tot > s and (dense or (i_eval < m_eval and
+                                          (t_eval[i_eval] - t) * direction <= abs(hh))):
+            extra_stages(sys, t, z, hh, A_ext, c_ext, s, K, work)
+            stats[0] += A_ext.shape[0]
+        t_new = target if reach else t + hh
+        while i_eval < m_eval and (t_eval[i_eval] - t_new) * direction <= 0.0:
+            dense_point(z, hh, K, P, (t_eval[i_eval] - t) / hh, wbuf, z_eval[i_eval])
+            i_eval += 1
+        # on a stop the system may reset its state (stored as the next step's start)
+        reset = reach and target != t1 and sys_stop(sys, t_new, z_new)
+        n_stored = record_step(ts, hs, zs, Ks, n_stored, t_new, hh, z_new, K, store_dense)
+        stats[2] += 1
+        t = t_new
+        for m in range(n):
+            z[m] = z_new[m]
+        rejected_last = False
+        h = h_next
+        if fsal and not reset:
+            for m in range(n):
+                K[0, m] = K[s - 1, m]
+        else:
+            sys_rhs(sys, t, z, K[0])
+            stats[0] += 1
+            if not all_finite(K[0]):
+                status = NONFINITE
+                break
+    fstate[0], fstate[1], fstate[2] = t, h, err_prev
+    istate[0], istate[1], istate[2] = n_stored, i_eval, i_stop
+    istate[3], istate[4], istate[5] = int(rejected_last), int(saw_nonfinite), status
