@@ -87,8 +87,27 @@ class Problem:
         return a
 
 
+_ROWS: dict = {}
+
+
 def data_rows(model, cost, n_h):
-    """Flatten the least-squares terms into rows sorted by time (stable)."""
+    """Flatten the least-squares terms into rows sorted by time (stable).
+
+    Memoised on the identity of the data terms (immutable): a fit calls this
+    with the same data at every iteration.
+    """
+    key = (tuple(id(term) for term in cost.data), n_h)
+    hit = _ROWS.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], cost.data)):
+        return hit[1]
+    rows = _data_rows(cost, n_h)
+    if len(_ROWS) > 64:
+        _ROWS.clear()
+    _ROWS[key] = (cost.data, rows)  # holds the terms: their ids cannot be reused meanwhile
+    return rows
+
+
+def _data_rows(cost, n_h):
     ts, Ys, Ws = [], [], []
     off = 0
     for term in cost.data:
@@ -206,6 +225,8 @@ def sweep_tolerances(prob: Problem, size: int, lead: int):
 def sweep_stops(prob: Problem, t_start: float, t_stop: float, jump_t: np.ndarray) -> np.ndarray:
     """Stops of a backward sweep: control grid points and observation times, in
     the direction of integration (the loop lands on each)."""
+    if prob.controls is None:  # jump_t is already ordered; repeated times are harmless
+        return np.ascontiguousarray(jump_t)
     g = np.union1d(solvers.control_stops(prob.controls, t_start, t_stop), jump_t)
     return np.ascontiguousarray(g if t_stop >= t_start else g[::-1])
 

@@ -63,8 +63,18 @@ def method_type(method):
     return t
 
 
+_BY_IDENTITY: dict = {}
+
+
 def entry(name: str, method=None):
-    """The compiled entry point ``name`` for ``method``'s kind (compiled or loaded on first use)."""
+    """The compiled entry point ``name`` for ``method``'s kind (compiled or loaded on first use).
+
+    Looked up first by the method tuple's identity (the explicit methods are
+    cached tuples): hashing a Numba tuple type walks all its fields, ~10 us.
+    """
+    hit = _BY_IDENTITY.get((name, id(method)))
+    if hit is not None and hit[0] is method:
+        return hit[1]
     mtype = None if method is None else method_type(method)
     fn = _COMPILED.get((name, mtype))
     if fn is None:
@@ -75,6 +85,9 @@ def entry(name: str, method=None):
             # (the system and stage helpers are inlined on purpose); not a user issue.
             warnings.simplefilter("ignore", NumbaIRAssumptionWarning)
             fn = _COMPILED[(name, mtype)] = nb.njit(sig, cache=True, nogil=True)(py)
+    if len(_BY_IDENTITY) > 256:  # stiff method tuples are rebuilt per call: keep this small
+        _BY_IDENTITY.clear()
+    _BY_IDENTITY[(name, id(method))] = (method, fn)  # holds `method`: its id cannot be reused
     return fn
 
 
