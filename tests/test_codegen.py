@@ -408,3 +408,20 @@ def test_concurrent_builds_agree(tmp_path):
     kernel_dir = tmp_path / "kernels"
     assert [p.name for p in kernel_dir.glob("*.py")] == [os.path.basename(a["path"])]
     assert list(kernel_dir.glob("*.tmp")) == []
+
+
+def test_kernel_addresses_match_numba(lorenz):
+    """The loops get a kernel's addresses from its cache (``codegen._kernel_addresses``
+    replaces Numba's per-call lookup); they must be Numba's own answers, and any
+    other callable must still go to Numba's lookup."""
+    from numba.experimental import function_type as ft
+
+    k = codegen.model_kernels(lorenz)["rhs"]
+    sig = abi.MODEL_KERNELS["rhs"]
+    cres = k.dispatcher.get_compile_result(sig)
+    assert k.__wrapper_address__() == cres.library.get_pointer_to_function(cres.fndesc.llvm_cfunc_wrapper_name)
+    assert k.jit_address() == cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
+    assert ft._get_wrapper_address(k, sig) == k.__wrapper_address__()
+    assert ft._get_jit_address(k, sig) == k.jit_address()
+    # a plain dispatcher goes through Numba's own lookup
+    assert ft._get_jit_address(k.dispatcher, sig) == k.jit_address()

@@ -14,7 +14,6 @@ import numba
 import numpy as np
 from numba.core.types.function_type import WrapperAddressProtocol
 from numba.experimental import function_type as _function_type
-from numba.experimental.function_type import _get_jit_address, _get_wrapper_address
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
 
 from .. import abi
@@ -22,6 +21,10 @@ from ..cost import as_cost
 from ..errors import ModelError
 from . import cache
 from .cache import STATS, cache_dir
+
+# Numba's own address lookups, taken before ``_kernel_addresses`` wraps them.
+_WRAPPER_ADDRESS = getattr(_function_type, "_get_wrapper_address", None)
+_JIT_ADDRESS = getattr(_function_type, "_get_jit_address", lambda func, sig: 0)
 
 
 class Kernel(WrapperAddressProtocol):
@@ -43,14 +46,14 @@ class Kernel(WrapperAddressProtocol):
 
     def __wrapper_address__(self) -> int:
         if self._address is None:
-            self._address = _get_wrapper_address(self.dispatcher, self._sig)
+            self._address = _WRAPPER_ADDRESS(self.dispatcher, self._sig)
         return self._address
 
     def jit_address(self) -> int:
         """Address of the compiled function itself (Numba's calling convention):
         a loop that has it calls the kernel directly, not through the C wrapper."""
         if self._jit_address is None:
-            self._jit_address = _get_jit_address(self.dispatcher, self._sig)
+            self._jit_address = _JIT_ADDRESS(self.dispatcher, self._sig)
         return self._jit_address
 
     def signature(self):
@@ -78,9 +81,10 @@ def _kernel_addresses() -> None:
     per entry point that was most of a small solve's fixed cost.  Anything
     that is not a ``Kernel`` goes to Numba's own functions.
     """
-    wrapper, jit = _function_type._get_wrapper_address, _function_type._get_jit_address
-    if getattr(wrapper, "_sciode", False):
-        return
+    wrapper = getattr(_function_type, "_get_wrapper_address", None)
+    jit = getattr(_function_type, "_get_jit_address", None)
+    if wrapper is None or jit is None or getattr(wrapper, "_sciode", False):
+        return  # another Numba layout: keep its own lookups (slower, still correct)
 
     def wrapper_address(func, sig):
         return func.__wrapper_address__() if type(func) is Kernel else wrapper(func, sig)
