@@ -52,6 +52,10 @@ def check_tolerances(rtol, atol, n):
     rtol = float(rtol)
     if not (rtol > 0 and math.isfinite(rtol)):
         raise ValueError(f"`rtol` must be positive and finite, got {rtol}")
+    if isinstance(atol, (int, float)) and not isinstance(atol, bool):  # the common case, ~1 us
+        if not (atol > 0 and math.isfinite(atol)):
+            raise ValueError(f"`atol` must be positive and finite (scalar or one per state), got {atol!r}")
+        return rtol, np.full(n, float(atol))
     atol_arr = np.ascontiguousarray(np.broadcast_to(np.asarray(atol, dtype=np.float64), (n,)).copy())
     if not np.all(atol_arr > 0) or not np.all(np.isfinite(atol_arr)):
         raise ValueError(f"`atol` must be positive and finite (scalar or one per state), got {atol!r}")

@@ -76,7 +76,9 @@ def initial_state(model, y0, params):
 
     from ..errors import ModelError
 
-    if isinstance(y0, dict) or not any(isinstance(v, sp.Basic) for v in np.ravel(np.asarray(y0, dtype=object))):
+    if isinstance(y0, (dict, np.ndarray)) and getattr(y0, "dtype", None) != object:
+        return y0, None  # numeric array or {state: value}: nothing symbolic
+    if not any(isinstance(v, sp.Basic) for v in np.ravel(np.asarray(y0, dtype=object))):
         return y0, None
     items = list(y0)
     if len(items) != model.n_states:
