@@ -24,10 +24,9 @@ import math
 import numba as nb
 import numpy as np
 
-from .borrow import borrow1, borrow2, borrow3, keep_alive
-from .status import MAX_STEPS, NONFINITE, STEP_UNDERFLOW, SUCCESS
-from .stepping import (EPS, dense_point, full, grow_storage, new_storage, next_target, record_step,
-                       serve_initial, stored, weighted_sum)
+from .status import NONFINITE, SUCCESS
+from .stepping import (CONTINUE, full, grow_storage, next_target, record_step, serve_t_eval,
+                       start_storage, step_guard, step_to, stored, weighted_sum)
 from .systems import sys_rhs, sys_stop
 
 SAFETY = 0.9
@@ -184,36 +183,18 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
     s_tot = P.shape[0]
     direction = 1.0 if t1 >= t0 else -1.0
     span = abs(t1 - t0)
-    # Every array the loop hands to a helper is a borrowed view (borrow.py):
-    # a helper with a loop in it increfs and decrefs each array argument
-    # (atomic operations), measured at 69% of a dopri5 solve of Lorenz.  The
-    # arguments outlive the call; the scratch arrays are kept alive below.
-    A, b, c, e, e3, P = borrow2(A), borrow1(b), borrow1(c), borrow1(e), borrow1(e3), borrow2(P)
-    A_ext, c_ext, atol = borrow2(A_ext), borrow1(c_ext), borrow1(atol)
-    t_eval, t_stops = borrow1(t_eval), borrow1(t_stops)
-    scratch = np.zeros(s_tot * n + 4 * n + s_tot)
-    sb = borrow1(scratch)
-    K = sb[: s_tot * n].reshape((s_tot, n))
-    o = s_tot * n
-    work, kout, z, z_new = sb[o:o + n], sb[o + n:o + 2 * n], sb[o + 2 * n:o + 3 * n], sb[o + 3 * n:o + 4 * n]
-    wbuf = sb[o + 4 * n:]
-    for m in range(n):
-        z[m] = z0[m]
+    K = np.zeros((s_tot, n))
+    work, kout, z_new, wbuf = np.empty(n), np.empty(n), np.empty(n), np.empty(s_tot)
+    z = z0.copy()
     stats = np.zeros(4, dtype=np.int64)  # nfev, nsteps, naccepted, nrejected
-    ts_o, hs_o, zs_o, Ks_o = new_storage(t0, z, s_tot, store_dense)  # owned; borrowed below
-    ts, hs, zs, Ks = borrow1(ts_o), borrow1(hs_o), borrow2(zs_o), borrow3(Ks_o)
-    n_stored = 1
-    m_eval = t_eval.shape[0]
-    z_eval_own = np.full((m_eval, n), np.nan)
-    z_eval = borrow2(z_eval_own)
-    i_eval = serve_initial(t_eval, t0, z, z_eval)
+    ts, hs, zs, Ks, z_eval, i_eval = start_storage(t0, z, s_tot, store_dense, t_eval)
     t = t0
     if span == 0.0:
-        return SUCCESS, t, n_stored, ts_o[:1], zs_o[:1], hs_o[:0], Ks_o[:0], z_eval_own, stats
+        return SUCCESS, t, 1, ts[:1], zs[:1], hs[:0], Ks[:0], z_eval, stats
     sys_rhs(sys, t, z, K[0])
     stats[0] += 1
     if not all_finite(K[0]) or not all_finite(z):
-        return NONFINITE, t, n_stored, ts_o[:1], zs_o[:1], hs_o[:0], Ks_o[:0], z_eval_own, stats
+        return NONFINITE, t, 1, ts[:1], zs[:1], hs[:0], Ks[:0], z_eval, stats
     if adaptive:
         h = abs(h_init) if h_init > 0.0 else initial_step(sys, t, z, K[0], direction, order, rtol,
                                                           atol, hmax, span, work, K[1])
@@ -221,8 +202,10 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
             stats[0] += 1
     else:
         h = dt
+    # The stepping loop runs in ``rk_steps`` (no reference counting, no
+    # allocation); it returns when the storage is full, to be regrown here.
     fstate = np.array([t, h, 1e-4])
-    istate = np.array([n_stored, i_eval, 0, 0, 0, SUCCESS], dtype=np.int64)
+    istate = np.array([1, i_eval, 0, 0, 0, SUCCESS], dtype=np.int64)
     while True:
         rk_steps(sys, t1, direction, span, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptive, q, rtol,
                  atol, hmax, dt, max_steps, t_eval, store_dense, t_stops, K, work, kout, z, z_new,
@@ -230,12 +213,9 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
         t, n_stored, status = fstate[0], istate[0], istate[5]
         if status != SUCCESS or (t1 - t) * direction <= 0.0:
             break
-        # storage regrown here, outside the stepping loop
-        ts_o, hs_o, zs_o, Ks_o = grow_storage(ts_o, hs_o, zs_o, Ks_o, store_dense)
-        ts, hs, zs, Ks = borrow1(ts_o), borrow1(hs_o), borrow2(zs_o), borrow3(Ks_o)
-    ts, zs, hs, Ks = stored(ts_o, hs_o, zs_o, Ks_o, n_stored, store_dense)
-    keep_alive(scratch)
-    return status, t, n_stored, ts, zs, hs, Ks, z_eval_own, stats
+        ts, hs, zs, Ks = grow_storage(ts, hs, zs, Ks, store_dense)
+    ts, zs, hs, Ks = stored(ts, hs, zs, Ks, n_stored, store_dense)
+    return status, t, n_stored, ts, zs, hs, Ks, z_eval, stats
 
 
 @nb.njit(cache=True, nogil=True, _nrt=False)
@@ -259,20 +239,16 @@ def rk_steps(sys, t1, direction, span, A, b, c, e, e3, P, A_ext, c_ext, fsal, ad
     t, h, err_prev = fstate[0], fstate[1], fstate[2]
     n_stored, i_eval, i_stop = istate[0], istate[1], istate[2]
     rejected_last, saw_nonfinite, status = istate[3] != 0, istate[4] != 0, istate[5]
+    # PI controller exponents (Hairer's DOPRI5 stabilisation; none for DOP853)
+    beta = 0.04 if q >= 5.0 and e3.shape[0] == 0 else 0.0
+    expo = 1.0 / q - 0.75 * beta
     while (t1 - t) * direction > 0.0 and not full(ts, n_stored, store_dense):
-        # The guard and the t_eval service below are ``stepping.step_guard`` /
-        # ``serve_t_eval`` written out: in this loop the calls measured ~10%
-        # slower per step on Lorenz (numba 0.68), the stiff loops use them.
-        if stats[1] >= max_steps:
-            status = MAX_STEPS
+        status = step_guard(stats[1], max_steps, h, t, saw_nonfinite)
+        if status != CONTINUE:
             break
-        if h < 10.0 * EPS * max(abs(t), 1e-300):
-            status = NONFINITE if saw_nonfinite else STEP_UNDERFLOW
-            break
-        # Land exactly on the next stop (or t1), never leaving a sliver of a step.
+        status = SUCCESS
         i_stop, target = next_target(t_stops, i_stop, t, t1, direction)
-        reach = (t + direction * h - target) * direction >= -100.0 * EPS * max(abs(target), span)
-        hh = (target - t) if reach else direction * h
+        reach, hh = step_to(t, h, target, direction, span)
         rk_stages(sys, t, z, hh, A, c, K, 1, work, kout)
         stats[0] += s - 1
         stats[1] += 1
@@ -291,8 +267,6 @@ def rk_steps(sys, t1, direction, span, A, b, c, e, e3, P, A_ext, c_ext, fsal, ad
                 h = abs(hh) * max(FAC_MIN, SAFETY * err ** (-1.0 / q))
                 rejected_last = True
                 continue
-            beta = 0.04 if q >= 5.0 and e3.shape[0] == 0 else 0.0
-            expo = 1.0 / q - 0.75 * beta
             fac = FAC_MAX if err == 0.0 else SAFETY * err ** (-expo) * err_prev ** beta
             fac = min(FAC_MAX, max(FAC_MIN, fac))
             if rejected_last:
@@ -310,9 +284,7 @@ def rk_steps(sys, t1, direction, span, A, b, c, e, e3, P, A_ext, c_ext, fsal, ad
             extra_stages(sys, t, z, hh, A_ext, c_ext, s, K, work)
             stats[0] += A_ext.shape[0]
         t_new = target if reach else t + hh
-        while i_eval < m_eval and (t_eval[i_eval] - t_new) * direction <= 0.0:
-            dense_point(z, hh, K, P, (t_eval[i_eval] - t) / hh, wbuf, z_eval[i_eval])
-            i_eval += 1
+        i_eval = serve_t_eval(t_eval, i_eval, t, t_new, hh, z, K, P, wbuf, z_eval, direction)
         # on a stop the system may reset its state (stored as the next step's start)
         reset = reach and target != t1 and sys_stop(sys, t_new, z_new)
         n_stored = record_step(ts, hs, zs, Ks, n_stored, t_new, hh, z_new, K, store_dense)

@@ -35,12 +35,12 @@ import math
 import numba as nb
 import numpy as np
 
+from .borrow import borrow1, borrow2, keep_alive
 from .explicit import all_finite, initial_step, rms_scaled
 from .linalg import build_and_factor, matrix_storage, solve_in_place
 from .rosenbrock import MAX_SINGULAR, N_STATS
-from .stepping import (CONTINUE, EPS, full, grow_storage, new_storage, record_step, serve_initial,
-                       serve_t_eval, step_guard, stored, next_target)
-from .borrow import borrow1, borrow1i, borrow2, borrow3, keep_alive
+from .stepping import (CONTINUE, EPS, borrow_storage, full, grow_storage, next_target, record_step,
+                       serve_t_eval, start_storage, step_guard, step_to, stored)
 from .status import NONFINITE, SINGULAR, STEP_UNDERFLOW, SUCCESS
 from .systems import sys_jac, sys_rhs, sys_stop
 
@@ -157,11 +157,11 @@ def sdirk_integrate(sys, z0, t0, t1, A, b, c, e, P, gamma, q, rtol, atol, h_init
     tol = max(10.0 * EPS / rtol, min(0.03, rtol ** 0.5))
     # borrowed views of every array handed to a helper (see ``rk_integrate``)
     atol, t_eval, t_stops = borrow1(atol), borrow1(t_eval), borrow1(t_stops)
-    perm, perm_inv, jrows, jcols = borrow1i(perm), borrow1i(perm_inv), borrow1i(jrows), borrow1i(jcols)
+    perm, perm_inv, jrows, jcols = borrow1(perm), borrow1(perm_inv), borrow1(jrows), borrow1(jcols)
     A, b, c, e, P = borrow2(A), borrow1(b), borrow1(c), borrow1(e), borrow2(P)
     K_o, J_o, M_o, piv_o = (np.zeros((s, n)), np.zeros((n, n)), matrix_storage(n, banded, kl, ku),
                             np.zeros(n, dtype=np.int64))
-    K, J, M, piv = borrow2(K_o), borrow2(J_o), borrow2(M_o), borrow1i(piv_o)
+    K, J, M, piv = borrow2(K_o), borrow2(J_o), borrow2(M_o), borrow1(piv_o)
     vec_o = np.zeros(7 * n + s)
     vb = borrow1(vec_o)
     Z, psi, fz, dZ, lwork = vb[:n], vb[n:2 * n], vb[2 * n:3 * n], vb[3 * n:4 * n], vb[4 * n:5 * n]
@@ -169,12 +169,10 @@ def sdirk_integrate(sys, z0, t0, t1, A, b, c, e, P, gamma, q, rtol, atol, h_init
     for k in range(n):
         z[k] = z0[k]
     stats = np.zeros(N_STATS, dtype=np.int64)
-    ts_o, hs_o, zs_o, Ks_o = new_storage(t0, z, s, store_dense)  # owned; borrowed below
-    ts, hs, zs, Ks = borrow1(ts_o), borrow1(hs_o), borrow2(zs_o), borrow3(Ks_o)
-    n_stored = 1
-    z_eval_own = np.full((t_eval.shape[0], n), np.nan)
+    ts_o, hs_o, zs_o, Ks_o, z_eval_own, i_eval = start_storage(t0, z, s, store_dense, t_eval)
+    ts, hs, zs, Ks = borrow_storage(ts_o, hs_o, zs_o, Ks_o)  # owned ones kept for the result
     z_eval = borrow2(z_eval_own)
-    i_eval = serve_initial(t_eval, t0, z, z_eval)
+    n_stored = 1
     t = t0
     if span == 0.0:
         return SUCCESS, t, n_stored, ts_o[:1], zs_o[:1], hs_o[:0], Ks_o[:0], z_eval_own, stats
@@ -206,8 +204,7 @@ def sdirk_integrate(sys, z0, t0, t1, A, b, c, e, P, gamma, q, rtol, atol, h_init
                 break
             status = SUCCESS
             i_stop, target = next_target(t_stops, i_stop, t, t1, direction)
-            last = (t + direction * h - target) * direction >= -100.0 * EPS * max(abs(target), span)
-            hh = (target - t) if last else direction * h
+            last, hh = step_to(t, h, target, direction, span)
             if need_jac:
                 sys_jac(sys, t, z, J)
                 stats[4] += 1
@@ -299,7 +296,7 @@ def sdirk_integrate(sys, z0, t0, t1, A, b, c, e, P, gamma, q, rtol, atol, h_init
         if status != SUCCESS or (t1 - t) * direction <= 0.0:
             break
         ts_o, hs_o, zs_o, Ks_o = grow_storage(ts_o, hs_o, zs_o, Ks_o, store_dense)
-        ts, hs, zs, Ks = borrow1(ts_o), borrow1(hs_o), borrow2(zs_o), borrow3(Ks_o)
+        ts, hs, zs, Ks = borrow_storage(ts_o, hs_o, zs_o, Ks_o)
     ts, zs, hs, Ks = stored(ts_o, hs_o, zs_o, Ks_o, n_stored, store_dense)
     keep_alive(K_o, J_o, M_o)  # one array type per call
     keep_alive(vec_o)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from .borrow import borrow1, borrow2, borrow3
 from .status import MAX_STEPS, NONFINITE, STEP_UNDERFLOW
 
 EPS = np.finfo(np.float64).eps
@@ -72,6 +73,21 @@ def new_storage(t0, z0, s_tot, store):
     for m in range(n):
         zs[0, m] = z0[m]
     return ts, hs, zs, Ks
+
+
+@nb.njit(cache=True, nogil=True)
+def start_storage(t0, z0, s_tot, store, t_eval):
+    """``new_storage`` plus the output array with the times equal to ``t0``
+    served: ``ts, hs, zs, Ks, z_eval, i_eval``."""
+    ts, hs, zs, Ks = new_storage(t0, z0, s_tot, store)
+    z_eval = np.full((t_eval.shape[0], z0.shape[0]), np.nan)
+    return ts, hs, zs, Ks, z_eval, serve_initial(t_eval, t0, z0, z_eval)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def borrow_storage(ts, hs, zs, Ks):
+    """Borrowed views (``borrow.py``) of the storage, for a loop with reference counting."""
+    return borrow1(ts), borrow1(hs), borrow2(zs), borrow3(Ks)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -158,3 +174,12 @@ def next_target(t_stops, i_stop, t, t1, direction):
     if i_stop < t_stops.shape[0] and (t1 - t_stops[i_stop]) * direction > 0.0:
         return i_stop, t_stops[i_stop]
     return i_stop, t1
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def step_to(t, h, target, direction, span):
+    """``(lands, hh)``: the signed step from ``t``, ``direction * h``, or exactly
+    ``target - t`` when that step reaches ``target`` or would stop short of it
+    by roundoff only (no sliver of a step is ever left)."""
+    lands = (t + direction * h - target) * direction >= -100.0 * EPS * max(abs(target), span)
+    return lands, (target - t) if lands else direction * h
