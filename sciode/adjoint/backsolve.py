@@ -31,12 +31,11 @@ def run(prob) -> common.GradResult:
     n, n_p = prob.n, prob.n_p
     z1 = np.concatenate([y1, dPhidy, dPhidp, [0.0], np.zeros(prob.n_g)])
     method = solvers.rk_method(tab)
+    jump_t = np.ascontiguousarray(prob.t_rows[::-1])  # rows in the backward direction
     status, t_reached, z, st, _ = entry("backsolve_sweep", method)(
         prob.mk["rhs"], *common.rate_kernels(prob), prob.p, prob.tw, prob.W, prob.wbuf(), z1,
-        prob.t1, prob.t0,
-        np.ascontiguousarray(prob.t_rows[::-1]), np.ascontiguousarray(JY[::-1]),
-        np.ascontiguousarray(JP[::-1]), common.sweep_stops(prob, prob.t1, prob.t0, prob.t_rows),
-        *common.sweep_tail(prob, method, z1.size, 2 * n))
+        prob.t1, prob.t0, jump_t, np.ascontiguousarray(JY[::-1]), np.ascontiguousarray(JP[::-1]),
+        common.sweep_stops(prob, prob.t1, prob.t0, jump_t), *common.sweep_tail(prob, method, z1.size, 2 * n))
     common.check_status(status, t_reached, prob, "backward (backsolve)")
     drift = np.max(np.abs(z[:n] - prob.y0) / (prob.atol + prob.rtol * np.abs(prob.y0)))
     # A stable backward pass still accumulates about one tolerance unit per step

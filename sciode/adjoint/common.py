@@ -223,11 +223,11 @@ def sweep_tolerances(prob: Problem, size: int, lead: int):
 
 
 def sweep_stops(prob: Problem, t_start: float, t_stop: float, jump_t: np.ndarray) -> np.ndarray:
-    """Stops of a backward sweep: control grid points and observation times, in
-    the direction of integration (the loop lands on each)."""
-    if prob.controls is None:  # sorted already: only the direction may differ (repeats are harmless)
-        backward = jump_t.size > 1 and (jump_t[-1] - jump_t[0]) * (t_stop - t_start) < 0
-        return np.ascontiguousarray(jump_t[::-1] if backward else jump_t)
+    """Stops of a backward sweep: control grid points and the observation times
+    ``jump_t`` (given in the direction of integration), in that direction (the
+    loop lands on each)."""
+    if prob.controls is None:  # jump_t is in the sweep's direction already (repeats are harmless)
+        return np.ascontiguousarray(jump_t)
     g = np.union1d(solvers.control_stops(prob.controls, t_start, t_stop), jump_t)
     return np.ascontiguousarray(g if t_stop >= t_start else g[::-1])
 
