@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import problems as P
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "codegen_timing.md"
 KERNELS = ("rhs", "jac_y", "vjp_y", "vjp_p")
@@ -36,56 +38,14 @@ BRUSSELATOR_CELLS = 256
 CHILD_TIMEOUT_S = 900
 
 
-# --- models ----------------------------------------------------------------------
+# --- models (the benchmark problems' own, so every suite times the same models) ---------
 
 
-def lorenz():
-    import sympy as sp
-
-    import sciode
-
-    x, y, z, sigma, rho, beta = sp.symbols("x y z sigma rho beta")
-    rhs = [sigma * (y - x), x * (rho - z) - y, x * y - beta * z]
-    return sciode.Model(states=[x, y, z], rhs=rhs, params=[sigma, rho, beta], name="lorenz")
-
-
-def mlp():
-    """``x' = W2 tanh(W1 x + b1) + b2``, 2-16-2: 2*16 + 16 + 16*2 + 2 = 82 params."""
-    import sympy as sp
-
-    import sciode
-
-    n, h = 2, MLP_HIDDEN
-    x = sp.symbols(f"x0:{n}")
-    W1 = sp.Matrix(h, n, lambda i, j: sp.Symbol(f"W1_{i}_{j}"))
-    b1 = sp.Matrix(h, 1, lambda i, _: sp.Symbol(f"b1_{i}"))
-    W2 = sp.Matrix(n, h, lambda i, j: sp.Symbol(f"W2_{i}_{j}"))
-    b2 = sp.Matrix(n, 1, lambda i, _: sp.Symbol(f"b2_{i}"))
-    hidden = (W1 * sp.Matrix(x) + b1).applyfunc(sp.tanh)
-    rhs = list(W2 * hidden + b2)
-    params = [*W1, *b1, *W2, *b2]
-    return sciode.Model(states=list(x), rhs=rhs, params=params, name="mlp_2_16_2")
-
-
-def brusselator():
-    """1-D Brusselator, 2 x 256 states, periodic boundary, params (A, B, alpha)."""
-    import sympy as sp
-
-    import sciode
-
-    m = BRUSSELATOR_CELLS
-    u, v = sp.symbols(f"u0:{m}"), sp.symbols(f"v0:{m}")
-    A, B, alpha = sp.symbols("A B alpha")
-
-    def lap(c, i):
-        return c[i - 1] - 2 * c[i] + c[(i + 1) % m]
-
-    rhs_u = [A + u[i] ** 2 * v[i] - (B + 1) * u[i] + alpha * lap(u, i) for i in range(m)]
-    rhs_v = [B * u[i] - u[i] ** 2 * v[i] + alpha * lap(v, i) for i in range(m)]
-    return sciode.Model(states=[*u, *v], rhs=rhs_u + rhs_v, params=[A, B, alpha], name="brusselator")
-
-
-MODELS = {"lorenz": lorenz, "mlp_2_16_2": mlp, "brusselator_2x256": brusselator}
+MODELS = {
+    "lorenz": lambda: P.lorenz().build(),
+    "mlp_2_16_2": lambda: P.mlp(2, MLP_HIDDEN).build(),
+    "brusselator_2x256": lambda: P.brusselator(BRUSSELATOR_CELLS).build(),
+}
 
 
 # --- child measurements -----------------------------------------------------------
