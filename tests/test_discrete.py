@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import sympy as sp
 
 import sciode
 from sciode.methods.tableaus import DOP853
@@ -44,11 +43,9 @@ def rel_err(g, ref) -> float:
 
 
 @pytest.fixture(scope="session")
-def disc_lv():
-    """Lotka-Volterra; states (x, y), params (a, b, c, d)."""
-    x, y, a, b, c, d = sp.symbols("x y a b c d")
-    return sciode.Model(states=[x, y], rhs=[a * x - b * x * y, c * x * y - d * y],
-                        params=[a, b, c, d], name="disc_lv")
+def disc_lv(lotka_volterra):
+    """Lotka-Volterra (``conftest``); states (x, y), params (a, b, c, d)."""
+    return lotka_volterra
 
 
 @pytest.fixture(scope="session")

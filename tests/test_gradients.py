@@ -116,11 +116,9 @@ def linear3():
 
 
 @pytest.fixture(scope="session")
-def lv():
-    """Lotka-Volterra; states (x, y), params (a, b, c, d)."""
-    x, y, a, b, c, d = sp.symbols("x y a b c d")
-    return sciode.Model(states=[x, y], rhs=[a * x - b * x * y, c * x * y - d * y],
-                        params=[a, b, c, d], name="grad_lv")
+def lv(lotka_volterra):
+    """Lotka-Volterra (``conftest``); states (x, y), params (a, b, c, d)."""
+    return lotka_volterra
 
 
 @pytest.fixture(scope="session")
@@ -131,18 +129,15 @@ def vdp():
 
 
 @pytest.fixture(scope="session")
-def lorenz3():
-    """Lorenz; states (x, y, z), params (sigma, rho, beta)."""
-    x, y, z, s, r, b = sp.symbols("x y z sigma rho beta")
-    return sciode.Model(states=[x, y, z], rhs=[s * (y - x), x * (r - z) - y, x * y - b * z],
-                        params=[s, r, b], name="grad_lorenz")
+def lorenz3(lorenz):
+    """Lorenz (``conftest``); states (x, y, z), params (sigma, rho, beta)."""
+    return lorenz
 
 
 @pytest.fixture(scope="session")
-def osc():
-    """Lightly damped oscillator; states (x, v), params (k, c)."""
-    x, v, k, c = sp.symbols("x v k c")
-    return sciode.Model(states=[x, v], rhs=[v, -k * x - c * v], params=[k, c], name="grad_osc")
+def osc(oscillator):
+    """Damped oscillator (``conftest``); states (x, v), params (k, c)."""
+    return oscillator
 
 
 @pytest.fixture(scope="session")
