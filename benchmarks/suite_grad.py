@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 from . import frameworks as F
 from . import problems as P
 from ._util import CacheDir, Config, Report, fmt_time, have, interp_time_at_error, median_time, quiet, rel_err, run_cold

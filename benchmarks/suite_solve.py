@@ -7,10 +7,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
-
-import numpy as np
 
 from . import frameworks as F
 from . import problems as P

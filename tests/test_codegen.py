@@ -148,7 +148,7 @@ def _direct_gradient(expr, symbols):
 
 def _cost_references(model, cost):
     der = derive_cost(model, cost)
-    y, p, w = model.states, model.params, model.controls
+    y, p = model.states, model.params
     n_h = len(der.h)
     vec = {
         "L": _column([der.L]),

@@ -11,7 +11,6 @@ are larger where they are.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest

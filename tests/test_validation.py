@@ -5,7 +5,6 @@ job.  A kernel that drops a term must make both gradcheck and the suite fail.
 """
 
 import numba as nb
-import numpy as np
 import pytest
 import sympy as sp
 
