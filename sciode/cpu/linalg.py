@@ -203,6 +203,19 @@ def solve_in_place(M, piv, banded, kl, ku, perm, b, work):
         lu_solve(M, piv, b)
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def factor_for(hh, h_fact, gamma, J, banded, kl, ku, perm_inv, jrows, jcols, M, piv, stats):
+    """Factor ``M = I / (hh gamma) - J`` unless it already is for the step ``hh``
+    (``h_fact``); counts factorizations in ``stats[5]``.  Returns the step ``M``
+    is now factored for, 0.0 if it was singular."""
+    if hh == h_fact:
+        return h_fact
+    stats[5] += 1
+    if build_and_factor(J, 1.0 / (hh * gamma), banded, kl, ku, perm_inv, jrows, jcols, M, piv):
+        return hh
+    return 0.0
+
+
 @nb.njit(cache=True, nogil=True)
 def matrix_storage(n, banded, kl, ku):
     """An empty iteration matrix for the mode."""

@@ -37,7 +37,7 @@ import numpy as np
 
 from .borrow import borrow1, borrow2, keep_alive
 from .explicit import all_finite, initial_step, rms_scaled
-from .linalg import build_and_factor, matrix_storage, solve_in_place
+from .linalg import factor_for, matrix_storage, solve_in_place
 from .rosenbrock import MAX_SINGULAR, N_STATS
 from .stepping import (CONTINUE, EPS, borrow_storage, full, grow_storage, next_target, record_step,
                        serve_t_eval, start_storage, step_guard, step_to, stored)
@@ -211,17 +211,14 @@ def sdirk_integrate(sys, z0, t0, t1, A, b, c, e, P, gamma, q, rtol, atol, h_init
                 need_jac = False
                 jac_current = True
                 h_fact = 0.0
-            if hh != h_fact:
-                stats[5] += 1
-                if not build_and_factor(J, 1.0 / (hh * gamma), banded, kl, ku, perm_inv, jrows, jcols, M, piv):
-                    h_fact = 0.0
-                    n_singular += 1
-                    if n_singular > MAX_SINGULAR or not adaptive:
-                        status = SINGULAR
-                        break
-                    h = 0.5 * abs(hh)
-                    continue
-                h_fact = hh
+            h_fact = factor_for(hh, h_fact, gamma, J, banded, kl, ku, perm_inv, jrows, jcols, M, piv, stats)
+            if h_fact == 0.0:  # singular: halve the step, a few times at most
+                n_singular += 1
+                if n_singular > MAX_SINGULAR or not adaptive:
+                    status = SINGULAR
+                    break
+                h = 0.5 * abs(hh)
+                continue
             n_singular = 0
             stats[1] += 1
             ok, slow = dirk_stages(sys, t, z, hh, A, c, gamma, K, M, piv, banded, kl, ku, perm,
