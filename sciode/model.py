@@ -563,8 +563,8 @@ def _numeric_vector(values: Any, symbols: tuple[sp.Symbol, ...], what: str) -> n
             f"`{what}` has shape {array.shape}, expected ({len(symbols)},): one "
             f"value per {_names(symbols)}"
         )
-    bad = [f"`{s}` = {v}" for s, v in zip(symbols, array) if not math.isfinite(v)]
-    if bad:
+    if not np.isfinite(array).all():
+        bad = [f"`{s}` = {v}" for s, v in zip(symbols, array) if not math.isfinite(v)]
         raise ModelError(f"`{what}` has non-finite values: {', '.join(bad)}")
     return array
 

@@ -19,6 +19,7 @@ import re
 import subprocess
 import sys
 
+import numba
 import numpy as np
 import pytest
 import sympy as sp
@@ -411,17 +412,29 @@ def test_concurrent_builds_agree(tmp_path):
 
 
 def test_kernel_addresses_match_numba(lorenz):
-    """The loops get a kernel's addresses from its cache (``codegen._kernel_addresses``
-    replaces Numba's per-call lookup); they must be Numba's own answers, and any
-    other callable must still go to Numba's lookup."""
+    """A kernel is unboxed from the addresses it computed once (``abi.KernelType``);
+    they must be Numba's own answers for the dispatcher, and the loops must
+    call through them (the kernel's output reaches the caller)."""
     from numba.experimental import function_type as ft
 
     k = codegen.model_kernels(lorenz)["rhs"]
     sig = abi.MODEL_KERNELS["rhs"]
-    cres = k.dispatcher.get_compile_result(sig)
-    assert k.__wrapper_address__() == cres.library.get_pointer_to_function(cres.fndesc.llvm_cfunc_wrapper_name)
-    assert k.jit_address() == cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
-    assert ft._get_wrapper_address(k, sig) == k.__wrapper_address__()
-    assert ft._get_jit_address(k, sig) == k.jit_address()
-    # a plain dispatcher goes through Numba's own lookup
-    assert ft._get_jit_address(k.dispatcher, sig) == k.jit_address()
+    assert k.__wrapper_address__() == ft._get_wrapper_address(k.dispatcher, sig)
+    assert k.jit_address() == ft._get_jit_address(k.dispatcher, sig)
+    assert numba.typeof(k) == abi.VEC
+
+    @numba.njit((abi.VEC, abi.ARRAY, abi.ARRAY, abi.ARRAY))
+    def call(f, y, p, out):
+        f(0.0, y, p, np.zeros(0), out)
+
+    y, p, out = np.array([1.0, 2.0, 3.0]), np.array([10.0, 28.0, 8.0 / 3.0]), np.zeros(3)
+    call(k, y, p, out)
+    expected = np.zeros(3)
+    k(0.0, y, p, np.zeros(0), expected)
+    assert np.array_equal(out, expected) and np.abs(out).sum() > 0
+
+    class Impostor:  # typed as a kernel, without the addresses: an error, never a wild call
+        _numba_type_ = abi.VEC
+
+    with pytest.raises(AttributeError):
+        call(Impostor(), y, p, out)

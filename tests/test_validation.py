@@ -10,7 +10,7 @@ import sympy as sp
 
 import sciode
 from sciode import abi
-from sciode.codegen import model_kernels
+from sciode.codegen import Kernel, model_kernels
 from validation.__main__ import main as validation_main
 from validation.cases import CASES
 from validation.runner import run_case
@@ -48,8 +48,8 @@ def _drop_first_param_term(monkeypatch, model):
         good_yp(t, y, p, w, v, out)
         out[n] = 0.0
 
-    monkeypatch.setitem(mk._compiled, "vjp_p", broken_p)
-    monkeypatch.setitem(mk._compiled, "vjp_yp", broken_yp)
+    monkeypatch.setitem(mk._compiled, "vjp_p", Kernel(broken_p, abi.VJP_SIG))
+    monkeypatch.setitem(mk._compiled, "vjp_yp", Kernel(broken_yp, abi.VJP_SIG))
 
 
 def test_gradcheck_fails_on_a_broken_kernel(decay_problem, monkeypatch):

@@ -82,8 +82,9 @@ class Problem:
     def aug_atol(self, size: int, lead: int = 0) -> np.ndarray:
         """Absolute tolerances of an augmented state: the states' own for the
         first ``lead`` entries, the smallest state tolerance elsewhere."""
-        a = np.full(size, self.atol.min())
-        a[:lead] = np.resize(self.atol, lead)
+        a = np.empty(size)
+        a[lead:] = self.atol.min()
+        a[:lead] = self.atol[:lead] if lead <= self.atol.size else np.resize(self.atol, lead)
         return a
 
 
@@ -213,13 +214,24 @@ def sweep_tolerances(prob: Problem, size: int, lead: int):
     scaled by ``sqrt(lead / size)``: then that RMS equals the RMS over the
     leading entries at the user's tolerances.
     """
-    atol = prob.aug_atol(size, lead)
-    if prob.options.get("quad_error_control", False) or lead >= size:
-        return prob.rtol, atol
-    scale = np.sqrt(lead / size)
-    atol[:lead] *= scale
-    atol[lead:] = np.inf
-    return prob.rtol * scale, atol
+    quads = bool(prob.options.get("quad_error_control", False)) or lead >= size
+    key = (prob.rtol, prob.atol.tobytes(), size, lead, quads)
+    hit = _SWEEP_TOLS.get(key)
+    if hit is None:  # memoised: a fit asks for the same tolerances at every iteration
+        atol = prob.aug_atol(size, lead)
+        rtol = prob.rtol
+        if not quads:
+            scale = np.sqrt(lead / size)
+            atol[:lead] *= scale
+            atol[lead:] = np.inf
+            rtol *= scale
+        if len(_SWEEP_TOLS) > 256:
+            _SWEEP_TOLS.clear()
+        hit = _SWEEP_TOLS[key] = (rtol, atol)
+    return hit[0], hit[1].copy()
+
+
+_SWEEP_TOLS: dict = {}
 
 
 def sweep_stops(prob: Problem, t_start: float, t_stop: float, jump_t: np.ndarray) -> np.ndarray:

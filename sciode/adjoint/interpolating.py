@@ -34,17 +34,25 @@ def costate_sweep(prob, method, ts, hs, zs, Ks, P, z1, t_start, t_stop, jump_t, 
 
 
 def run(prob) -> common.GradResult:
-    raw = common.forward_pass(prob, prob.t_rows, dense=True)
-    H, JY, JP = common.observation_jumps(prob, raw.z_eval)
-    phi, dPhidy, dPhidp = common.terminal(prob, raw.zs[-1])
+    fmethod = common.model_method(prob)
+    bmethod = common.augmented_method(prob, "adjoint")
+    mk, ck = prob.mk, prob.ck
     n, n_p = prob.n, prob.n_p
-    z1 = np.concatenate([dPhidy, dPhidp, [0.0], np.zeros(prob.n_g)])
-    status, t_reached, z, st, _ = costate_sweep(
-        prob, common.augmented_method(prob, "adjoint"), raw.ts, raw.hs, raw.zs, raw.Ks, raw.P, z1, prob.t1, prob.t0,
-        prob.t_rows[::-1], JY[::-1], JP[::-1])
-    common.check_status(status, t_reached, prob, "backward (costate)")
-    value = phi + z[n + n_p] + common.misfit(prob, H)
-    stored = raw.ts.size + raw.hs.size + raw.zs.size + raw.Ks.size
-    stats = {"forward": dict(raw.stats), "backward": solvers.loop_stats(st), "peak_stored_floats": int(stored)}
-    return common.GradResult(value, z[n:n + n_p].copy(), z[:n].copy(),
+    brtol, batol = common.sweep_tolerances(prob, n + n_p + 1 + prob.n_g, n)
+    hmax = float(prob.options.get("max_step", np.inf))
+    fstatus, f_reached, fst, bstatus, b_reached, bst, value, z, stored = entry(
+        "adjoint_gradient", fmethod, bmethod)(
+        mk["rhs"], mk["jac_y"], mk["dfdt"], *common.rate_kernels(prob), mk["jac_p"],
+        ck["obs"], ck["obs_vjp_y"], ck["obs_vjp_p"], ck["Phi"], ck["dPhidy"], ck["dPhidp"],
+        prob.p, prob.tw, prob.W, prob.wbuf(), prob.y0, prob.t0, prob.t1, prob.t_rows, prob.Yobs,
+        prob.Wt, solvers.control_stops(prob.controls, prob.t0, prob.t1),
+        common.sweep_stops(prob, prob.t1, prob.t0, prob.t_rows[::-1]), prob.n_g,
+        fmethod, prob.rtol, prob.atol, hmax, common.fixed_step(prob), prob.max_steps,
+        bmethod, brtol, batol)
+    common.check_status(fstatus, f_reached, prob, "forward")
+    common.check_status(bstatus, b_reached, prob, "backward (costate)")
+    value += z[n + n_p]
+    stats = {"forward": solvers.loop_stats(fst), "backward": solvers.loop_stats(bst),
+             "peak_stored_floats": int(stored)}
+    return common.GradResult(float(value), z[n:n + n_p].copy(), z[:n].copy(),
                              common.control_gradient(prob, z[n + n_p + 1:]), stats)

@@ -12,8 +12,6 @@ import contextlib
 
 import numba
 import numpy as np
-from numba.core.types.function_type import WrapperAddressProtocol
-from numba.experimental import function_type as _function_type
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
 
 from .. import abi
@@ -22,39 +20,30 @@ from ..errors import ModelError
 from . import cache
 from .cache import STATS, cache_dir
 
-# Numba's own address lookups, taken before ``_kernel_addresses`` wraps them.
-_WRAPPER_ADDRESS = getattr(_function_type, "_get_wrapper_address", None)
-_JIT_ADDRESS = getattr(_function_type, "_get_jit_address", lambda func, sig: 0)
+class Kernel:
+    """A compiled kernel, passed to the loops by its addresses, computed once.
 
-
-class Kernel(WrapperAddressProtocol):
-    """A compiled kernel, passed to the loops by its cached address.
-
-    Numba accepts a dispatcher as a first-class function argument too, but
-    looks its wrapper address up on every call (~50 us per kernel, measured
-    with numba 0.68): for an entry point taking ten kernels that dwarfs a
-    small solve.  This wrapper computes the address once.
+    Its Numba type is ``abi.KernelType``, whose unboxing reads ``_c_addr`` and
+    ``_jit_addr``; Numba's unboxing of a dispatcher or a ``FunctionType``
+    argument looks both up on every call (~1.2 us per kernel with numba 0.68,
+    ~50 us for a dispatcher).  The loops call the kernel through its jit
+    address (Numba's calling convention), the C wrapper being the fallback.
     """
 
     def __init__(self, dispatcher, sig):
         self.dispatcher = dispatcher
         self._sig = sig
-        self._address = None
-        self._jit_address = None
-        # numba's typeof checks this attribute first (no FunctionType built per call)
-        self._numba_type_ = numba.types.FunctionType(sig)
+        cres = dispatcher.get_compile_result(sig)
+        self._c_addr = cres.library.get_pointer_to_function(cres.fndesc.llvm_cfunc_wrapper_name)
+        self._jit_addr = cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
+        self._numba_type_ = abi.KernelType(sig)  # numba's typeof reads this first
 
     def __wrapper_address__(self) -> int:
-        if self._address is None:
-            self._address = _WRAPPER_ADDRESS(self.dispatcher, self._sig)
-        return self._address
+        return self._c_addr
 
     def jit_address(self) -> int:
-        """Address of the compiled function itself (Numba's calling convention):
-        a loop that has it calls the kernel directly, not through the C wrapper."""
-        if self._jit_address is None:
-            self._jit_address = _JIT_ADDRESS(self.dispatcher, self._sig)
-        return self._jit_address
+        """Address of the compiled function itself (Numba's calling convention)."""
+        return self._jit_addr
 
     def signature(self):
         return self._sig
@@ -69,35 +58,6 @@ class Kernel(WrapperAddressProtocol):
     @property
     def stats(self):
         return self.dispatcher.stats
-
-
-def _kernel_addresses() -> None:
-    """Answer Numba's per-call address lookups for a ``Kernel`` from its cache.
-
-    Unboxing a first-class function argument calls
-    ``function_type._get_wrapper_address`` and ``_get_jit_address`` (looked up
-    by name at run time) for every kernel on every call; for other objects
-    they check the signature's precision, ~4 us per kernel: with ten kernels
-    per entry point that was most of a small solve's fixed cost.  Anything
-    that is not a ``Kernel`` goes to Numba's own functions.
-    """
-    wrapper = getattr(_function_type, "_get_wrapper_address", None)
-    jit = getattr(_function_type, "_get_jit_address", None)
-    if wrapper is None or jit is None or getattr(wrapper, "_sciode", False):
-        return  # another Numba layout: keep its own lookups (slower, still correct)
-
-    def wrapper_address(func, sig):
-        return func.__wrapper_address__() if type(func) is Kernel else wrapper(func, sig)
-
-    def jit_address(func, sig):
-        return func.jit_address() if type(func) is Kernel else jit(func, sig)
-
-    wrapper_address._sciode = jit_address._sciode = True
-    _function_type._get_wrapper_address = wrapper_address
-    _function_type._get_jit_address = jit_address
-
-
-_kernel_addresses()
 
 
 class KernelSet:

@@ -14,7 +14,7 @@ from .printer import KernelPrinter
 from .rolling import fold
 
 CSE_PREFIX = "_c"
-#: Kernels with more outputs than this are emitted without CSE, folded into loops.
+#: Kernels with more outputs than this are folded into loops where rows repeat (CSE otherwise).
 ROLL_THRESHOLD = 64
 
 
@@ -48,6 +48,18 @@ def cotangent_symbols(n: int, array: str = "v"):
     """Placeholders for a cotangent vector ``v[0..n)`` and their names."""
     syms = [sp.Dummy(f"{array}{i:07d}") for i in range(n)]
     return syms, {s: f"{array}[{i}]" for i, s in enumerate(syms)}
+
+
+#: Above this many printed characters a kernel that does not fold is emitted as
+#: it is: SymPy's CSE grows superlinearly with the expression size.
+CSE_MAX_CHARS = 2_000_000
+
+
+def _mostly_unfolded(folded, n_outputs: int, printed) -> bool:
+    """True when folding left more than half of the outputs as scalar lines,
+    and the kernel is small enough for CSE."""
+    scalar = sum(1 for line in folded if not line.startswith(("for ", " ")))
+    return 2 * scalar > n_outputs and sum(len(p[1]) for p in printed) <= CSE_MAX_CHARS
 
 
 class KernelWriter:
@@ -97,11 +109,19 @@ class KernelWriter:
         if outer is not None:
             body.append(f"    {outer}")
             indent = "        "
+        folded = None
         if len(outputs) > ROLL_THRESHOLD:
             # Large kernels: independent assignments folded into loops
             # (see rolling.py); CSE would tie them together.
             printed = [(t, printer.doprint(e), c) for (t, _, c), e in zip(outputs, exprs)]
-            body.extend(indent + line for line in fold(printed, name, "=", fixed_cols))
+            folded = fold(printed, name, "=", fixed_cols)
+            if self.use_cse and _mostly_unfolded(folded, len(outputs), printed):
+                # Nothing repeats by rows (a dense network's weights, say): CSE
+                # instead, or every output recomputes the shared subterms
+                # (LLVM cannot share them across the stores to ``out``).
+                folded = None
+        if folded is not None:
+            body.extend(indent + line for line in folded)
         else:
             if self.use_cse and exprs:
                 symbols = sp.numbered_symbols(CSE_PREFIX)

@@ -25,8 +25,10 @@ from .systems import ModelSystem
 A1, A2, A3 = abi.ARRAY, abi.MATRIX, types.float64[:, :, ::1]
 F8, I8, B1 = types.float64, types.int64, types.boolean
 
-#: Placeholder in an entry's argument types for the method tuple's type.
+#: Placeholders in an entry's argument types for the method tuples' types
+#: (``METHOD2``: a second method, for entries that run two loops).
 METHOD = "<method>"
+METHOD2 = "<method2>"
 
 #: ``t0, t1, method, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store, t_stops``;
 #: ``store``: 1 steps with dense output, 0 steps, -1 final state only (see ``rk_integrate``)
@@ -66,31 +68,60 @@ def method_type(method):
 _BY_IDENTITY: dict = {}
 
 
-def entry(name: str, method=None):
-    """The compiled entry point ``name`` for ``method``'s kind (compiled or loaded on first use).
+def entry(name: str, method=None, method2=None):
+    """The compiled entry point ``name`` for the kinds of ``method`` (and
+    ``method2``), compiled or loaded on first use.
 
-    Looked up first by the method tuple's identity (the explicit methods are
+    Looked up first by the method tuples' identities (the explicit methods are
     cached tuples): hashing a Numba tuple type walks all its fields, ~10 us.
     """
-    hit = _BY_IDENTITY.get((name, id(method)))
-    if hit is not None and hit[0] is method:
-        return hit[1]
-    mtype = None if method is None else method_type(method)
-    fn = _COMPILED.get((name, mtype))
+    hit = _BY_IDENTITY.get((name, id(method), id(method2)))
+    if hit is not None and hit[0] is method and hit[1] is method2:
+        return hit[2]
+    mtypes = tuple(None if m is None else method_type(m) for m in (method, method2))
+    fn = _COMPILED.get((name,) + mtypes)
     if fn is None:
         py, argtypes = _ENTRIES[name]
-        sig = tuple(mtype if a is METHOD else a for a in argtypes)
+        slots = {METHOD: mtypes[0], METHOD2: mtypes[1]}
+        sig = tuple(slots[a] if isinstance(a, str) else a for a in argtypes)
         with warnings.catch_warnings():
             # Numba's pedantic IR check flags variables renamed by inline="always"
             # (the system and stage helpers are inlined on purpose); not a user issue.
             warnings.simplefilter("ignore", NumbaIRAssumptionWarning)
-            fn = _COMPILED[(name, mtype)] = nb.njit(sig, cache=True, nogil=True)(py)
+            fn = _COMPILED[(name,) + mtypes] = nb.njit(sig, cache=True, nogil=True)(py)
+        _typeof_kernels_directly(fn)
     if len(_BY_IDENTITY) > 256:  # stiff method tuples are rebuilt per call: keep this small
         _BY_IDENTITY.clear()
-    _BY_IDENTITY[(name, id(method))] = (method, fn)  # holds `method`: its id cannot be reused
+    # holds the methods: their ids cannot be reused meanwhile
+    _BY_IDENTITY[(name, id(method), id(method2))] = (method, method2, fn)
     return fn
 
 
+def _typeof_kernels_directly(fn) -> None:
+    """Give the dispatcher ``fn`` a ``typeof_pyval`` that answers a kernel's
+    type from the kernel itself.
+
+    Numba's dispatcher types arrays and scalars in C but calls
+    ``typeof_pyval`` for any other argument; its general ``typeof`` costs
+    ~1 us per kernel, and an entry point takes up to fifteen kernels.  The
+    answer is the same (``Kernel._numba_type_``, which ``typeof`` returns
+    too); anything else goes to Numba's own method.
+    """
+    from ..codegen import Kernel
+
+    general = fn.typeof_pyval
+
+    def typeof_pyval(val):
+        if type(val) is Kernel:
+            tp = val._numba_type_
+            fn._types_active_call.add(tp)
+            return tp
+        return general(val)
+
+    fn.typeof_pyval = typeof_pyval
+
+
 def register_entry(name: str, py_func, argtypes) -> None:
-    """Add an entry point (used by the sensitivity drivers); ``METHOD`` marks the method slot."""
+    """Add an entry point (used by the sensitivity drivers); ``METHOD`` (and
+    ``METHOD2``) mark the method slots."""
     _ENTRIES[name] = (py_func, tuple(argtypes))

@@ -101,7 +101,11 @@ _STAT_NAMES = ("nfev", "nsteps", "naccepted", "nrejected", "njev", "nlu")
 def loop_stats(st) -> dict:
     """A loop's counter array as a dict (``njev``/``nlu`` only where nonzero:
     the sweeps keep six counters for every method)."""
-    return {k: int(v) for k, v in zip(_STAT_NAMES, st) if k in _STAT_NAMES[:4] or v}
+    out = dict(zip(_STAT_NAMES[:4], st[:4].tolist()))
+    for k, v in zip(_STAT_NAMES[4:], st[4:].tolist()):
+        if v:
+            out[k] = v
+    return out
 
 
 def run(mk, method, p, controls, y0, t0, t1, t_eval, rtol, atol, h_init, hmax, dt, max_steps,
