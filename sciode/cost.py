@@ -11,6 +11,7 @@ with one ``ell_k`` per `LeastSquares` data term. Costs add with ``+`` (and
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from typing import Any, final
 
@@ -64,7 +65,7 @@ class LeastSquares:
         On malformed times, data, observables or sigma.
     """
 
-    __slots__ = ("_t_obs", "_y_obs", "_observed", "_observables", "_sigma")
+    __slots__ = ("_t_obs", "_y_obs", "_observed", "_observables", "_sigma", "_t_range", "_as_cost")
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         raise TypeError("sciode.LeastSquares is final and cannot be subclassed")
@@ -77,6 +78,8 @@ class LeastSquares:
         sigma: Any = 1.0,
     ) -> None:
         self._t_obs = _t_obs(t_obs)
+        self._t_range = (float(self._t_obs.min()), float(self._t_obs.max())) if self._t_obs.size else None
+        self._as_cost = None
         self._y_obs = _y_obs(y_obs, len(self._t_obs))
         self._observed = ~np.isnan(self._y_obs)
         self._observed.setflags(write=False)
@@ -193,7 +196,13 @@ class LeastSquares:
 
     def check_times(self, t_span: Sequence[float]) -> None:
         """Raise ``ModelError`` naming the first ``t_obs`` outside ``t_span``."""
-        lo, hi = _span(t_span)
+        if (type(t_span) is tuple and len(t_span) == 2
+                and all(type(t) is float and math.isfinite(t) for t in t_span)):
+            lo, hi = min(t_span), max(t_span)  # checked floats (value_and_grad): no parsing
+        else:
+            lo, hi = _span(t_span)
+        if self._t_obs.size == 0 or (lo <= self._t_range[0] and self._t_range[1] <= hi):
+            return
         outside = np.flatnonzero((self._t_obs < lo) | (self._t_obs > hi))
         if outside.size:
             i = outside[0]
@@ -455,7 +464,9 @@ def as_cost(obj: Cost | LeastSquares) -> Cost:
     if isinstance(obj, Cost):
         return obj
     if isinstance(obj, LeastSquares):
-        return Cost(data=(obj,))
+        if obj._as_cost is None:  # immutable: one wrapper serves every call
+            obj._as_cost = Cost(data=(obj,))
+        return obj._as_cost
     raise ModelError(
         f"expected a sciode.Cost or sciode.LeastSquares, got {type(obj).__name__}"
     )

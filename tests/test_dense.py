@@ -119,3 +119,20 @@ def test_stored_floats_counts_every_array(spiral):
     # m steps: m + 1 times and states, m step sizes, 16 stages (13 + 3 extra) of 2 each
     assert d.stored_floats == (m + 1) + m + 2 * (m + 1) + m * 16 * 2
     assert math.isclose(d.ts[-1], 5.0)
+
+
+@pytest.mark.parametrize("forward", [True, False])
+def test_locate_step_near_agrees_with_the_search(forward):
+    """The hinted lookup of the costate sweeps returns what the binary search does,
+    whatever the hint: at step boundaries, both ends, outside the span."""
+    from sciode.cpu.dense import locate_step, locate_step_near
+
+    rng = np.random.default_rng(3)
+    ts = np.concatenate([[0.0], np.cumsum(rng.uniform(0.1, 1.0, 12))])
+    if not forward:
+        ts = ts[::-1].copy()
+    queries = np.concatenate([ts, rng.uniform(ts.min() - 0.5, ts.max() + 0.5, 200)])
+    for t in queries:
+        expected = locate_step(ts, t)
+        for hint in range(-2, ts.size + 1):
+            assert locate_step_near(ts, t, hint) == expected

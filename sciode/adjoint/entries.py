@@ -21,7 +21,8 @@ from ..cpu.drivers import LOOP_ARGS, METHOD, METHOD2, SWEEP_ARGS, register_entry
 from ..cpu.integrate import integrate
 from ..cpu.status import SUCCESS
 from ..cpu.systems import ModelSystem
-from .systems import BacksolveSystem, CostateSystem, QuadratureSystem, SensitivitySystem, apply_jumps
+from .systems import (POLY_CACHE_MAX_STATES, BacksolveSystem, CostateSystem, QuadratureSystem,
+                      SensitivitySystem, apply_jumps)
 
 A1, A2, A3 = abi.ARRAY, abi.MATRIX, types.float64[:, :, ::1]
 F8, I8, B1 = types.float64, types.int64, types.boolean
@@ -35,7 +36,15 @@ def _obs_jumps(obs, obs_vjp_y, obs_vjp_p, p, tw, W, wbuf, t_rows, Y, Yobs, Wt, n
     H = np.zeros((m, n_h))
     JY = np.zeros((m, n))
     JP = np.zeros((m, n_p))
-    r = np.zeros(n_h)
+    _obs_rows(obs, obs_vjp_y, obs_vjp_p, p, tw, W, wbuf, t_rows, Y, Yobs, Wt, n_p, H, JY, JP,
+              np.zeros(n_h))
+    return H, JY, JP
+
+
+@nb.njit(cache=True, nogil=True, _nrt=False)
+def _obs_rows(obs, obs_vjp_y, obs_vjp_p, p, tw, W, wbuf, t_rows, Y, Yobs, Wt, n_p, H, JY, JP, r):
+    # the row loop of _obs_jumps, without reference counting (a view per row)
+    m, n_h = Y.shape[0], Yobs.shape[1]
     for i in range(m):
         if wbuf.shape[0] > 0:
             control_at(t_rows[i], tw, W, wbuf)
@@ -45,7 +54,6 @@ def _obs_jumps(obs, obs_vjp_y, obs_vjp_p, p, tw, W, wbuf, t_rows, Y, Yobs, Wt, n
         obs_vjp_y(t_rows[i], Y[i], p, wbuf, r, JY[i])
         if n_p > 0:
             obs_vjp_p(t_rows[i], Y[i], p, wbuf, r, JP[i])
-    return H, JY, JP
 
 
 register_entry("obs_jumps", _obs_jumps, (VEC, VJP, VJP, A1, A1, A2, A1, A1, A2, A2, A2, I8))
@@ -98,10 +106,10 @@ def sweep(sys, z, t_start, t_stop, t_stops, method, rtol, atol, h_init, hmax, dt
 
 
 @nb.njit(cache=True, nogil=True)
-def _scratch(n, n_p, nw, e0, e1):
+def _scratch(n, n_p, nw, e0, e1, e2=0):
     """Offsets in one scratch block of ``gy, gL, lam, tmp_w, tmp_w2`` (the
-    ``costate_rates`` buffers), then blocks of ``e0``, ``e1`` and 1 floats."""
-    return np.cumsum(np.array([0, n + n_p, n + n_p + 1, n, nw, nw, e0, e1, 1]))
+    ``costate_rates`` buffers), then blocks of ``e0``, ``e1``, 1, 2 and ``e2`` floats."""
+    return np.cumsum(np.array([0, n + n_p, n + n_p + 1, n, nw, nw, e0, e1, 1, 2, e2]))
 
 
 def _costate_sweep(vjp_yp, L_grad, has_L, vjp_w, dLdw, jac_y, jac_p, p, tw, W, wbuf,
@@ -109,13 +117,16 @@ def _costate_sweep(vjp_yp, L_grad, has_L, vjp_w, dLdw, jac_y, jac_p, p, tw, W, w
                    method, rtol, atol, h_init, hmax, dt, max_steps):
     n = zs.shape[1]
     # one scratch block, kept alive below; the system holds borrowed views (borrow.py)
-    o = _scratch(n, p.shape[0], wbuf.shape[0], n, P.shape[0])  # + ybuf, wts, jnext
+    n_poly = P.shape[1] * n if n <= POLY_CACHE_MAX_STATES else 0
+    o = _scratch(n, p.shape[0], wbuf.shape[0], n, P.shape[0], n_poly)  # + ybuf, wts, jnext, khint, cbuf
     buf = np.zeros(o[-1])
+    buf[o[8]] = ts.shape[0] - 2  # the sweep starts in the last stored step
+    buf[o[8] + 1] = -1.0  # no polynomial cached yet
     b = borrow1(buf)
     sys = CostateSystem(vjp_yp, L_grad, has_L, vjp_w, dLdw, borrow1(p), borrow1(tw), borrow2(W),
                         borrow1(wbuf), b[o[0]:o[1]], b[o[1]:o[2]], b[o[2]:o[3]], b[o[3]:o[4]],
                         b[o[4]:o[5]], jac_y, jac_p, borrow1(ts), borrow1(hs), borrow2(zs),
-                        borrow3(Ks), borrow2(P), b[o[5]:o[6]], b[o[6]:o[7]],
+                        borrow3(Ks), borrow2(P), b[o[5]:o[6]], b[o[6]:o[7]], b[o[8]:o[9]], b[o[9]:o[10]],
                         borrow1(jump_t), borrow2(JY), borrow2(JP), b[o[7]:o[8]], 0, n)
     out = sweep(sys, z1.copy(), t1, t0, t_stops, method, rtol, atol, h_init, hmax, dt, max_steps)
     keep_alive(buf)

@@ -28,7 +28,7 @@ import numba as nb
 import numpy as np
 
 from ..cpu.controls import control_at, control_segment
-from ..cpu.dense import locate_step
+from ..cpu.dense import locate_step_near
 from ..cpu.stepping import interp_weights
 from ..cpu.systems import register_system
 
@@ -46,7 +46,7 @@ RATE_FIELDS = ["vjp_yp", "L_grad", "has_L", "vjp_w", "dLdw", "p", "tw", "W", "wb
                "gy", "gL", "lam", "tmp_w", "tmp_w2"]
 
 CostateSystem = namedtuple("CostateSystem", RATE_FIELDS + [
-    "jac_y", "jac_p", "ts", "hs", "zs", "Ks", "P", "ybuf", "wts"] + JUMP_FIELDS)
+    "jac_y", "jac_p", "ts", "hs", "zs", "Ks", "P", "ybuf", "wts", "khint", "cbuf"] + JUMP_FIELDS)
 
 BacksolveSystem = namedtuple("BacksolveSystem", RATE_FIELDS + ["rhs", "ybuf", "fy"] + JUMP_FIELDS)
 
@@ -58,10 +58,11 @@ QuadratureSystem = namedtuple("QuadratureSystem", ["rhs", "jac_y", "L", "dLdy", 
                                                    "one", "tmp_n"])
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def apply_jumps(sys, t, z):
     """The costate jumps ``lambda += (dh/dy)^T r_i``, ``mu += (dh/dp)^T r_i`` of
-    every observation row at time ``t`` not yet applied; True if any was."""
+    every observation row at time ``t`` not yet applied; True if any was.
+    (No reference counting: it runs at every observation of a sweep.)"""
     i = int(sys.jnext[0])
     m, n, n_p = sys.jump_t.shape[0], sys.JY.shape[1], sys.JP.shape[1]
     changed = False
@@ -82,7 +83,7 @@ def _controls(sys, t):
         control_at(t, sys.tw, sys.W, sys.wbuf)
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def hamiltonian_rates(vjp_yp, L_grad, has_L, t, y, p, w, lam, gy, gL, z, lam_off, out, off):
     """``out[off:off + n + n_p + 1] = [-dH/dy, -dH/dp, -L]`` at ``(t, y, lambda)``,
     ``lambda = z[lam_off:lam_off + n]``, ``H = L + lambda . f``:
@@ -132,24 +133,57 @@ def costate_rates(sys, t, y, z, lam_off, out, off):
                 out[g0 + (k + 1) * nw + c] -= s * g
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
-def interp_state(ts, hs, zs, Ks, P, wts, t, y):
+#: Up to this many states the costate sweep caches the interpolant of the
+#: forward step it is in as a polynomial in theta (``interp_state``).
+POLY_CACHE_MAX_STATES = 8
+
+
+@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
+def interp_state(ts, hs, zs, Ks, P, wts, khint, cbuf, t, y):
     """``y = y(t)`` from stored steps: the step's own interpolant (no views, no
-    reference counting: see ``hamiltonian_rates``)."""
-    k = locate_step(ts, t)
+    reference counting: see ``hamiltonian_rates``).
+
+    ``khint = [step found last time, step whose coefficients cbuf holds]``.
+    With ``cbuf`` empty, ``y = z_k + h sum_i K_i sum_j P_ij theta^(j+1)``
+    (``s d + s n`` multiply-adds).  With ``cbuf`` of ``d n`` floats, the
+    step's polynomial ``C_j = h sum_i P_ij K_i`` is formed once per step
+    (``s d n``) and each read is a Horner sum (``d n``): cheaper for a few
+    states, read ~6-11 times per forward step by the sweep's stages.
+    """
+    k = locate_step_near(ts, t, int(khint[0]))
+    khint[0] = k
     h = hs[k]
-    interp_weights(P, (t - ts[k]) / h, wts)
-    for m in range(y.shape[0]):
-        acc = 0.0
-        for i in range(P.shape[0]):
-            acc += wts[i] * Ks[k, i, m]
-        y[m] = zs[k, m] + h * acc
+    theta = (t - ts[k]) / h
+    n = y.shape[0]
+    if cbuf.shape[0] == 0:
+        interp_weights(P, theta, wts)
+        for m in range(n):
+            y[m] = zs[k, m]
+        for i in range(P.shape[0]):  # row by row of K: SIMD lanes
+            wi = h * wts[i]
+            for m in range(n):
+                y[m] += wi * Ks[k, i, m]
+        return
+    d = P.shape[1]
+    if khint[1] != k:
+        for j in range(d):
+            for m in range(n):
+                acc = 0.0
+                for i in range(P.shape[0]):
+                    acc += P[i, j] * Ks[k, i, m]
+                cbuf[j * n + m] = h * acc
+        khint[1] = k
+    for m in range(n):
+        acc = cbuf[(d - 1) * n + m]
+        for j in range(d - 2, -1, -1):
+            acc = acc * theta + cbuf[j * n + m]
+        y[m] = zs[k, m] + acc * theta
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def dense_state(sys, t):
     """``sys.ybuf = y(t)`` from the stored forward steps."""
-    interp_state(sys.ts, sys.hs, sys.zs, sys.Ks, sys.P, sys.wts, t, sys.ybuf)
+    interp_state(sys.ts, sys.hs, sys.zs, sys.Ks, sys.P, sys.wts, sys.khint, sys.cbuf, t, sys.ybuf)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -194,7 +228,13 @@ def _costate_dfdt(sys, t, z, out):
         out[i] = (out[i] - f0[i]) / dt
 
 
-register_system(CostateSystem, _costate_rhs, _costate_jac, _costate_dfdt, apply_jumps)
+@nb.njit(cache=True, nogil=True, inline="always")
+def _costate_coupled(sys, n):
+    return sys.mu_off  # z = [(y,) lambda, mu, q, G]: F reads up to lambda
+
+
+register_system(CostateSystem, _costate_rhs, _costate_jac, _costate_dfdt, apply_jumps,
+                _costate_coupled)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -210,7 +250,7 @@ def _backsolve_rhs(sys, t, z, out):
     costate_rates(sys, t, y, z, n, out, n)
 
 
-register_system(BacksolveSystem, _backsolve_rhs, stop=apply_jumps)
+register_system(BacksolveSystem, _backsolve_rhs, stop=apply_jumps, coupled=_costate_coupled)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")

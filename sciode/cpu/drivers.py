@@ -15,7 +15,7 @@ import warnings
 import numba as nb
 import numpy as np
 from numba import types
-from numba.core.errors import NumbaIRAssumptionWarning
+from numba.core.errors import NumbaExperimentalFeatureWarning, NumbaIRAssumptionWarning
 
 from .. import abi
 from .borrow import borrow1, borrow2
@@ -88,6 +88,8 @@ def entry(name: str, method=None, method2=None):
             # Numba's pedantic IR check flags variables renamed by inline="always"
             # (the system and stage helpers are inlined on purpose); not a user issue.
             warnings.simplefilter("ignore", NumbaIRAssumptionWarning)
+            # First-class functions are the design (abi.py), not an accident.
+            warnings.simplefilter("ignore", NumbaExperimentalFeatureWarning)
             fn = _COMPILED[(name,) + mtypes] = nb.njit(sig, cache=True, nogil=True)(py)
         _typeof_kernels_directly(fn)
     if len(_BY_IDENTITY) > 256:  # stiff method tuples are rebuilt per call: keep this small

@@ -25,9 +25,9 @@ import numba as nb
 import numpy as np
 
 from .status import NONFINITE, SUCCESS
-from .stepping import (CONTINUE, full, grow_storage, next_target, record_step, serve_t_eval,
+from .stepping import (CONTINUE, SMALL, full, grow_storage, next_target, record_step, serve_t_eval,
                        start_storage, step_guard, step_to, stored, weighted_sum)
-from .systems import sys_rhs, sys_stop
+from .systems import sys_coupled, sys_rhs, sys_stop
 
 SAFETY = 0.9
 FAC_MIN = 0.2
@@ -74,27 +74,31 @@ def initial_step(sys, t0, z0, f0, direction, order, rtol, atol, hmax, span, work
     return min(100.0 * h0, h1, hmax, span)
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
-def copy_row(src, dst, row):
-    """``dst[row, :] = src`` element-wise.  Slicing a row creates a view, and a
-    view costs a reference-count round trip: measured at ~40% of a dopri5
-    step on Lorenz when it was done per stage."""
-    for m in range(src.shape[0]):
-        dst[row, m] = src[m]
-
-
 @nb.njit(cache=True, nogil=True, inline="always")
-def rk_stages(sys, t, z, h, A, c, K, first, work, kout):
-    """Stages ``first .. s-1`` of an explicit step into ``K`` (``kout``: scratch)."""
-    n = z.shape[0]
+def rk_stages(sys, t, z, h, A, c, K, first, work):
+    """Stages ``first .. s-1`` of an explicit step into ``K`` (called from the
+    ``_nrt=False`` core only: the row views ``K[i]`` cost nothing there).
+
+    A stage input is formed for the entries ``F`` reads only (``sys_coupled``):
+    a costate system's parameter quadratures are most of its entries and
+    never feed back."""
+    n = sys_coupled(sys, z.shape[0])
     for i in range(first, A.shape[0]):
-        for m in range(n):
-            acc = 0.0
-            for j in range(i):
-                acc += A[i, j] * K[j, m]
-            work[m] = z[m] + h * acc
-        sys_rhs(sys, t + c[i] * h, work, kout)
-        copy_row(kout, K, i)
+        if n <= SMALL:
+            for m in range(n):
+                acc = 0.0
+                for j in range(i):
+                    acc += A[i, j] * K[j, m]
+                work[m] = z[m] + h * acc
+        else:
+            for m in range(n):
+                work[m] = z[m]
+            for j in range(i):  # row by row of K: the inner loop runs in SIMD lanes
+                a = h * A[i, j]
+                if a != 0.0:
+                    for m in range(n):
+                        work[m] += a * K[j, m]
+        sys_rhs(sys, t + c[i] * h, work, K[i])
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -113,12 +117,22 @@ def extra_stages(sys, t, z, h, A_ext, c_ext, s, K, work):
 
 @nb.njit(cache=True, nogil=True, _nrt=False)
 def scaled_sum(h, w, K, out):
-    """``out = h sum_i w[i] K[i]``."""
-    for m in range(out.shape[0]):
-        acc = 0.0
-        for i in range(w.shape[0]):
-            acc += w[i] * K[i, m]
-        out[m] = h * acc
+    """``out = h sum_i w[i] K[i]`` (row by row of ``K``, as ``weighted_sum``)."""
+    n = out.shape[0]
+    if n <= SMALL:
+        for m in range(n):
+            acc = 0.0
+            for i in range(w.shape[0]):
+                acc += w[i] * K[i, m]
+            out[m] = h * acc
+        return
+    for m in range(n):
+        out[m] = 0.0
+    for i in range(w.shape[0]):
+        wi = h * w[i]
+        if wi != 0.0:
+            for m in range(n):
+                out[m] += wi * K[i, m]
 
 
 @nb.njit(cache=True, nogil=True, _nrt=False)
@@ -184,7 +198,7 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
     direction = 1.0 if t1 >= t0 else -1.0
     span = abs(t1 - t0)
     K = np.zeros((s_tot, n))
-    work, kout, z_new, wbuf = np.empty(n), np.empty(n), np.empty(n), np.empty(s_tot)
+    work, z_new, wbuf = np.empty(n), np.empty(n), np.empty(s_tot)
     z = z0.copy()
     stats = np.zeros(4, dtype=np.int64)  # nfev, nsteps, naccepted, nrejected
     ts, hs, zs, Ks, z_eval, i_eval = start_storage(t0, z, s_tot, store_dense, t_eval)
@@ -208,7 +222,7 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
     istate = np.array([1, i_eval, 0, 0, 0, SUCCESS], dtype=np.int64)
     while True:
         rk_steps(sys, t1, direction, span, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptive, q, rtol,
-                 atol, hmax, dt, max_steps, t_eval, store_dense, t_stops, K, work, kout, z, z_new,
+                 atol, hmax, dt, max_steps, t_eval, store_dense, t_stops, K, work, z, z_new,
                  wbuf, stats, ts, hs, zs, Ks, z_eval, fstate, istate)
         t, n_stored, status = fstate[0], istate[0], istate[5]
         if status != SUCCESS or (t1 - t) * direction <= 0.0:
@@ -220,7 +234,7 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
 
 @nb.njit(cache=True, nogil=True, _nrt=False)
 def rk_steps(sys, t1, direction, span, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptive, q, rtol,
-             atol, hmax, dt, max_steps, t_eval, store_dense, t_stops, K, work, kout, z, z_new, wbuf,
+             atol, hmax, dt, max_steps, t_eval, store_dense, t_stops, K, work, z, z_new, wbuf,
              stats, ts, hs, zs, Ks, z_eval, fstate, istate):
     """The stepping loop of ``rk_integrate``: steps until ``t1``, a failure, or
     full storage, resuming from and saving to ``fstate = [t, h, err_prev]`` and
@@ -249,7 +263,7 @@ def rk_steps(sys, t1, direction, span, A, b, c, e, e3, P, A_ext, c_ext, fsal, ad
         status = SUCCESS
         i_stop, target = next_target(t_stops, i_stop, t, t1, direction)
         reach, hh = step_to(t, h, target, direction, span)
-        rk_stages(sys, t, z, hh, A, c, K, 1, work, kout)
+        rk_stages(sys, t, z, hh, A, c, K, 1, work)
         stats[0] += s - 1
         stats[1] += 1
         weighted_sum(z, hh, b, K, z_new)

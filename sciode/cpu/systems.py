@@ -28,13 +28,16 @@ _RHS: dict = {}
 _JAC: dict = {}
 _DFDT: dict = {}
 _STOP: dict = {}
+_COUPLED: dict = {}
 
 
-def register_system(cls, rhs, jac=None, dfdt=None, stop=None):
+def register_system(cls, rhs, jac=None, dfdt=None, stop=None, coupled=None):
     """Register compiled implementations ``rhs(sys, t, z, out)`` (and
-    ``jac(sys, t, z, out2d)``, ``dfdt(sys, t, z, out)``, ``stop(sys, t, z) -> bool``)
-    for system class ``cls``."""
+    ``jac(sys, t, z, out2d)``, ``dfdt(sys, t, z, out)``, ``stop(sys, t, z) -> bool``,
+    ``coupled(sys, n) -> int``) for system class ``cls``."""
     _RHS[cls] = rhs
+    if coupled is not None:
+        _COUPLED[cls] = coupled
     if jac is not None:
         _JAC[cls] = jac
     if dfdt is not None:
@@ -80,6 +83,20 @@ def _sys_stop(sys, t, z):
     if impl is None:
         return lambda sys, t, z: False
     return lambda sys, t, z: impl(sys, t, z)
+
+
+def sys_coupled(sys, n):
+    """How many leading entries of ``z`` (of ``n``) ``F`` reads; the rest are
+    quadratures, ``q' = g(t, z_lead)``, which a stage input need not carry."""
+    raise NotImplementedError
+
+
+@overload(sys_coupled, inline="always")
+def _sys_coupled(sys, n):
+    impl = _COUPLED.get(getattr(sys, "instance_class", None))
+    if impl is None:
+        return lambda sys, n: n
+    return lambda sys, n: impl(sys, n)
 
 
 overload(sys_rhs, inline="always")(_dispatch(_RHS, "rhs"))
