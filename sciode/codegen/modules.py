@@ -40,9 +40,16 @@ def _vjp_function(w: KernelWriter, name, entries, n_out, v, vnames, subs, doc, s
     if max(counts, default=0) <= ROLL_THRESHOLD:
         w.function(name, VJP_ARGS, _vjp_outputs(entries, n_out, v, subs), doc, vnames)
         return
+    # Short columns (a banded Jacobian's state columns) are gathered:
+    # ``out[j] = sum_i M_ij v_i``, which folds by ``j`` into loops that only
+    # assign.  Long columns (a parameter that enters every equation) are
+    # sums over rows, written as accumulating loops.
+    long = {j for j in range(n_out) if counts[j] > ROLL_THRESHOLD}
+    gathered = [out for j, out in enumerate(_vjp_outputs(entries, n_out, v, subs))
+                if j not in long and counts[j] > 0]
     incs = [(f"out[{j}]", e.xreplace(subs) * v[i], f"+= M[{i}, {j}] v[{i}]", i, j < state_cols)
-            for (i, j), e in sorted(entries.items())]
-    w.function(name, VJP_ARGS, [], doc, vnames, zero="out", after=incs)
+            for (i, j), e in sorted(entries.items()) if j in long]
+    w.function(name, VJP_ARGS, gathered, doc, vnames, zero="out", after=incs)
 
 
 def _vector_outputs(exprs, subs, label):

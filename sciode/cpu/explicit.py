@@ -116,9 +116,8 @@ def extra_stages(sys, t, z, h, A_ext, c_ext, s, K, work):
 
 
 @nb.njit(cache=True, nogil=True, _nrt=False)
-def scaled_sum(h, w, K, out):
-    """``out = h sum_i w[i] K[i]`` (row by row of ``K``, as ``weighted_sum``)."""
-    n = out.shape[0]
+def scaled_sum(h, w, K, out, n):
+    """``out[:n] = h sum_i w[i] K[i, :n]`` (row by row of ``K``, as ``weighted_sum``)."""
     if n <= SMALL:
         for m in range(n):
             acc = 0.0
@@ -136,19 +135,28 @@ def scaled_sum(h, w, K, out):
 
 
 @nb.njit(cache=True, nogil=True, _nrt=False)
-def error_norm(h, e, e3, K, z, z_new, rtol, atol, work):
-    """Scaled RMS error of a step (DOP853's combined norm when ``e3`` is given)."""
+def error_norm(h, e, e3, K, z, z_new, rtol, atol, work, n_err):
+    """Scaled RMS error of a step (DOP853's combined norm when ``e3`` is given).
+
+    Only the first ``n_err`` entries are summed: the rest have ``atol = inf``
+    (quadratures left out of the test, see ``rk_integrate``) and contribute
+    zero; the mean is still over all ``n`` entries.
+    """
     n = z.shape[0]
-    scaled_sum(h, e, K, work)
+    scaled_sum(h, e, K, work, n_err)
     if e3.shape[0] == 0:
-        return rms_scaled(work, z, z_new, rtol, atol)
+        acc = 0.0
+        for m in range(n_err):
+            sc = atol[m] + rtol * max(abs(z[m]), abs(z_new[m]))
+            acc += (work[m] / sc) ** 2
+        return math.sqrt(acc / max(n, 1))
     err5 = 0.0
-    for m in range(n):
+    for m in range(n_err):
         sc = atol[m] + rtol * max(abs(z[m]), abs(z_new[m]))
         err5 += (work[m] / sc) ** 2
-    scaled_sum(h, e3, K, work)
+    scaled_sum(h, e3, K, work, n_err)
     err3 = 0.0
-    for m in range(n):
+    for m in range(n_err):
         sc = atol[m] + rtol * max(abs(z[m]), abs(z_new[m]))
         err3 += (work[m] / sc) ** 2
     deno = err5 + 0.01 * err3
@@ -199,6 +207,9 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
     span = abs(t1 - t0)
     K = np.zeros((s_tot, n))
     work, z_new, wbuf = np.empty(n), np.empty(n), np.empty(s_tot)
+    n_err = n  # trailing entries with atol = inf are out of the error test
+    while n_err > 0 and atol[n_err - 1] == np.inf:
+        n_err -= 1
     z = z0.copy()
     stats = np.zeros(4, dtype=np.int64)  # nfev, nsteps, naccepted, nrejected
     ts, hs, zs, Ks, z_eval, i_eval = start_storage(t0, z, s_tot, store_dense, t_eval)
@@ -222,7 +233,7 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
     istate = np.array([1, i_eval, 0, 0, 0, SUCCESS], dtype=np.int64)
     while True:
         rk_steps(sys, t1, direction, span, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptive, q, rtol,
-                 atol, hmax, dt, max_steps, t_eval, store_dense, t_stops, K, work, z, z_new,
+                 atol, n_err, hmax, dt, max_steps, t_eval, store_dense, t_stops, K, work, z, z_new,
                  wbuf, stats, ts, hs, zs, Ks, z_eval, fstate, istate)
         t, n_stored, status = fstate[0], istate[0], istate[5]
         if status != SUCCESS or (t1 - t) * direction <= 0.0:
@@ -234,7 +245,7 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
 
 @nb.njit(cache=True, nogil=True, _nrt=False)
 def rk_steps(sys, t1, direction, span, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptive, q, rtol,
-             atol, hmax, dt, max_steps, t_eval, store_dense, t_stops, K, work, z, z_new, wbuf,
+             atol, n_err, hmax, dt, max_steps, t_eval, store_dense, t_stops, K, work, z, z_new, wbuf,
              stats, ts, hs, zs, Ks, z_eval, fstate, istate):
     """The stepping loop of ``rk_integrate``: steps until ``t1``, a failure, or
     full storage, resuming from and saving to ``fstate = [t, h, err_prev]`` and
@@ -269,7 +280,7 @@ def rk_steps(sys, t1, direction, span, A, b, c, e, e3, P, A_ext, c_ext, fsal, ad
         weighted_sum(z, hh, b, K, z_new)
         finite = all_finite(z_new)
         if adaptive:
-            err = error_norm(hh, e, e3, K, z, z_new, rtol, atol, work) if finite else np.inf
+            err = error_norm(hh, e, e3, K, z, z_new, rtol, atol, work, n_err) if finite else np.inf
             if not math.isfinite(err):
                 saw_nonfinite = True
                 stats[3] += 1
