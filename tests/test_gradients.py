@@ -330,6 +330,23 @@ def test_lotka_volterra_least_squares_modes(lv, lv_data, lv_reference, mode):
     assert rel_err(g, fd) < 1e-5
 
 
+@pytest.mark.parametrize("mode", ("adjoint", "forward"))
+def test_repeated_calls_follow_params_and_y0(lv, lv_data, mode, monkeypatch):
+    """A fit calls ``value_and_grad`` with the same model, data and options and
+    new ``params``/``y0``: the kept plan (``common.prepare``) must serve the new
+    values, bit for bit what a fresh call computes."""
+    from sciode.adjoint import common
+
+    first = vg(lv, lv_data, LV_Y0, LV_SPAN, LV_P, mode)
+    p2, y2 = LV_P * 1.05, LV_Y0 * 0.9
+    again = vg(lv, lv_data, y2, LV_SPAN, p2, mode)
+    monkeypatch.setattr(common, "_STATIC", {})
+    fresh = vg(lv, lv_data, y2, LV_SPAN, p2, mode)
+    assert again.value == fresh.value and again.value != first.value
+    assert np.array_equal(full_grad(again), full_grad(fresh))
+    assert not np.array_equal(full_grad(again), full_grad(first))
+
+
 @pytest.mark.parametrize("mode", ("adjoint", "checkpoint", "forward", "discrete"))
 def test_nonlinear_observable(lv, mode):
     """Observable ``h = x y`` (its ``dh/dy`` depends on the state) with data on

@@ -10,6 +10,7 @@ import sympy as sp
 
 import sciode
 from sciode import abi
+from sciode.adjoint import common
 from sciode.codegen import Kernel, model_kernels
 from validation.__main__ import main as validation_main
 from validation.cases import CASES
@@ -50,6 +51,8 @@ def _drop_first_param_term(monkeypatch, model):
 
     monkeypatch.setitem(mk._compiled, "vjp_p", Kernel(broken_p, abi.VJP_SIG))
     monkeypatch.setitem(mk._compiled, "vjp_yp", Kernel(broken_yp, abi.VJP_SIG))
+    # plans kept from earlier calls hold the good kernels (adjoint.common.prepare)
+    monkeypatch.setattr(common, "_STATIC", {})
 
 
 def test_gradcheck_fails_on_a_broken_kernel(decay_problem, monkeypatch):

@@ -33,24 +33,36 @@ def costate_sweep(prob, method, ts, hs, zs, Ks, P, z1, t_start, t_stop, jump_t, 
         *common.sweep_tail(prob, method, z1.size, prob.n))
 
 
-def run(prob) -> common.GradResult:
+def _plan(prob):
+    """The compiled entry and the arguments of ``run`` that depend on neither
+    ``y0`` nor ``p`` (kept in ``prob.plan`` across calls)."""
     fmethod = common.model_method(prob)
     bmethod = common.augmented_method(prob, "adjoint")
     mk, ck = prob.mk, prob.ck
     n, n_p = prob.n, prob.n_p
     brtol, batol = common.sweep_tolerances(prob, n + n_p + 1 + prob.n_g, n)
     hmax = float(prob.options.get("max_step", np.inf))
-    fstatus, f_reached, fst, bstatus, b_reached, bst, value, z, stored = entry(
-        "adjoint_gradient", fmethod, bmethod)(
-        mk["rhs"], mk["jac_y"], mk["dfdt"], *common.rate_kernels(prob), mk["jac_p"],
-        ck["obs"], ck["obs_vjp_y"], ck["obs_vjp_p"], ck["Phi"], ck["dPhidy"], ck["dPhidp"],
-        prob.p, prob.tw, prob.W, prob.wbuf(), prob.y0, prob.t0, prob.t1, prob.t_rows, prob.Yobs,
-        prob.Wt, solvers.control_stops(prob.controls, prob.t0, prob.t1),
-        common.sweep_stops(prob, prob.t1, prob.t0, prob.t_rows[::-1]), prob.n_g,
-        fmethod, prob.rtol, prob.atol, hmax, common.fixed_step(prob), prob.max_steps,
-        bmethod, brtol, batol)
+    fn = entry("adjoint_gradient", fmethod, bmethod)
+    kernels = (mk["rhs"], mk["jac_y"], mk["dfdt"], *common.rate_kernels(prob), mk["jac_p"],
+               ck["obs"], ck["obs_vjp_y"], ck["obs_vjp_p"], ck["Phi"], ck["dPhidy"], ck["dPhidp"])
+    stops = (solvers.control_stops(prob.controls, prob.t0, prob.t1),
+             common.sweep_stops(prob, prob.t1, prob.t0, prob.t_rows[::-1]), prob.n_g)
+    tail = (fmethod, prob.rtol, prob.atol, hmax, common.fixed_step(prob), prob.max_steps,
+            bmethod, brtol, batol)
+    return fn, kernels, stops, tail
+
+
+def run(prob) -> common.GradResult:
+    plan = prob.plan.get("adjoint")
+    if plan is None:
+        plan = prob.plan["adjoint"] = _plan(prob)
+    fn, kernels, stops, tail = plan
+    fstatus, f_reached, fst, bstatus, b_reached, bst, value, z, stored = fn(
+        *kernels, prob.p, prob.tw, prob.W, prob.wbuf(), prob.y0, prob.t0, prob.t1, prob.t_rows,
+        prob.Yobs, prob.Wt, *stops, *tail)
     common.check_status(fstatus, f_reached, prob, "forward")
     common.check_status(bstatus, b_reached, prob, "backward (costate)")
+    n, n_p = prob.n, prob.n_p
     value += z[n + n_p]
     stats = {"forward": solvers.loop_stats(fst), "backward": solvers.loop_stats(bst),
              "peak_stored_floats": int(stored)}
