@@ -84,7 +84,7 @@ def new_storage(t0, z0, s_tot, store):
     """Arrays of step boundaries, steps, states and (``store > 0``) stages,
     with the initial point recorded; ``n_stored`` is then 1."""
     n = z0.shape[0]
-    cap = 64
+    cap = 256  # lazily mapped: untouched rows cost no memory; regrowth copies do cost time
     ts, hs, zs = np.empty(cap), np.empty(cap), np.empty((cap, n))
     Ks = np.empty((cap if store > 0 else 0, s_tot, n))
     ts[0] = t0
