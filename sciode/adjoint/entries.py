@@ -108,8 +108,8 @@ def sweep(sys, z, t_start, t_stop, t_stops, method, rtol, atol, h_init, hmax, dt
 @nb.njit(cache=True, nogil=True)
 def _scratch(n, n_p, nw, e0, e1, e2=0):
     """Offsets in one scratch block of ``gy, gL, lam, tmp_w, tmp_w2`` (the
-    ``costate_rates`` buffers), then blocks of ``e0``, ``e1``, 1, 2 and ``e2`` floats."""
-    return np.cumsum(np.array([0, n + n_p, n + n_p + 1, n, nw, nw, e0, e1, 1, 2, e2]))
+    ``costate_rates`` buffers), then blocks of ``e0``, ``e1``, 1, 3 and ``e2`` floats."""
+    return np.cumsum(np.array([0, n + n_p, n + n_p + 1, n, nw, nw, e0, e1, 1, 3, e2]))
 
 
 def _costate_sweep(vjp_yp, L_grad, has_L, vjp_w, dLdw, jac_y, jac_p, p, tw, W, wbuf,
@@ -122,6 +122,7 @@ def _costate_sweep(vjp_yp, L_grad, has_L, vjp_w, dLdw, jac_y, jac_p, p, tw, W, w
     buf = np.zeros(o[-1])
     buf[o[8]] = ts.shape[0] - 2  # the sweep starts in the last stored step
     buf[o[8] + 1] = -1.0  # no polynomial cached yet
+    buf[o[8] + 2] = np.nan  # no state interpolated yet
     b = borrow1(buf)
     sys = CostateSystem(vjp_yp, L_grad, has_L, vjp_w, dLdw, borrow1(p), borrow1(tw), borrow2(W),
                         borrow1(wbuf), b[o[0]:o[1]], b[o[1]:o[2]], b[o[2]:o[3]], b[o[3]:o[4]],

@@ -8,6 +8,10 @@ observation.  Memory grows with the number of forward steps (see
 ``checkpoint`` for a bound); the backward pass never re-integrates the state,
 so it is exact to tolerance also for chaotic or stiff problems.
 
+The whole gradient (forward pass, observation jumps, terminal cost, costate
+sweep) is one compiled call (``entries._adjoint_gradient``); what does not
+depend on ``y0`` and ``p`` is kept across calls (``Problem.plan``).
+
 References: Pontryagin et al. (1962); Chen et al., *Neural Ordinary
 Differential Equations*, NeurIPS 2018; SciMLSensitivity's
 ``InterpolatingAdjoint``.

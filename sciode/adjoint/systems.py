@@ -143,13 +143,18 @@ def interp_state(ts, hs, zs, Ks, P, wts, khint, cbuf, t, y):
     """``y = y(t)`` from stored steps: the step's own interpolant (no views, no
     reference counting: see ``hamiltonian_rates``).
 
-    ``khint = [step found last time, step whose coefficients cbuf holds]``.
+    ``khint = [step found last time, step whose coefficients cbuf holds, time
+    y holds]``: a second read at the same time returns at once (the last two
+    stages of dopri5 and tsit5 both sit at the step's end).
     With ``cbuf`` empty, ``y = z_k + h sum_i K_i sum_j P_ij theta^(j+1)``
     (``s d + s n`` multiply-adds).  With ``cbuf`` of ``d n`` floats, the
     step's polynomial ``C_j = h sum_i P_ij K_i`` is formed once per step
     (``s d n``) and each read is a Horner sum (``d n``): cheaper for a few
     states, read ~6-11 times per forward step by the sweep's stages.
     """
+    if t == khint[2]:
+        return
+    khint[2] = t
     k = locate_step_near(ts, t, int(khint[0]))
     khint[0] = k
     h = hs[k]
@@ -161,8 +166,9 @@ def interp_state(ts, hs, zs, Ks, P, wts, khint, cbuf, t, y):
             y[m] = zs[k, m]
         for i in range(P.shape[0]):  # row by row of K: SIMD lanes
             wi = h * wts[i]
-            for m in range(n):
-                y[m] += wi * Ks[k, i, m]
+            if wi != 0.0:  # dopri5's second stage has no weight
+                for m in range(n):
+                    y[m] += wi * Ks[k, i, m]
         return
     d = P.shape[1]
     if khint[1] != k:
