@@ -83,8 +83,9 @@ class KernelWriter:
             ``target`` is source text such as ``out[2]``.
         extra_names : dict, optional
             More placeholder -> source-name entries (cotangents).
-        zero : str, optional
-            An output array to fill with zeros first (sparse outputs).
+        zero : str or list of str, optional
+            An output array to fill with zeros first (sparse outputs), or the
+            entries to zero (``["out[3]", ...]``).
         tail : sequence of str
             Source lines appended after the assignments (already indented
             relative to the function body).
@@ -103,8 +104,10 @@ class KernelWriter:
         printer = KernelPrinter(names)
         exprs = [sp.sympify(e) for _, e, _ in outputs]
         body = [f'    """{doc}"""']
-        if zero is not None:
+        if isinstance(zero, str):
             body.append(f"    {zero}[:] = 0.0")
+        elif zero:
+            body.extend(f"    {target} = 0.0" for target in zero)
         indent = "    "
         if outer is not None:
             body.append(f"    {outer}")

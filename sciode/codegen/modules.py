@@ -49,7 +49,10 @@ def _vjp_function(w: KernelWriter, name, entries, n_out, v, vnames, subs, doc, s
                 if j not in long and counts[j] > 0]
     incs = [(f"out[{j}]", e.xreplace(subs) * v[i], f"+= M[{i}, {j}] v[{i}]", i, j < state_cols)
             for (i, j), e in sorted(entries.items()) if j in long]
-    w.function(name, VJP_ARGS, gathered, doc, vnames, zero="out", after=incs)
+    # zero only what is accumulated or has no entries (all of out when that is most of it)
+    unset = [f"out[{j}]" for j in range(n_out) if j in long or counts[j] == 0]
+    zero = "out" if len(unset) > ROLL_THRESHOLD else unset
+    w.function(name, VJP_ARGS, gathered, doc, vnames, zero=zero, after=incs)
 
 
 def _vector_outputs(exprs, subs, label):
