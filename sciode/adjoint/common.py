@@ -260,13 +260,13 @@ def sweep_tolerances(prob: Problem, size: int, lead: int):
     scaled by ``sqrt(lead / size)``: then that RMS equals the RMS over the
     leading entries at the user's tolerances.
     """
-    quads = bool(prob.options.get("quad_error_control", False)) or lead >= size
-    key = (prob.rtol, prob.atol.tobytes(), size, lead, quads)
+    all_tested = bool(prob.options.get("quad_error_control", False)) or lead >= size
+    key = (prob.rtol, prob.atol.tobytes(), size, lead, all_tested)
     hit = _SWEEP_TOLS.get(key)
     if hit is None:  # memoised: a fit asks for the same tolerances at every iteration
         atol = prob.aug_atol(size, lead)
         rtol = prob.rtol
-        if not quads:
+        if not all_tested:
             scale = np.sqrt(lead / size)
             atol[:lead] *= scale
             atol[lead:] = np.inf
