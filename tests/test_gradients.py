@@ -575,6 +575,21 @@ def test_gradient_of_failed_solve_raises(blowup, mode):
         sciode.value_and_grad(blowup, cost, [1.0], (0.0, 2.0), [1.0], sensitivity=mode)
 
 
+@pytest.mark.parametrize("mode", ("adjoint", "checkpoint"))
+def test_failed_backward_pass_raises(lv, lv_data, mode):
+    """A costate sweep that runs out of steps (the sweep lands on every
+    observation, so it needs more steps than the forward pass: 113 forward
+    against 189 backward at 1e-6) is a SolverError naming the backward pass,
+    not a gradient."""
+    args = (lv, lv_data, LV_Y0, LV_SPAN, LV_P)
+    fwd = sciode.value_and_grad(*args, sensitivity=mode, rtol=1e-6, atol=1e-6, checkpoints=1)
+    steps = fwd.stats["forward"]["nsteps"]
+    assert fwd.stats["backward"]["nsteps"] > steps + 10
+    with pytest.raises(sciode.SolverError, match="backward"):
+        sciode.value_and_grad(*args, sensitivity=mode, rtol=1e-6, atol=1e-6, checkpoints=1,
+                              max_steps=steps + 5)
+
+
 def test_unknown_sensitivity_and_option_raise(decay):
     cost = sciode.Cost(terminal=decay.states[0])
     with pytest.raises(ValueError, match="sensitivity"):

@@ -135,9 +135,7 @@ def _costate_sweep(vjp_yp, L_grad, has_L, vjp_w, dLdw, jac_y, jac_p, p, tw, W, w
 
 
 _RATE_FNS = (VJP, VEC, B1, VJP, VEC)
-register_entry("costate_sweep", _costate_sweep,
-               _RATE_FNS + (MAT, MAT, A1, A1, A2, A1, A1, A1, A2, A3, A2, A1, F8, F8, A1, A2, A2, A1)
-               + SWEEP_ARGS)
+#: compiled for the argument types of the entries that call it (adjoint, checkpoint)
 costate_sweep = nb.njit(cache=True, nogil=True)(_costate_sweep)
 
 
@@ -188,6 +186,85 @@ def _adjoint_gradient(rhs, jac_y, dfdt, vjp_yp, L_grad, has_L, vjp_w, dLdw, jac_
 register_entry("adjoint_gradient", _adjoint_gradient,
                (VEC, MAT, VEC) + _RATE_FNS + (MAT, VEC, VJP, VJP, VEC, VEC, VEC,
                                               A1, A1, A2, A1, A1, F8, F8, A1, A2, A2, A1, A1, I8,
+                                              METHOD, F8, A1, F8, F8, I8, METHOD2, F8, A1))
+
+
+def _checkpoint_gradient(rhs, jac_y, dfdt, vjp_yp, L_grad, has_L, vjp_w, dLdw, jac_p,
+                         obs, obs_vjp_y, obs_vjp_p, Phi, dPhidy, dPhidp,
+                         p, tw, W, wbuf, y0, t0, t1, t_rows, Yobs, Wt, fwd_stops, bwd_stops, n_g,
+                         tc, fmethod, rtol, atol, hmax, dt, max_steps, bmethod, brtol, batol):
+    """The checkpointed adjoint in one call (``checkpoint.run``).
+
+    A forward pass keeps the final state only and serves the checkpoints
+    ``tc`` and the observation rows; then, from the last segment back, each
+    segment is re-solved forward from its checkpoint with dense output and
+    the costate swept back over it (its observation rows jump it).  The
+    stops ``fwd_stops``/``bwd_stops`` are the whole span's: each loop uses
+    those inside its own segment.
+
+    Returns ``(forward status, t reached, forward stats, failed pass (0 none,
+    1 a re-solve, 2 a sweep), its segment, its status, t reached, re-solve
+    stats, sweep stats, Phi + misfit, z(t0), peak stored floats)``.
+    """
+    n, n_p, m = y0.shape[0], p.shape[0], t_rows.shape[0]
+    n_ck = tc.shape[0] - 1
+    d = 1.0 if t1 >= t0 else -1.0
+    sys = ModelSystem(rhs, jac_y, dfdt, borrow1(p), borrow1(tw), borrow2(W), borrow1(wbuf))
+    te = np.concatenate((tc, t_rows))
+    order = np.argsort(te * d, kind="mergesort")  # stable: a row at a checkpoint keeps its place
+    fstatus, f_reached, n_st, _, zs, _, _, Ys, fst = integrate(
+        fmethod, sys, y0, t0, t1, rtol, atol, 0.0, hmax, dt, max_steps, te[order], -1, fwd_stops)
+    z = np.zeros(n + n_p + 1 + n_g)
+    rst = np.zeros(6, dtype=np.int64)
+    bst = np.zeros(6, dtype=np.int64)
+    if fstatus != SUCCESS:
+        return fstatus, f_reached, fst, 0, 0, SUCCESS, t0, rst, bst, 0.0, z, 0
+    Y = np.empty_like(Ys)
+    for i in range(te.shape[0]):
+        Y[order[i]] = Ys[i]
+    Yc, Y_rows = Y[:n_ck + 1], np.ascontiguousarray(Y[n_ck + 1:])
+    H, JY, JP = obs_jumps(obs, obs_vjp_y, obs_vjp_p, p, tw, W, wbuf, t_rows, Y_rows, Yobs, Wt, n_p)
+    value = 0.0
+    for i in range(H.shape[0]):
+        for j in range(H.shape[1]):
+            value += 0.5 * Wt[i, j] * (H[i, j] - Yobs[i, j]) ** 2
+    control_at(t1, tw, W, wbuf)
+    y1 = zs[n_st - 1]
+    phi = np.zeros(1)
+    Phi(t1, y1, p, wbuf, phi)
+    dPhidy(t1, y1, p, wbuf, z[:n])
+    dPhidp(t1, y1, p, wbuf, z[n:n + n_p])
+    P = np.ascontiguousarray(fmethod.P)
+    peak = 0
+    hi = m  # rows [lo, hi) lie in the current segment (t_rows run in the direction d)
+    for k in range(n_ck - 1, -1, -1):
+        sstatus, s_reached, _, ts, szs, hs, Ks, _, sst = integrate(
+            fmethod, sys, Yc[k].copy(), tc[k], tc[k + 1], rtol, atol, 0.0, hmax, dt, max_steps,
+            np.zeros(0), 1, fwd_stops)
+        for c in range(6):
+            rst[c] += sst[c]
+        if sstatus != SUCCESS:
+            return fstatus, f_reached, fst, 1, k, sstatus, s_reached, rst, bst, 0.0, z, peak
+        peak = max(peak, ts.shape[0] + hs.shape[0] + szs.size + Ks.size)
+        lo = hi
+        while lo > 0 and ((t_rows[lo - 1] - tc[k]) * d > 0 or (k == 0 and t_rows[lo - 1] == tc[0])):
+            lo -= 1
+        bstatus, b_reached, z, sbt, _ = costate_sweep(
+            vjp_yp, L_grad, has_L, vjp_w, dLdw, jac_y, jac_p, p, tw, W, wbuf, ts, hs, szs, Ks, P, z,
+            tc[k + 1], tc[k], np.ascontiguousarray(t_rows[lo:hi][::-1]),
+            np.ascontiguousarray(JY[lo:hi][::-1]), np.ascontiguousarray(JP[lo:hi][::-1]), bwd_stops,
+            bmethod, brtol, batol, 0.0, hmax, dt, max_steps)
+        for c in range(6):
+            bst[c] += sbt[c]
+        if bstatus != SUCCESS:
+            return fstatus, f_reached, fst, 2, k, bstatus, b_reached, rst, bst, 0.0, z, peak
+        hi = lo
+    return fstatus, f_reached, fst, 0, 0, SUCCESS, t0, rst, bst, value + phi[0], z, peak + Ys.size
+
+
+register_entry("checkpoint_gradient", _checkpoint_gradient,
+               (VEC, MAT, VEC) + _RATE_FNS + (MAT, VEC, VJP, VJP, VEC, VEC, VEC,
+                                              A1, A1, A2, A1, A1, F8, F8, A1, A2, A2, A1, A1, I8, A1,
                                               METHOD, F8, A1, F8, F8, I8, METHOD2, F8, A1))
 
 

@@ -26,17 +26,6 @@ from ..cpu.drivers import entry
 from . import common
 
 
-def costate_sweep(prob, method, ts, hs, zs, Ks, P, z1, t_start, t_stop, jump_t, JY, JP):
-    """Run the compiled costate sweep over one stretch of stored dense output."""
-    mk = prob.mk
-    return entry("costate_sweep", method)(
-        *common.rate_kernels(prob), mk["jac_y"], mk["jac_p"], prob.p, prob.tw, prob.W, prob.wbuf(),
-        ts, hs, zs, Ks, np.ascontiguousarray(P), z1, float(t_start), float(t_stop),
-        np.ascontiguousarray(jump_t), np.ascontiguousarray(JY), np.ascontiguousarray(JP),
-        common.sweep_stops(prob, t_start, t_stop, jump_t),
-        *common.sweep_tail(prob, method, z1.size, prob.n))
-
-
 def _plan(prob):
     """The compiled entry and the arguments of ``run`` that depend on neither
     ``y0`` nor ``p`` (kept in ``prob.plan`` across calls)."""
