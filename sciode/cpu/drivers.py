@@ -91,36 +91,11 @@ def entry(name: str, method=None, method2=None):
             # First-class functions are the design (abi.py), not an accident.
             warnings.simplefilter("ignore", NumbaExperimentalFeatureWarning)
             fn = _COMPILED[(name,) + mtypes] = nb.njit(sig, cache=True, nogil=True)(py)
-        _typeof_kernels_directly(fn)
     if len(_BY_IDENTITY) > 256:  # stiff method tuples are rebuilt per call: keep this small
         _BY_IDENTITY.clear()
     # holds the methods: their ids cannot be reused meanwhile
     _BY_IDENTITY[(name, id(method), id(method2))] = (method, method2, fn)
     return fn
-
-
-def _typeof_kernels_directly(fn) -> None:
-    """Give the dispatcher ``fn`` a ``typeof_pyval`` that answers a kernel's
-    type from the kernel itself.
-
-    Numba's dispatcher types arrays and scalars in C but calls
-    ``typeof_pyval`` for any other argument; its general ``typeof`` costs
-    ~1 us per kernel, and an entry point takes up to fifteen kernels.  The
-    answer is the same (``Kernel._numba_type_``, which ``typeof`` returns
-    too); anything else goes to Numba's own method.
-    """
-    from ..codegen import Kernel
-
-    general = fn.typeof_pyval
-
-    def typeof_pyval(val):
-        if type(val) is Kernel:
-            tp = val._numba_type_
-            fn._types_active_call.add(tp)
-            return tp
-        return general(val)
-
-    fn.typeof_pyval = typeof_pyval
 
 
 def register_entry(name: str, py_func, argtypes) -> None:
