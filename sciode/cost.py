@@ -11,7 +11,6 @@ with one ``ell_k`` per `LeastSquares` data term. Costs add with ``+`` (and
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Sequence
 from typing import Any, final
 
@@ -65,7 +64,7 @@ class LeastSquares:
         On malformed times, data, observables or sigma.
     """
 
-    __slots__ = ("_t_obs", "_y_obs", "_observed", "_observables", "_sigma", "_t_range", "_as_cost")
+    __slots__ = ("_t_obs", "_y_obs", "_observed", "_observables", "_sigma")
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         raise TypeError("sciode.LeastSquares is final and cannot be subclassed")
@@ -78,8 +77,6 @@ class LeastSquares:
         sigma: Any = 1.0,
     ) -> None:
         self._t_obs = _t_obs(t_obs)
-        self._t_range = (float(self._t_obs.min()), float(self._t_obs.max())) if self._t_obs.size else None
-        self._as_cost = None
         self._y_obs = _y_obs(y_obs, len(self._t_obs))
         self._observed = ~np.isnan(self._y_obs)
         self._observed.setflags(write=False)
@@ -196,13 +193,7 @@ class LeastSquares:
 
     def check_times(self, t_span: Sequence[float]) -> None:
         """Raise ``ModelError`` naming the first ``t_obs`` outside ``t_span``."""
-        if (type(t_span) is tuple and len(t_span) == 2
-                and all(type(t) is float and math.isfinite(t) for t in t_span)):
-            lo, hi = min(t_span), max(t_span)  # checked floats (value_and_grad): no parsing
-        else:
-            lo, hi = _span(t_span)
-        if self._t_obs.size == 0 or (lo <= self._t_range[0] and self._t_range[1] <= hi):
-            return
+        lo, hi = _span(t_span)
         outside = np.flatnonzero((self._t_obs < lo) | (self._t_obs > hi))
         if outside.size:
             i = outside[0]
@@ -370,11 +361,15 @@ class Cost:
             self._check_symbols(model)
             _CHECKED.add(key)
         if t_span is not None:
-            for k, term in enumerate(self._data):
-                try:
-                    term.check_times(t_span)
-                except ModelError as exc:
-                    raise ModelError(f"data[{k}]: {exc}") from None
+            self._each_term(lambda term: term.check_times(t_span))
+
+    def _each_term(self, check) -> None:
+        """``check(term)`` for every data term, its error prefixed with ``data[k]``."""
+        for k, term in enumerate(self._data):
+            try:
+                check(term)
+            except ModelError as exc:
+                raise ModelError(f"data[{k}]: {exc}") from None
 
     def structure(self, model: Model) -> tuple:
         """Hashable key of what the symbolic checks and the generated kernels
@@ -394,11 +389,7 @@ class Cost:
         check_free_symbols(self._terminal, "terminal cost", base, declared, forbidden)
         check_expression(self._running, "running cost")
         check_free_symbols(self._running, "running cost", base | set(model.controls), declared)
-        for k, term in enumerate(self._data):
-            try:
-                term.check(model)
-            except ModelError as exc:
-                raise ModelError(f"data[{k}]: {exc}") from None
+        self._each_term(lambda term: term.check(model))
 
     def __add__(self, other: Any) -> Cost:
         if _is_zero_int(other):
@@ -464,9 +455,7 @@ def as_cost(obj: Cost | LeastSquares) -> Cost:
     if isinstance(obj, Cost):
         return obj
     if isinstance(obj, LeastSquares):
-        if obj._as_cost is None:  # immutable: one wrapper serves every call
-            obj._as_cost = Cost(data=(obj,))
-        return obj._as_cost
+        return Cost(data=(obj,))
     raise ModelError(
         f"expected a sciode.Cost or sciode.LeastSquares, got {type(obj).__name__}"
     )

@@ -92,27 +92,8 @@ class Problem:
         return a
 
 
-_ROWS: dict = {}
-
-
-def data_rows(model, cost, n_h):
-    """Flatten the least-squares terms into rows sorted by time (stable).
-
-    Memoised on the identity of the data terms (immutable): a fit calls this
-    with the same data at every iteration.
-    """
-    key = (tuple(id(term) for term in cost.data), n_h)
-    hit = _ROWS.get(key)
-    if hit is not None and all(a is b for a, b in zip(hit[0], cost.data)):
-        return hit[1]
-    rows = _data_rows(cost, n_h)
-    if len(_ROWS) > 64:
-        _ROWS.clear()
-    _ROWS[key] = (cost.data, rows)  # holds the terms: their ids cannot be reused meanwhile
-    return rows
-
-
-def _data_rows(cost, n_h):
+def data_rows(cost, n_h):
+    """Flatten the least-squares terms into rows sorted by time (stable)."""
     ts, Ys, Ws = [], [], []
     off = 0
     for term in cost.data:
@@ -191,7 +172,7 @@ def _prepare(model, cost, y0, t_span, params, method, rtol, atol, controls, max_
     tw, W, _ = solvers.control_arrays(controls, model.n_controls)
     mk = model_kernels(model)
     ck = cost_kernels(model, cost)
-    t_rows, Yobs, Wt = data_rows(model, cost, ck.n_obs)
+    t_rows, Yobs, Wt = data_rows(cost, ck.n_obs)
     if t1 < t0:
         t_rows, Yobs, Wt = t_rows[::-1].copy(), Yobs[::-1].copy(), Wt[::-1].copy()
     return Problem(model, cost, mk, ck, p, z0, t0, t1, controls, tw, W, rtol, atol_arr,
@@ -260,24 +241,13 @@ def sweep_tolerances(prob: Problem, size: int, lead: int):
     scaled by ``sqrt(lead / size)``: then that RMS equals the RMS over the
     leading entries at the user's tolerances.
     """
-    all_tested = bool(prob.options.get("quad_error_control", False)) or lead >= size
-    key = (prob.rtol, prob.atol.tobytes(), size, lead, all_tested)
-    hit = _SWEEP_TOLS.get(key)
-    if hit is None:  # memoised: a fit asks for the same tolerances at every iteration
-        atol = prob.aug_atol(size, lead)
-        rtol = prob.rtol
-        if not all_tested:
-            scale = np.sqrt(lead / size)
-            atol[:lead] *= scale
-            atol[lead:] = np.inf
-            rtol *= scale
-        if len(_SWEEP_TOLS) > 256:
-            _SWEEP_TOLS.clear()
-        hit = _SWEEP_TOLS[key] = (rtol, atol)
-    return hit[0], hit[1].copy()
-
-
-_SWEEP_TOLS: dict = {}
+    atol = prob.aug_atol(size, lead)
+    if prob.options.get("quad_error_control", False) or lead >= size:
+        return prob.rtol, atol
+    scale = np.sqrt(lead / size)
+    atol[:lead] *= scale
+    atol[lead:] = np.inf
+    return prob.rtol * scale, atol
 
 
 def sweep_stops(prob: Problem, t_start: float, t_stop: float, jump_t: np.ndarray) -> np.ndarray:
