@@ -29,7 +29,7 @@ import numpy as np
 
 from ..cpu.controls import control_at, control_segment
 from ..cpu.dense import locate_step_near
-from ..cpu.stepping import interp_weights
+from ..cpu.stepping import dense_point
 from ..cpu.systems import register_system
 
 #: The jump fields shared by the costate systems: rows ``i`` of ``jump_t`` (in
@@ -160,14 +160,7 @@ def interp_state(ts, hs, zs, Ks, P, wts, khint, cbuf, t, y):
     theta = (t - ts[k]) / h
     n = y.shape[0]
     if cbuf.shape[0] == 0:
-        interp_weights(P, theta, wts)
-        for m in range(n):
-            y[m] = zs[k, m]
-        for i in range(P.shape[0]):  # row by row of K: SIMD lanes
-            wi = h * wts[i]
-            if wi != 0.0:  # dopri5's second stage has no weight
-                for m in range(n):
-                    y[m] += wi * Ks[k, i, m]
+        dense_point(zs[k], h, Ks[k], P, theta, wts, y)
         return
     d = P.shape[1]
     if khint[1] != k:

@@ -25,8 +25,8 @@ import numba as nb
 import numpy as np
 
 from .status import NONFINITE, SUCCESS
-from .stepping import (CONTINUE, SMALL, full, grow_storage, next_target, record_step, serve_t_eval,
-                       start_storage, step_guard, step_to, stored, weighted_sum)
+from .stepping import (CONTINUE, full, grow_storage, next_target, record_step, scaled_sum,
+                       serve_t_eval, start_storage, step_guard, step_to, stored, weighted_sum)
 from .systems import sys_coupled, sys_rhs, sys_stop
 
 SAFETY = 0.9
@@ -84,20 +84,9 @@ def rk_stages(sys, t, z, h, A, c, K, first, work):
     never feed back."""
     n = sys_coupled(sys, z.shape[0])
     for i in range(first, A.shape[0]):
-        if n <= SMALL:
-            for m in range(n):
-                acc = 0.0
-                for j in range(i):
-                    acc += A[i, j] * K[j, m]
-                work[m] = z[m] + h * acc
-        else:
-            for m in range(n):
-                work[m] = z[m]
-            for j in range(i):  # row by row of K: the inner loop runs in SIMD lanes
-                a = h * A[i, j]
-                if a != 0.0:
-                    for m in range(n):
-                        work[m] += a * K[j, m]
+        scaled_sum(h, A[i, :i], K, work, n)
+        for m in range(n):
+            work[m] += z[m]
         sys_rhs(sys, t + c[i] * h, work, K[i])
 
 
@@ -113,25 +102,6 @@ def extra_stages(sys, t, z, h, A_ext, c_ext, s, K, work):
                 acc += A_ext[m_, j] * K[j, m]
             work[m] = z[m] + h * acc
         sys_rhs(sys, t + c_ext[m_] * h, work, K[i])
-
-
-@nb.njit(cache=True, nogil=True, _nrt=False)
-def scaled_sum(h, w, K, out, n):
-    """``out[:n] = h sum_i w[i] K[i, :n]`` (row by row of ``K``, as ``weighted_sum``)."""
-    if n <= SMALL:
-        for m in range(n):
-            acc = 0.0
-            for i in range(w.shape[0]):
-                acc += w[i] * K[i, m]
-            out[m] = h * acc
-        return
-    for m in range(n):
-        out[m] = 0.0
-    for i in range(w.shape[0]):
-        wi = h * w[i]
-        if wi != 0.0:
-            for m in range(n):
-                out[m] += wi * K[i, m]
 
 
 @nb.njit(cache=True, nogil=True, _nrt=False)

@@ -26,30 +26,37 @@ CONTINUE = -1  # ``step_guard``: no reason to stop
 SMALL = 16
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
-def weighted_sum(z, h, w, K, out):
-    """``out = z + h sum_i w[i] K[i]``.
+@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
+def scaled_sum(h, w, K, out, n):
+    """``out[:n] = h sum_i w[i] K[i, :n]``.
 
-    Accumulated row by row of ``K`` (contiguous, so the inner loop runs in
-    SIMD lanes): ~2x faster than a dot product per entry from 100 states on.
+    Up to ``SMALL`` entries one dot product per entry; above, accumulated row
+    by row of ``K`` (contiguous, so the inner loop runs in SIMD lanes): ~2x
+    faster from 100 states on.  Rows with a zero weight are skipped there.
     """
-    n = z.shape[0]
     if n <= SMALL:
         for m in range(n):
             acc = 0.0
             for i in range(w.shape[0]):
                 acc += w[i] * K[i, m]
-            out[m] = z[m] + h * acc
+            out[m] = h * acc
         return
     for m in range(n):
         out[m] = 0.0
     for i in range(w.shape[0]):
-        wi = w[i]
+        wi = h * w[i]
         if wi != 0.0:
             for m in range(n):
                 out[m] += wi * K[i, m]
+
+
+@nb.njit(cache=True, nogil=True, _nrt=False)
+def weighted_sum(z, h, w, K, out):
+    """``out = z + h sum_i w[i] K[i]`` (``scaled_sum``, then ``z``)."""
+    n = z.shape[0]
+    scaled_sum(h, w, K, out, n)
     for m in range(n):
-        out[m] = z[m] + h * out[m]
+        out[m] += z[m]
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
