@@ -107,36 +107,57 @@ def sweep(sys, z, t_start, t_stop, t_stops, method, rtol, atol, h_init, hmax, dt
 
 @nb.njit(cache=True, nogil=True)
 def _scratch(n, n_p, nw, e0, e1, e2=0):
-    """Offsets in one scratch block of ``gy, gL, lam, tmp_w, tmp_w2`` (the
-    ``costate_rates`` buffers), then blocks of ``e0``, ``e1``, 1, 3 and ``e2`` floats."""
-    return np.cumsum(np.array([0, n + n_p, n + n_p + 1, n, nw, nw, e0, e1, 1, 3, e2]))
+    """Offsets in one scratch block of ``gy``, ``gL``, ``tmp_w``, ``tmp_w2`` (the
+    ``costate_rates`` buffers), then blocks of ``e0`` and ``e1`` floats, ``jnext``
+    (1), ``khint`` (3) and ``e2`` floats: ``o[i]:o[i + 1]`` is block ``i``."""
+    return np.cumsum(np.array([0, n + n_p, n + n_p + 1, nw, nw, e0, e1, 1, 3, e2]))
 
 
-def _costate_sweep(vjp_yp, L_grad, has_L, vjp_w, dLdw, jac_y, jac_p, p, tw, W, wbuf,
-                   ts, hs, zs, Ks, P, z1, t1, t0, jump_t, JY, JP, t_stops,
-                   method, rtol, atol, h_init, hmax, dt, max_steps):
+@nb.njit(cache=True, nogil=True)
+def costate_sweep(vjp_yp, L_grad, has_L, vjp_w, dLdw, jac_y, jac_p, p, tw, W, wbuf,
+                  ts, hs, zs, Ks, P, z1, t1, t0, jump_t, JY, JP, t_stops,
+                  method, rtol, atol, h_init, hmax, dt, max_steps):
+    """``sweep`` of the costate system over the stored forward steps
+    ``ts, hs, zs, Ks`` (interpolant ``P``) from ``t1`` to ``t0``, starting at ``z1``."""
     n = zs.shape[1]
     # one scratch block, kept alive below; the system holds borrowed views (borrow.py)
     n_poly = P.shape[1] * n if n <= POLY_CACHE_MAX_STATES else 0
-    o = _scratch(n, p.shape[0], wbuf.shape[0], n, P.shape[0], n_poly)  # + ybuf, wts, jnext, khint, cbuf
+    o = _scratch(n, p.shape[0], wbuf.shape[0], n, P.shape[0], n_poly)  # e0 ybuf, e1 wts, e2 cbuf
     buf = np.zeros(o[-1])
-    buf[o[8]] = ts.shape[0] - 2  # the sweep starts in the last stored step
-    buf[o[8] + 1] = -1.0  # no polynomial cached yet
-    buf[o[8] + 2] = np.nan  # no state interpolated yet
+    buf[o[7]] = ts.shape[0] - 2  # khint: the sweep starts in the last stored step,
+    buf[o[7] + 1] = -1.0  # no polynomial cached yet,
+    buf[o[7] + 2] = np.nan  # no state interpolated yet
     b = borrow1(buf)
     sys = CostateSystem(vjp_yp, L_grad, has_L, vjp_w, dLdw, borrow1(p), borrow1(tw), borrow2(W),
                         borrow1(wbuf), b[o[0]:o[1]], b[o[1]:o[2]], b[o[2]:o[3]], b[o[3]:o[4]],
-                        b[o[4]:o[5]], jac_y, jac_p, borrow1(ts), borrow1(hs), borrow2(zs),
-                        borrow3(Ks), borrow2(P), b[o[5]:o[6]], b[o[6]:o[7]], b[o[8]:o[9]], b[o[9]:o[10]],
-                        borrow1(jump_t), borrow2(JY), borrow2(JP), b[o[7]:o[8]], 0, n)
+                        jac_y, jac_p, borrow1(ts), borrow1(hs), borrow2(zs), borrow3(Ks), borrow2(P),
+                        b[o[4]:o[5]], b[o[5]:o[6]], b[o[7]:o[8]], b[o[8]:o[9]],
+                        borrow1(jump_t), borrow2(JY), borrow2(JP), b[o[6]:o[7]], 0, n)
     out = sweep(sys, z1.copy(), t1, t0, t_stops, method, rtol, atol, h_init, hmax, dt, max_steps)
     keep_alive(buf)
     return out
 
 
 _RATE_FNS = (VJP, VEC, B1, VJP, VEC)
-#: compiled for the argument types of the entries that call it (adjoint, checkpoint)
-costate_sweep = nb.njit(cache=True, nogil=True)(_costate_sweep)
+
+
+@nb.njit(cache=True, nogil=True)
+def _misfit_and_terminal(obs, obs_vjp_y, obs_vjp_p, Phi, dPhidy, dPhidp, p, tw, W, wbuf, t_rows,
+                         Y_rows, Yobs, Wt, t1, y1, z1):
+    """``Phi(y1) + 0.5 sum Wt (h - Yobs)^2`` and the costate jumps ``JY, JP`` of
+    the rows; ``z1[:n + n_p] = [dPhi/dy, dPhi/dp]`` (the costate at ``t1``)."""
+    n, n_p = y1.shape[0], p.shape[0]
+    H, JY, JP = obs_jumps(obs, obs_vjp_y, obs_vjp_p, p, tw, W, wbuf, t_rows, Y_rows, Yobs, Wt, n_p)
+    value = 0.0
+    for i in range(H.shape[0]):
+        for j in range(H.shape[1]):
+            value += 0.5 * Wt[i, j] * (H[i, j] - Yobs[i, j]) ** 2
+    control_at(t1, tw, W, wbuf)
+    phi = np.zeros(1)
+    Phi(t1, y1, p, wbuf, phi)
+    dPhidy(t1, y1, p, wbuf, z1[:n])
+    dPhidp(t1, y1, p, wbuf, z1[n:n + n_p])
+    return value + phi[0], JY, JP
 
 
 def _adjoint_gradient(rhs, jac_y, dfdt, vjp_yp, L_grad, has_L, vjp_w, dLdw, jac_p,
@@ -163,24 +184,15 @@ def _adjoint_gradient(rhs, jac_y, dfdt, vjp_yp, L_grad, has_L, vjp_w, dLdw, jac_
     z1 = np.zeros(n + n_p + 1 + n_g)
     if fstatus != SUCCESS:
         return fstatus, f_reached, fst, SUCCESS, t0, np.zeros(6, dtype=np.int64), 0.0, z1, 0
-    H, JY, JP = obs_jumps(obs, obs_vjp_y, obs_vjp_p, p, tw, W, wbuf, t_rows, Y, Yobs, Wt, n_p)
-    value = 0.0
-    for i in range(H.shape[0]):
-        for j in range(H.shape[1]):
-            value += 0.5 * Wt[i, j] * (H[i, j] - Yobs[i, j]) ** 2
-    control_at(t1, tw, W, wbuf)
-    y1 = zs[n_st - 1]
-    phi = np.zeros(1)
-    Phi(t1, y1, p, wbuf, phi)
-    dPhidy(t1, y1, p, wbuf, z1[:n])
-    dPhidp(t1, y1, p, wbuf, z1[n:n + n_p])
+    value, JY, JP = _misfit_and_terminal(obs, obs_vjp_y, obs_vjp_p, Phi, dPhidy, dPhidp, p, tw, W,
+                                         wbuf, t_rows, Y, Yobs, Wt, t1, zs[n_st - 1], z1)
     bstatus, b_reached, z, bst, _ = costate_sweep(
         vjp_yp, L_grad, has_L, vjp_w, dLdw, jac_y, jac_p, p, tw, W, wbuf, ts, hs, zs, Ks,
         np.ascontiguousarray(fmethod.P), z1, t1, t0, np.ascontiguousarray(t_rows[::-1]),
         np.ascontiguousarray(JY[::-1]), np.ascontiguousarray(JP[::-1]), bwd_stops, bmethod, brtol,
         batol, 0.0, hmax, dt, max_steps)
     stored = ts.shape[0] + hs.shape[0] + zs.size + Ks.size
-    return fstatus, f_reached, fst, bstatus, b_reached, bst, value + phi[0], z, stored
+    return fstatus, f_reached, fst, bstatus, b_reached, bst, value, z, stored
 
 
 register_entry("adjoint_gradient", _adjoint_gradient,
@@ -223,17 +235,8 @@ def _checkpoint_gradient(rhs, jac_y, dfdt, vjp_yp, L_grad, has_L, vjp_w, dLdw, j
     for i in range(te.shape[0]):
         Y[order[i]] = Ys[i]
     Yc, Y_rows = Y[:n_ck + 1], np.ascontiguousarray(Y[n_ck + 1:])
-    H, JY, JP = obs_jumps(obs, obs_vjp_y, obs_vjp_p, p, tw, W, wbuf, t_rows, Y_rows, Yobs, Wt, n_p)
-    value = 0.0
-    for i in range(H.shape[0]):
-        for j in range(H.shape[1]):
-            value += 0.5 * Wt[i, j] * (H[i, j] - Yobs[i, j]) ** 2
-    control_at(t1, tw, W, wbuf)
-    y1 = zs[n_st - 1]
-    phi = np.zeros(1)
-    Phi(t1, y1, p, wbuf, phi)
-    dPhidy(t1, y1, p, wbuf, z[:n])
-    dPhidp(t1, y1, p, wbuf, z[n:n + n_p])
+    value, JY, JP = _misfit_and_terminal(obs, obs_vjp_y, obs_vjp_p, Phi, dPhidy, dPhidp, p, tw, W,
+                                         wbuf, t_rows, Y_rows, Yobs, Wt, t1, zs[n_st - 1], z)
     P = np.ascontiguousarray(fmethod.P)
     peak = 0
     hi = m  # rows [lo, hi) lie in the current segment (t_rows run in the direction d)
@@ -259,7 +262,7 @@ def _checkpoint_gradient(rhs, jac_y, dfdt, vjp_yp, L_grad, has_L, vjp_w, dLdw, j
         if bstatus != SUCCESS:
             return fstatus, f_reached, fst, 2, k, bstatus, b_reached, rst, bst, 0.0, z, peak
         hi = lo
-    return fstatus, f_reached, fst, 0, 0, SUCCESS, t0, rst, bst, value + phi[0], z, peak + Ys.size
+    return fstatus, f_reached, fst, 0, 0, SUCCESS, t0, rst, bst, value, z, peak + Ys.size
 
 
 register_entry("checkpoint_gradient", _checkpoint_gradient,
@@ -272,13 +275,13 @@ def _backsolve_sweep(rhs, vjp_yp, L_grad, has_L, vjp_w, dLdw, p, tw, W, wbuf,
                      z1, t1, t0, jump_t, JY, JP, t_stops,
                      method, rtol, atol, h_init, hmax, dt, max_steps):
     n = JY.shape[1]
-    o = _scratch(n, p.shape[0], wbuf.shape[0], n, n)  # + ybuf, fy, jnext
+    o = _scratch(n, p.shape[0], wbuf.shape[0], n, n)  # e0 ybuf, e1 fy
     buf = np.zeros(o[-1])
     b = borrow1(buf)  # borrowed views of one scratch block, kept alive below
     sys = BacksolveSystem(vjp_yp, L_grad, has_L, vjp_w, dLdw, borrow1(p), borrow1(tw), borrow2(W),
                           borrow1(wbuf), b[o[0]:o[1]], b[o[1]:o[2]], b[o[2]:o[3]], b[o[3]:o[4]],
-                          b[o[4]:o[5]], rhs, b[o[5]:o[6]], b[o[6]:o[7]],
-                          borrow1(jump_t), borrow2(JY), borrow2(JP), b[o[7]:o[8]], n, 2 * n)
+                          rhs, b[o[4]:o[5]], b[o[5]:o[6]],
+                          borrow1(jump_t), borrow2(JY), borrow2(JP), b[o[6]:o[7]], n, 2 * n)
     out = sweep(sys, z1.copy(), t1, t0, t_stops, method, rtol, atol, h_init, hmax, dt, max_steps)
     keep_alive(buf)
     return out

@@ -41,9 +41,10 @@ JUMP_FIELDS = ["jump_t", "JY", "JP", "jnext", "lam_off", "mu_off"]
 #: The fields ``costate_rates`` reads: the fused kernels ``vjp_yp`` and
 #: ``L_grad`` (``sciode.abi``), ``has_L`` (False: the running cost is zero and
 #: ``L_grad`` is skipped), scratch ``gy`` (n + n_p), ``gL`` (n + n_p + 1),
-#: ``lam`` (n), ``tmp_w``, ``tmp_w2`` (n_w).
+#: ``tmp_w``, ``tmp_w2`` (n_w).  ``lambda`` is read from ``z`` in place: it is
+#: the ``mu_off - lam_off`` entries from ``lam_off`` (``JUMP_FIELDS``).
 RATE_FIELDS = ["vjp_yp", "L_grad", "has_L", "vjp_w", "dLdw", "p", "tw", "W", "wbuf",
-               "gy", "gL", "lam", "tmp_w", "tmp_w2"]
+               "gy", "gL", "tmp_w", "tmp_w2"]
 
 CostateSystem = namedtuple("CostateSystem", RATE_FIELDS + [
     "jac_y", "jac_p", "ts", "hs", "zs", "Ks", "P", "ybuf", "wts", "khint", "cbuf"] + JUMP_FIELDS)
@@ -84,7 +85,7 @@ def _controls(sys, t):
 
 
 @nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
-def hamiltonian_rates(vjp_yp, L_grad, has_L, t, y, p, w, lam, gy, gL, z, lam_off, out, off):
+def hamiltonian_rates(vjp_yp, L_grad, has_L, t, y, p, w, gy, gL, z, lam_off, out, off):
     """``out[off:off + n + n_p + 1] = [-dH/dy, -dH/dp, -L]`` at ``(t, y, lambda)``,
     ``lambda = z[lam_off:lam_off + n]``, ``H = L + lambda . f``:
     ``dH/d[y, p] = [(df/dy)^T lambda, (df/dp)^T lambda] + [dL/dy, dL/dp]``, one call
@@ -97,7 +98,7 @@ def hamiltonian_rates(vjp_yp, L_grad, has_L, t, y, p, w, lam, gy, gL, z, lam_off
     """
     m = gy.shape[0]
     # lambda as a view of z: free here (no reference counting), a copy saved
-    vjp_yp(t, y, p, w, z[lam_off:lam_off + lam.shape[0]], gy)
+    vjp_yp(t, y, p, w, z[lam_off:lam_off + m - p.shape[0]], gy)
     if has_L:
         L_grad(t, y, p, w, gL)
         for i in range(m):
@@ -113,12 +114,12 @@ def hamiltonian_rates(vjp_yp, L_grad, has_L, t, y, p, w, lam, gy, gL, z, lam_off
 def costate_rates(sys, t, y, z, lam_off, out, off):
     """``hamiltonian_rates`` into ``out[off:]``, then the control-gradient
     quadratures ``-phi_k dH/dw`` (``sys.wbuf`` non-empty)."""
-    hamiltonian_rates(sys.vjp_yp, sys.L_grad, sys.has_L, t, y, sys.p, sys.wbuf, sys.lam, sys.gy,
-                      sys.gL, z, lam_off, out, off)
+    hamiltonian_rates(sys.vjp_yp, sys.L_grad, sys.has_L, t, y, sys.p, sys.wbuf, sys.gy, sys.gL, z,
+                      lam_off, out, off)
     nw = sys.wbuf.shape[0]
     if nw > 0:
         p, w = sys.p, sys.wbuf
-        sys.vjp_w(t, y, p, w, z[lam_off:lam_off + sys.lam.shape[0]], sys.tmp_w)
+        sys.vjp_w(t, y, p, w, z[lam_off:lam_off + sys.mu_off - sys.lam_off], sys.tmp_w)
         sys.dLdw(t, y, p, w, sys.tmp_w2)
         g0 = off + sys.gy.shape[0] + 1
         for i in range(g0, out.shape[0]):
@@ -237,7 +238,7 @@ register_system(CostateSystem, _costate_rhs, _costate_jac, _costate_dfdt, apply_
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _backsolve_rhs(sys, t, z, out):
-    n = sys.lam.shape[0]
+    n = sys.lam_off  # z = [y, lambda, ...]: y has as many entries as lambda
     _controls(sys, t)
     y = sys.ybuf
     for i in range(n):
