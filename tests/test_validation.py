@@ -1,8 +1,15 @@
 """The validation suite and gradcheck can pass, and can fail.
 
 The suite's fast subset runs here (CI); the full catalog is the README's main
-job.  A kernel that drops a term must make both gradcheck and the suite fail.
+job.  A kernel that drops a term must make both gradcheck and the suite fail
+(every planted fault: ``tests/test_fault_matrix.py``).  The references never
+lean on sciode: ``validation/independent`` imports nothing from it.
 """
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
 
 import numba as nb
 import pytest
@@ -13,8 +20,11 @@ from sciode import abi
 from sciode.adjoint import common
 from sciode.codegen import Kernel, model_kernels
 from validation.__main__ import main as validation_main
-from validation.cases import CASES
+from validation.cases import ALL_MODES, CASES
+from validation.independent.problems import SPECS
 from validation.runner import run_case
+
+INDEPENDENT = Path(__file__).resolve().parent.parent / "validation" / "independent"
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +77,7 @@ def test_gradcheck_fails_on_a_broken_kernel(decay_problem, monkeypatch):
 
 def test_validation_case_fails_on_a_broken_kernel(monkeypatch):
     case = next(c for c in CASES if c.name == "exp_decay")
-    model = case.build().model
+    model = case.problem().model
     _drop_first_param_term(monkeypatch, model)
     rows = run_case(case)
     assert any(not r.passed and r.mode == "adjoint" for r in rows)
@@ -79,9 +89,53 @@ def test_fast_validation_suite_passes(tmp_path, capsys):
     assert "0 failed" in out
     report = (tmp_path / "report.md").read_text()
     assert "| lotka_volterra | adjoint |" in report
+    assert "## Worst error per mode" in report
+    refs = report.split("## References")[1].split("## Worst")[0]
+    assert "| lotka_volterra | SciPy" in refs and "| exp_decay | closed form" in refs
+    assert "sciode" not in refs.lower()  # no reference is sciode's own
     assert (tmp_path / "error_vs_tolerance.png").stat().st_size > 1000
+
+
+def test_fast_subset_covers_every_mode_stiff_controls_and_symbolic():
+    fast = [c for c in CASES if c.fast]
+    problems = {c.name: c.problem() for c in fast}
+    assert set(ALL_MODES) <= {m for c in fast for m in c.modes}
+    stiff = [c for c in fast if problems[c.name].method in ("rodas4", "kvaerno5")]
+    assert {"adjoint", "checkpoint", "forward"} <= {m for c in stiff for m in c.modes}
+    assert any("controls" in problems[c.name].solve_kw for c in fast)
+    assert any(c.symbolic_check is not None for c in fast)
+
+
+def test_catalog_references_are_independent_of_sciode():
+    """No file of ``validation/independent`` imports sciode (read from the source), and
+    computing every fast case's reference in a fresh process never loads it."""
+    for path in INDEPENDENT.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n.split(".")[0] == "sciode" for n in names), f"{path.name} imports {names}"
+    keys = sorted({c.reference for c in CASES if c.fast})
+    code = ("import sys; from validation.independent.reference import compute\n"
+            f"for k in {keys!r}: compute(k)\n"
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('sciode', 'numba')]\n"
+            "assert not bad, bad\n")
+    root = INDEPENDENT.parent.parent
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
 
 
 def test_catalog_size_and_references():
     assert len(CASES) >= 15
-    assert sum(c.reference is not None for c in CASES) >= 7  # closed forms
+    assert all(c.reference in SPECS for c in CASES)
+    from validation.independent.closed_forms import CLOSED_FORMS
+    assert sum(c.reference in CLOSED_FORMS for c in CASES) >= 7
+
+
+def test_report_names_no_sciode_reference_and_runs_without_matplotlib(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ModuleNotFoundError
+    assert validation_main(["--case", "exp_decay", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "sciode[plot]" in out
+    report = (tmp_path / "report.md").read_text()
+    assert "sciode[plot]" in report and not (tmp_path / "error_vs_tolerance.png").exists()
+    assert "closed form" in report

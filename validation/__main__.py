@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     cases = CASES
     if args.list:
         for c in cases:
-            print(f"{c.name:<22} {c.reference_kind:<18} {c.description}")
+            print(f"{c.name:<28} {'fast' if c.fast else '':<5} {c.description}")
         return 0
     if args.case:
         names = {c.name for c in cases}
@@ -52,8 +52,14 @@ def main(argv=None) -> int:
     print(table(rows))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text(markdown(rows, seconds))
-    figs = plots(rows, out)
+    try:
+        figs, plot_note = plots(rows, out), ""
+    except ModuleNotFoundError:
+        figs = []
+        plot_note = ("(No plot: matplotlib is not installed; `pip install 'sciode[plot]'` adds "
+                     "`error_vs_tolerance.png`.)")
+        print(plot_note)
+    (out / "report.md").write_text(markdown(rows, seconds, plot_note))
     n_fail = sum(not r.passed for r in rows)
     print(f"\n{len(rows)} checks, {n_fail} failed in {seconds:.1f} s; report: {out / 'report.md'}"
           + (f", plots: {', '.join(str(f) for f in figs)}" if figs else ""))
