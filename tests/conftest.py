@@ -16,6 +16,11 @@ import sympy as sp
 # At import time, before any test imports sciode.codegen: every test (and every
 # subprocess that inherits the environment) shares one on-disk kernel cache.
 os.environ.setdefault("SCIODE_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".sciode_cache"))
+# One BLAS thread per test worker: the suite runs with `-n 2` on 2 cores, and
+# SciPy's multithreaded LU in the Radau references oversubscribed them (a
+# reference solve measured 0.84 s alone took 11 s under load).
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 import sciode  # noqa: E402  (after the cache directory is chosen)
 

@@ -1,8 +1,10 @@
 """Stiff methods (``rodas4``, ``kvaerno5``) and their linear algebra.
 
 References are closed forms (``expm`` for linear systems) or SciPy's Radau
-solved far tighter than the method under test, with the exact Jacobian from
-the same generated kernels. Accuracy is judged in tolerance units as scipy
+solved far tighter than the method under test, on right-hand sides and exact
+Jacobians written by hand in NumPy below (``*_fun``): a reference shares no
+code with sciode, so a fault in the generated kernels cannot move it along
+with what it checks (issue 11). Accuracy is judged in tolerance units as scipy
 does (``compute_error``): RMS of ``err / (atol + rtol |y_ref|)``. A tolerance
 of 5 such units would be scipy's; stiff problems with long transients
 accumulate global error over many steps, so the bounds below say why they
@@ -10,7 +12,6 @@ are larger where they are.
 """
 
 from __future__ import annotations
-
 
 import numpy as np
 import pytest
@@ -32,23 +33,75 @@ def tol_units(y, y_ref, rtol, atol):
     return float(np.sqrt(np.mean(((y - y_ref) / (atol + rtol * np.abs(y_ref))) ** 2)))
 
 
-def kernels_fun(model, params):
-    """``f(t, y)`` and ``J(t, y)`` for SciPy from the model's generated kernels."""
-    mk = model_kernels(model)
-    rhs, jac = mk["rhs"], mk["jac_y"]
-    p, w, n = np.asarray(params, dtype=float), np.zeros(0), model.n_states
+# --- hand-written references (NumPy only: no sciode kernels) --------------------------
+
+
+def robertson_fun(k1, k2, k3):
+    """``f(t, y)``, ``J(t, y)`` of the ``robertson`` fixture, written out by hand."""
 
     def f(t, y):
-        out = np.empty(n)
-        rhs(float(t), np.ascontiguousarray(y, dtype=float), p, w, out)
-        return out
+        y1, y2, y3 = y
+        return np.array([-k1 * y1 + k3 * y2 * y3, k1 * y1 - k2 * y2 * y2 - k3 * y2 * y3, k2 * y2 * y2])
 
     def J(t, y):
-        out = np.empty((n, n))
-        jac(float(t), np.ascontiguousarray(y, dtype=float), p, w, out)
-        return out
+        _, y2, y3 = y
+        return np.array([[-k1, k3 * y3, k3 * y2],
+                         [k1, -2.0 * k2 * y2 - k3 * y3, -k3 * y2],
+                         [0.0, 2.0 * k2 * y2, 0.0]])
 
     return f, J
+
+
+def vdp_fun(mu):
+    """``f``, ``J`` of the ``vdp`` fixture: ``x' = v``, ``v' = mu (1 - x^2) v - x``."""
+
+    def f(t, y):
+        x, v = y
+        return np.array([v, mu * (1.0 - x * x) * v - x])
+
+    def J(t, y):
+        x, v = y
+        return np.array([[0.0, 1.0], [-2.0 * mu * x * v - 1.0, mu * (1.0 - x * x)]])
+
+    return f, J
+
+
+def bruss_fun(N, A, B, alpha):
+    """``f``, ``J`` of ``brusselator(N)`` (states ``[u_1..u_N, v_1..v_N]``, boundary u = 1, v = 3)."""
+    c = alpha * (N + 1) ** 2
+    off = np.eye(N, k=1) + np.eye(N, k=-1)
+
+    def second_difference(w, edge):
+        """``w[i-1] - 2 w[i] + w[i+1]`` with ``w[0] = w[N+1] = edge``."""
+        d = -2.0 * w
+        d[1:] += w[:-1]
+        d[:-1] += w[1:]
+        d[0] += edge
+        d[-1] += edge
+        return d
+
+    def f(t, y):
+        u, v = y[:N], y[N:]
+        fu = A + u * u * v - (B + 1.0) * u + c * second_difference(u, 1.0)
+        fv = B * u - u * u * v + c * second_difference(v, 3.0)
+        return np.concatenate([fu, fv])
+
+    def J(t, y):
+        u, v = y[:N], y[N:]
+        return np.block([[np.diag(2.0 * u * v - (B + 1.0) - 2.0 * c) + c * off, np.diag(u * u)],
+                         [np.diag(B - 2.0 * u * v), np.diag(-u * u - 2.0 * c) + c * off]])
+
+    return f, J
+
+
+def complex_step_jacobian(f, y, h=1e-30):
+    """``df/dy`` to rounding by the complex step ``Im f(y + i h e_j) / h`` (f must be analytic)."""
+    cols = []
+    for j in range(y.size):
+        z = y.astype(complex)
+        z[j] += 1j * h
+        cols.append(np.imag(f(0.0, z)) / h)
+    return np.array(cols).T
 
 
 def raw_solve(model, y0, t_span, params, method, **kw):
@@ -127,6 +180,24 @@ BRUSS_P = [1.0, 3.0, 1 / 50]
 @pytest.fixture(scope="session")
 def bruss64():
     return brusselator(64)
+
+
+# --- the references themselves ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("fun,y", [
+    (robertson_fun(0.04, 3e7, 1e4), np.array([0.7, 3e-5, 0.3])),
+    (vdp_fun(1000.0), np.array([1.7, -0.3])),
+    (bruss_fun(64, *BRUSS_P), bruss_y0(64) * np.linspace(0.9, 1.1, 128)),
+], ids=["robertson", "vdp", "bruss64"])
+def test_hand_written_jacobians_match_complex_step(fun, y):
+    # a slip in J would not move Radau's answer (J only feeds its Newton iteration)
+    # but could slow or stall it; check each J against its own f to rounding (the
+    # complex step has no cancellation). A slip in f moves the reference and is
+    # caught by the accuracy tests below, since sciode's f is derived separately.
+    f, J = fun
+    np.testing.assert_allclose(J(0.0, y), complex_step_jacobian(f, y), rtol=1e-13,
+                               atol=1e-14 * np.max(np.abs(J(0.0, y))))
 
 
 # --- linear algebra ------------------------------------------------------------------
@@ -225,9 +296,9 @@ def test_linear_stiff_system_against_expm(linear_stiff, method):
 
 
 @pytest.fixture(scope="session")
-def robertson_ref(robertson):
+def robertson_ref():
     p, t_eval = [0.04, 3e7, 1e4], np.array([1e-2, 1.0, 1e2, 1e4, 1e5])
-    f, J = kernels_fun(robertson, p)
+    f, J = robertson_fun(*p)
     ref = solve_ivp(f, (0.0, 1e5), [1.0, 0.0, 0.0], method="Radau", jac=J, t_eval=t_eval,
                     rtol=1e-12, atol=1e-14)
     return p, t_eval, ref.y.T
@@ -248,10 +319,10 @@ def test_robertson(robertson, robertson_ref, method):
 
 
 @pytest.fixture(scope="session")
-def vdp_ref(vdp):
+def vdp_ref():
     p, T = [1000.0], 3000.0
     t_eval = np.linspace(0.0, T, 31)
-    f, J = kernels_fun(vdp, p)
+    f, J = vdp_fun(*p)
     ref = solve_ivp(f, (0.0, T), [2.0, 0.0], method="Radau", jac=J, t_eval=t_eval,
                     rtol=1e-11, atol=1e-11)
     return p, T, t_eval, ref.y.T
@@ -288,8 +359,8 @@ def test_dense_output_off_step_points(forced, method):
 
 
 def test_rodas_dense_form_equals_hairer_interpolant():
-    from sciode.methods.stiff_tableaus import RODAS4
     from sciode.cpu.rosenbrock import rodas_P
+    from sciode.methods.stiff_tableaus import RODAS4
 
     rng = np.random.default_rng(1)
     U, y, h = rng.normal(size=(6, 3)), rng.normal(size=3), 0.37
@@ -311,8 +382,17 @@ def test_backward_integration(forced):
 # --- banded path ---------------------------------------------------------------------
 
 
+@pytest.fixture(scope="session")
+def bruss64_ref():
+    """SciPy Radau on the hand-written BRUSS, at ``t = 0, 2, ..., 10`` (shared by both methods)."""
+    f, J = bruss_fun(64, *BRUSS_P)
+    t_eval = np.linspace(0.0, 10.0, 6)
+    return solve_ivp(f, (0.0, 10.0), bruss_y0(64), method="Radau", jac=J, t_eval=t_eval,
+                     rtol=1e-10, atol=1e-12).y.T
+
+
 @pytest.mark.parametrize("method", METHODS)
-def test_banded_agrees_with_dense_and_scipy(bruss64, method):
+def test_banded_agrees_with_dense_and_scipy(bruss64, bruss64_ref, method):
     y0, T, rtol, atol = bruss_y0(64), 10.0, 1e-6, 1e-8
     t_eval = np.linspace(0.0, T, 6)
     banded = raw_solve(bruss64, y0, (0.0, T), BRUSS_P, method, rtol=rtol, atol=atol, t_eval=t_eval)
@@ -326,9 +406,7 @@ def test_banded_agrees_with_dense_and_scipy(bruss64, method):
         # kvaerno5 refreshes J less eagerly in banded mode (sdirk.SLOW_RATE_BANDED),
         # so the step sequences differ: agreement is at the tolerance level
         assert tol_units(banded.z_eval, dense.z_eval, rtol, atol) < 10
-    f, J = kernels_fun(bruss64, BRUSS_P)
-    ref = solve_ivp(f, (0.0, T), y0, method="Radau", jac=J, t_eval=t_eval, rtol=1e-10, atol=1e-12).y.T
-    assert tol_units(banded.z_eval, ref, rtol, atol) < 20
+    assert tol_units(banded.z_eval, bruss64_ref, rtol, atol) < 20
 
 
 # --- failures ------------------------------------------------------------------------

@@ -15,7 +15,10 @@ from tqdm import tqdm
 
 from .cases import CASES
 from .report import markdown, plots, table
-from .runner import Row, run_case
+from .runner import Row, run_case, run_literature_set
+
+#: ``--case`` name of the stiff test-set check (run by default and with ``--fast``)
+TESTSET = "testset"
 
 
 def main(argv=None) -> int:
@@ -29,9 +32,11 @@ def main(argv=None) -> int:
     if args.list:
         for c in cases:
             print(f"{c.name:<28} {'fast' if c.fast else '':<5} {c.description}")
+        print(f"{TESTSET:<28} {'fast':<5} ROBER, VDPOL, HIRES, OREGO (stiff test set) against published solutions")
         return 0
+    testset = not args.case or TESTSET in args.case
     if args.case:
-        names = {c.name for c in cases}
+        names = {c.name for c in cases} | {TESTSET}
         unknown = set(args.case) - names
         if unknown:
             ap.error(f"unknown case(s) {sorted(unknown)}; valid: {sorted(names)}")
@@ -40,14 +45,20 @@ def main(argv=None) -> int:
         cases = [c for c in cases if c.fast]
     start = time.perf_counter()
     rows = []
-    with tqdm(total=sum(len(c.modes) * len(c.tolerances) for c in cases), desc="validation",
-              file=sys.stderr) as bar:
+    total = sum(len(c.modes) * len(c.tolerances) for c in cases) + (8 if testset else 0)
+    with tqdm(total=total, desc="validation", file=sys.stderr) as bar:
         for case in cases:
             bar.set_postfix_str(case.name)
             try:
                 rows += run_case(case, bar)
             except Exception as exc:  # a crashing case is a failed case, reported as such
                 rows.append(Row(case.name, "(case crashed)", 0.0, float("inf"), False, repr(exc)))
+        if testset:
+            bar.set_postfix_str(TESTSET)
+            try:
+                rows += run_literature_set(bar)
+            except Exception as exc:  # noqa: BLE001  (reported as a failed check)
+                rows.append(Row(TESTSET, "(crashed)", 0.0, float("inf"), False, repr(exc)))
     seconds = time.perf_counter() - start
     print(table(rows))
     out = Path(args.out)

@@ -45,7 +45,7 @@ def references(rows) -> dict:
     """Case -> what its reference is."""
     out = {}
     for r in rows:
-        if _is_tolerance_row(r) and r.reference:
+        if r.reference and not r.mode.startswith("symbolic"):
             out.setdefault(r.case, r.reference)
     return out
 

@@ -162,3 +162,32 @@ def run_case(case: Case, progress=None) -> list:
         if row is not None:
             rows.append(row)
     return rows
+
+
+#: tolerance of the stiff test-set solves and their gate: the error may be a small
+#: multiple of the tolerance (global error accumulates over thousands of stiff
+#: steps; measured at most 2.2 x rtol, see tests/test_stiff_literature.py)
+LITERATURE_RTOL = 1e-8
+LITERATURE_GATE = 20 * LITERATURE_RTOL
+
+
+def run_literature_set(progress=None) -> list:
+    """The Hairer-Wanner / Bari test-set problems (ROBER, VDPOL, HIRES, OREGO) solved by
+    every stiff method, every component against the published reference solution."""
+    from .independent.stiff_set import STIFF_SET
+    from .stiff_literature import STIFF_METHODS, run_literature
+
+    rows = []
+    for problem in STIFF_SET:
+        for method in STIFF_METHODS:
+            out = run_literature(problem.name, method, LITERATURE_RTOL)
+            err = out["max_error"] if out["success"] else float("inf")
+            note = (f"{out['steps']} steps, all {out['errors'].size} components" if out["success"]
+                    else out["message"])
+            rows.append(Row(f"testset_{problem.name}", f"solve {method}", LITERATURE_RTOL, err,
+                            bool(err < LITERATURE_GATE), note, out["seconds"],
+                            reference="published solution (Mazzia & Magherini, IVP test set 2.4)",
+                            gate=LITERATURE_GATE))
+            if progress is not None:
+                progress.update(1)
+    return rows
