@@ -84,6 +84,11 @@ def exp_decay(spec):
     return _problem(m, sciode.Cost(terminal=x**2), spec)
 
 
+def param_terminal(spec):
+    m, x, k = _decay("param_terminal")
+    return _problem(m, sciode.Cost(terminal=k * x**2), spec)
+
+
 def exp_running(spec):
     m, x, k = _decay("exp_running")
     return _problem(m, sciode.Cost(running=x**2 + k**2), spec)
@@ -240,6 +245,8 @@ VDP_STIFF_GATE = 1e-7
 
 CASES = [
     Case("exp_decay", "x' = -k x, Phi = x(T)^2", exp_decay, "exp_decay", fast=True),
+    Case("param_terminal", "x' = -k x, Phi = k x(T)^2 (dPhi/dp != 0)", param_terminal, "param_terminal",
+         fast=True),
     Case("exp_running", "x' = -k x, L = x^2 + k^2", exp_running, "exp_running"),
     Case("logistic", "logistic growth, Phi = x(T)", logistic, "logistic"),
     Case("damped_oscillator", "x'' + c x' + k x = 0 via expm_frechet", damped_oscillator, "damped_oscillator",

@@ -33,6 +33,13 @@ def exp_decay(spec):
     return _grad(J, [-2 * T * J], [2 * x0 * np.exp(-2 * k * T)])
 
 
+def param_terminal(spec):
+    # J = k x0^2 e^{-2kT}
+    x0, k, T = spec.y0[0], spec.params[0], spec.t_span[1]
+    e = np.exp(-2 * k * T)
+    return _grad(k * x0**2 * e, [x0**2 * e * (1 - 2 * k * T)], [2 * k * x0 * e])
+
+
 def exp_running(spec):
     # J = int_0^T x0^2 e^{-2kt} + k^2 dt
     k, x0, T, t = sp.symbols("k x0 T t", positive=True)
@@ -101,6 +108,7 @@ def observation_edges(spec):
 #: case name -> closed form
 CLOSED_FORMS = {
     "exp_decay": exp_decay,
+    "param_terminal": param_terminal,
     "exp_running": exp_running,
     "logistic": logistic,
     "damped_oscillator": damped_oscillator,

@@ -48,6 +48,13 @@ def exp_running():
     return Spec(_decay_system(), obj, [1.3], (0.0, 2.0), np.array([0.7]))
 
 
+def param_terminal():
+    """``Phi = k x(T)^2``: the terminal cost depends on a parameter (``dPhi/dp != 0``)."""
+    obj = Objective(phi=lambda x, p: p[0] * x[0] ** 2, phi_y=lambda x, p: 2 * p[0] * x,
+                    phi_p=lambda x, p: x**2)
+    return Spec(_decay_system(), obj, [1.3], (0.0, 2.0), np.array([0.7]))
+
+
 def param_initial_state():
     """``x(0) = a^2``: the initial state is a function of the parameter ``a``."""
     sysm = System(1, 2, f=lambda t, x, p, w: -p[0] * x, f_y=lambda t, x, p, w: -p[0] * np.ones((1, 1)),
@@ -334,6 +341,7 @@ SPECS = {
     "damped_oscillator": damped_oscillator,
     "linear3": linear3,
     "lqr_feedback": lqr_feedback,
+    "param_terminal": param_terminal,
     "param_initial_state": param_initial_state,
     "observation_edges": observation_edges,
     "lotka_volterra": lotka_volterra,
