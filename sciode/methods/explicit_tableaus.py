@@ -57,12 +57,14 @@ __all__ = [
     "Tableau",
     "dense_weights",
     "EULER",
+    "MIDPOINT",
     "RK4",
     "BOSH3",
     "DOPRI5",
     "TSIT5",
     "DOP853",
     "EXPLICIT_TABLEAUS",
+    "TORCH_EXTRA_TABLEAUS",
 ]
 
 # Tolerances of the construction-time checks. Published coefficients are given
@@ -350,6 +352,25 @@ EULER = Tableau(
     P=[[1.0]],  # linear interpolation: y + theta*h*k0
 )
 
+# -- explicit midpoint ---------------------------------------------------------
+# Runge's 2nd-order method (torchdiffeq's `midpoint`). Dense output: the
+# 2nd-order continuous extension b1(th) = th - th^2, b2(th) = th^2 (it satisfies
+# sum b_i(th) = th and sum b_i(th) c_i = th^2/2, and reproduces b at th = 1).
+
+MIDPOINT = Tableau(
+    name="midpoint",
+    order=2,
+    error_order=0,
+    A=[[0.0, 0.0], [0.5, 0.0]],
+    b=[0.0, 1.0],
+    c=[0.0, 0.5],
+    e=[0.0, 0.0],
+    fsal=False,
+    adaptive=False,
+    dense_order=2,
+    P=[[1.0, -1.0], [0.0, 1.0]],
+)
+
 # -- classical RK4 -------------------------------------------------------------
 # Dense output: the standard 3rd-order continuous extension (Hairer, Norsett &
 # Wanner, Solving ODEs I, 2nd ed., Sec. II.6, eq. (6.18)):
@@ -587,3 +608,8 @@ DOP853 = Tableau(
 EXPLICIT_TABLEAUS: dict[str, Tableau] = {
     tab.name: tab for tab in (EULER, RK4, BOSH3, DOPRI5, TSIT5, DOP853)
 }
+
+#: Methods only the torch loop offers so far (torchdiffeq's names). `midpoint`
+#: is not in `EXPLICIT_TABLEAUS` yet because the CPU tests enumerate that
+#: registry with per-method step tables (tests/test_solve.py, test_tableaus.py).
+TORCH_EXTRA_TABLEAUS: dict[str, Tableau] = {MIDPOINT.name: MIDPOINT}

@@ -17,7 +17,9 @@ from .explicit_tableaus import (
     DOPRI5,
     EULER,
     EXPLICIT_TABLEAUS,
+    MIDPOINT,
     RK4,
+    TORCH_EXTRA_TABLEAUS,
     TSIT5,
     Tableau,
     dense_weights,
@@ -37,6 +39,7 @@ __all__ = [
     "dense_weights",
     "get_tableau",
     "EULER",
+    "MIDPOINT",
     "RK4",
     "BOSH3",
     "DOPRI5",
@@ -45,6 +48,7 @@ __all__ = [
     "RODAS4",
     "KVAERNO5",
     "EXPLICIT_TABLEAUS",
+    "TORCH_EXTRA_TABLEAUS",
     "STIFF_TABLEAUS",
 ]
 
