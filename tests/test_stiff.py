@@ -23,6 +23,8 @@ import sciode
 from sciode.codegen import model_kernels
 from sciode.cpu import linalg, solvers, stiff
 from sciode.cpu.status import MAX_STEPS, NONFINITE, SINGULAR
+from validation.independent.engine import complex_step_jacobian
+from validation.independent.stiff_set import robertson as robertson_fun
 
 METHODS = ["rodas4", "kvaerno5"]
 ORDER = {"rodas4": 4, "kvaerno5": 5}
@@ -34,22 +36,6 @@ def tol_units(y, y_ref, rtol, atol):
 
 
 # --- hand-written references (NumPy only: no sciode kernels) --------------------------
-
-
-def robertson_fun(k1, k2, k3):
-    """``f(t, y)``, ``J(t, y)`` of the ``robertson`` fixture, written out by hand."""
-
-    def f(t, y):
-        y1, y2, y3 = y
-        return np.array([-k1 * y1 + k3 * y2 * y3, k1 * y1 - k2 * y2 * y2 - k3 * y2 * y3, k2 * y2 * y2])
-
-    def J(t, y):
-        _, y2, y3 = y
-        return np.array([[-k1, k3 * y3, k3 * y2],
-                         [k1, -2.0 * k2 * y2 - k3 * y3, -k3 * y2],
-                         [0.0, 2.0 * k2 * y2, 0.0]])
-
-    return f, J
 
 
 def vdp_fun(mu):
@@ -92,16 +78,6 @@ def bruss_fun(N, A, B, alpha):
                          [np.diag(B - 2.0 * u * v), np.diag(-u * u - 2.0 * c) + c * off]])
 
     return f, J
-
-
-def complex_step_jacobian(f, y, h=1e-30):
-    """``df/dy`` to rounding by the complex step ``Im f(y + i h e_j) / h`` (f must be analytic)."""
-    cols = []
-    for j in range(y.size):
-        z = y.astype(complex)
-        z[j] += 1j * h
-        cols.append(np.imag(f(0.0, z)) / h)
-    return np.array(cols).T
 
 
 def raw_solve(model, y0, t_span, params, method, **kw):

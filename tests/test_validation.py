@@ -108,7 +108,8 @@ def test_fast_subset_covers_every_mode_stiff_controls_and_symbolic():
 
 def test_catalog_references_are_independent_of_sciode():
     """No file of ``validation/independent`` imports sciode (read from the source), and
-    computing every fast case's reference in a fresh process never loads it."""
+    computing every fast case's reference and a test-set solution in a fresh process
+    never loads it."""
     for path in INDEPENDENT.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
@@ -116,7 +117,9 @@ def test_catalog_references_are_independent_of_sciode():
             assert not any(n.split(".")[0] == "sciode" for n in names), f"{path.name} imports {names}"
     keys = sorted({c.reference for c in CASES if c.fast})
     code = ("import sys; from validation.independent.reference import compute\n"
+            "from validation.independent import stiff_set\n"
             f"for k in {keys!r}: compute(k)\n"
+            "stiff_set.scipy_solution(stiff_set.HIRES, 1e-4)\n"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('sciode', 'numba')]\n"
             "assert not bad, bad\n")
     root = INDEPENDENT.parent.parent

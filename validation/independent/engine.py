@@ -46,6 +46,7 @@ __all__ = [
     "Spec",
     "System",
     "complex_step",
+    "complex_step_jacobian",
     "forward_sensitivities",
     "rel_error",
     "rk4_complex_step",
@@ -332,34 +333,60 @@ def forward_sensitivities(spec: Spec, rtol: float = 1e-13) -> Gradient:
                     {"steps": steps, "rtol": rtol, "method": "Radau" if spec.stiff else "DOP853"})
 
 
-def complex_step(spec: Spec, rtol: float = 1e-13, h: float = 1e-30) -> Gradient:
-    """Route 2: ``dJ/dtheta_k = Im J(theta + i h e_k) / h``, one complex solve per entry."""
+def _complex_step_gradient(spec: Spec, J, h: float):
+    """``(value, dJ/dp, dJ/dx0, dJ/dV)`` of ``J(p, x0, V)`` by complex steps, one call per entry.
+
+    ``x0(p)`` is held fixed while ``p`` is bumped and applied by the chain rule
+    afterwards, as sciode reports ``grad_params``.
+    """
     p = np.asarray(spec.params, dtype=float)
     x0, dx0dp = spec.initial_state(p)
     V = None if spec.controls is None else np.asarray(spec.controls[1], dtype=float)
-    value, steps = cost_value(spec, p, x0, V, rtol)
-    g_p = np.empty(p.size)
-    for k in range(p.size):
-        pk = p.astype(complex)
-        pk[k] += 1j * h
-        # x0(p) is differentiated by the chain rule below, as sciode reports it
-        g_p[k] = cost_value(spec, pk, x0, V, rtol)[0].imag / h
-    g_y = np.empty(x0.size)
-    for k in range(x0.size):
-        xk = x0.astype(complex)
-        xk[k] += 1j * h
-        g_y[k] = cost_value(spec, p, xk, V, rtol)[0].imag / h
+
+    def bump(a, idx):
+        out = a.astype(complex)
+        out[idx] += 1j * h
+        return out
+
+    g_p = np.array([J(bump(p, k), x0, V).imag / h for k in range(p.size)])
+    g_y = np.array([J(p, bump(x0, k), V).imag / h for k in range(x0.size)])
     if dx0dp is not None:
         g_p = g_p + dx0dp.T @ g_y
     g_w = None
     if V is not None:
         g_w = np.empty(V.shape)
         for idx in np.ndindex(V.shape):
-            Vk = V.astype(complex)
-            Vk[idx] += 1j * h
-            g_w[idx] = cost_value(spec, p, x0, Vk, rtol)[0].imag / h
-    return Gradient(float(np.real(value)), g_p, g_y, g_w, "SciPy complex step",
-                    {"steps": steps, "rtol": rtol, "h": h, "method": "BDF" if spec.stiff else "DOP853"})
+            g_w[idx] = J(p, x0, bump(V, idx)).imag / h
+    return float(np.real(J(p, x0, V))), g_p, g_y, g_w
+
+
+def complex_step(spec: Spec, rtol: float = 1e-13, h: float = 1e-30) -> Gradient:
+    """Route 2: ``dJ/dtheta_k = Im J(theta + i h e_k) / h``, one complex solve per entry."""
+    steps = []
+
+    def J(p, x0, V):
+        value, n = cost_value(spec, p, x0, V, rtol)
+        steps.append(n)
+        return value
+
+    value, g_p, g_y, g_w = _complex_step_gradient(spec, J, h)
+    return Gradient(value, g_p, g_y, g_w, "SciPy complex step",
+                    {"steps": steps[-1], "rtol": rtol, "h": h, "method": "BDF" if spec.stiff else "DOP853"})
+
+
+def complex_step_jacobian(f, y, h: float = 1e-30) -> np.ndarray:
+    """``df/dy`` of ``f(t, y)`` at ``t = 0`` to rounding: column ``j`` is ``Im f(y + i h e_j) / h``.
+
+    Checks a hand-written Jacobian against its right-hand side (``f`` must be
+    analytic and accept complex ``y``).
+    """
+    y = np.asarray(y, dtype=float)
+    cols = []
+    for j in range(y.size):
+        z = y.astype(complex)
+        z[j] += 1j * h
+        cols.append(np.imag(f(0.0, z)) / h)
+    return np.array(cols).T
 
 
 # -- a fixed-step scheme, for the discrete (discretise-then-differentiate) mode ----------
@@ -417,23 +444,5 @@ def rk4_cost(spec: Spec, n_steps: int, p, x0, values=None):
 
 def rk4_complex_step(spec: Spec, n_steps: int, h: float = 1e-30) -> Gradient:
     """Exact value and gradient of the RK4 scheme's cost by complex step."""
-    p = np.asarray(spec.params, dtype=float)
-    x0, dx0dp = spec.initial_state(p)
-    V = None if spec.controls is None else np.asarray(spec.controls[1], dtype=float)
-
-    def bump(a, idx):
-        out = a.astype(complex)
-        out[idx] += 1j * h
-        return out
-
-    g_p = np.array([rk4_cost(spec, n_steps, bump(p, k), x0, V).imag / h for k in range(p.size)])
-    g_y = np.array([rk4_cost(spec, n_steps, p, bump(x0, k), V).imag / h for k in range(x0.size)])
-    if dx0dp is not None:
-        g_p = g_p + dx0dp.T @ g_y
-    g_w = None
-    if V is not None:
-        g_w = np.empty(V.shape)
-        for idx in np.ndindex(V.shape):
-            g_w[idx] = rk4_cost(spec, n_steps, p, x0, bump(V, idx)).imag / h
-    value = float(np.real(rk4_cost(spec, n_steps, p, x0, V)))
+    value, g_p, g_y, g_w = _complex_step_gradient(spec, lambda p, x0, V: rk4_cost(spec, n_steps, p, x0, V), h)
     return Gradient(value, g_p, g_y, g_w, "complex step of a hand-written RK4 scheme", {"n_steps": n_steps})

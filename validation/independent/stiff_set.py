@@ -88,18 +88,24 @@ class LiteratureProblem:
 # y(0) = (1, 0, 0), t in [0, 1e11] (test set rober.f).
 
 
-def rober_f(t, y):
-    y1, y2, y3 = y
-    return np.array([-0.04 * y1 + 1e4 * y2 * y3,
-                     0.04 * y1 - 1e4 * y2 * y3 - 3e7 * y2 * y2,
-                     3e7 * y2 * y2])
+def robertson(k1: float, k2: float, k3: float):
+    """``(f, jac)`` of Robertson's kinetics with rate constants ``k1, k2, k3``:
+    ``y1' = -k1 y1 + k3 y2 y3``, ``y2' = k1 y1 - k3 y2 y3 - k2 y2^2``, ``y3' = k2 y2^2``."""
+
+    def f(t, y):
+        y1, y2, y3 = y
+        return np.array([-k1 * y1 + k3 * y2 * y3, k1 * y1 - k3 * y2 * y3 - k2 * y2 * y2, k2 * y2 * y2])
+
+    def jac(t, y):
+        _, y2, y3 = y
+        return np.array([[-k1, k3 * y3, k3 * y2],
+                         [k1, -k3 * y3 - 2.0 * k2 * y2, -k3 * y2],
+                         [0.0, 2.0 * k2 * y2, 0.0]])
+
+    return f, jac
 
 
-def rober_jac(t, y):
-    _, y2, y3 = y
-    return np.array([[-0.04, 1e4 * y3, 1e4 * y2],
-                     [0.04, -1e4 * y3 - 6e7 * y2, -1e4 * y2],
-                     [0.0, 6e7 * y2, 0.0]])
+rober_f, rober_jac = robertson(0.04, 3e7, 1e4)
 
 
 ROBER = LiteratureProblem(
