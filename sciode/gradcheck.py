@@ -406,7 +406,7 @@ def reference_value(model, cost, y0, t_span, params, controls=None, stiff=False,
     ctrl_t = [] if controls is None else [float(v) for v in controls.t]
     stops = sorted({v for v in (*t_obs, *ctrl_t) if min(t0, t1) < v < max(t0, t1)} | {t0, t1},
                    reverse=t1 < t0)
-    z = np.array([*_numeric_y0(model, y0, p), 0.0])
+    z = np.array([*model.state_vector(initial_state(model, y0, p)[0]), 0.0])
     at = {stops[0]: z[:-1].copy()}
     for a, b in itertools.pairwise(stops):
         extra = {"method": "Radau", "jac": jac} if stiff else {"method": "DOP853"}
@@ -421,25 +421,14 @@ def reference_value(model, cost, y0, t_span, params, controls=None, stiff=False,
     return float(value)
 
 
-def _numeric_y0(model, y0, p):
-    import sympy as sp
-
-    values = dict(zip(model.params, p))
-    return [float(sp.sympify(v).xreplace(values)) if isinstance(v, sp.Basic) else float(v) for v in y0]
-
-
 def _misfit(model, term, states_at, p) -> float:
+    """``term``'s misfit with the observables evaluated in NumPy (``sympy.lambdify``)."""
     import sympy as sp
 
-    hs = term.observables if term.observables is not None else tuple(model.states)
-    h_num = sp.lambdify([model.t, *model.states, *model.params], list(hs), modules="numpy")
-    total = 0.0
-    for i, ti in enumerate(term.t_obs):
-        h = np.array(h_num(float(ti), *states_at[float(ti)], *p), dtype=float)
-        for j in range(term.y_obs.shape[1]):
-            if not np.isnan(term.y_obs[i, j]):
-                total += 0.5 * ((h[j] - term.y_obs[i, j]) / term.sigma[j]) ** 2
-    return total
+    h_num = sp.lambdify([model.t, *model.states, *model.params], list(term.resolved(model)), modules="numpy")
+    h = [np.broadcast_to(np.asarray(h_num(float(ti), *states_at[float(ti)], *p), dtype=float), (term.n_observables,))
+         for ti in term.t_obs]
+    return term.value(np.array(h))
 
 
 # --- the check ---------------------------------------------------------------------

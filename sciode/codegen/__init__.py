@@ -195,7 +195,7 @@ def cost_kernels(model, cost, use_cse: bool = True) -> CostKernels:
 
 
 @contextlib.contextmanager
-def _unsupported_as_model_error(what: str):
+def _unsupported_as_model_error(what: str, backend: str = "Numba"):
     """Turn SymPy's 'no print method' into a ModelError naming the function."""
     try:
         yield
@@ -204,7 +204,7 @@ def _unsupported_as_model_error(what: str):
         name = type(expr).__name__ if expr is not None else str(exc)
         raise ModelError(
             f"cannot generate kernels for {what}: the function `{name}` has no "
-            "Numba translation (kernels support the `math` module functions, "
+            f"{backend} translation (kernels support the `math` module functions, "
             "Piecewise, Min/Max, Abs, sign and Heaviside); rewrite it with those, "
             "or add a state whose ODE produces it"
         ) from None
