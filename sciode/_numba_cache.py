@@ -4,8 +4,11 @@ Numba stamps a cached function with the modification time of *its own* file
 only, so editing a callee in another module (a system, a step helper) would
 leave a stale compiled loop in the cache.  sciode's loops call each other
 across modules, so this locator stamps every function defined inside the
-``sciode`` package with one hash over all of the package's sources (and the
-Numba version): any change anywhere recompiles everything once.
+``sciode`` package with one hash over the package's sources (and the Numba
+version): any change to them recompiles everything once.  The hash leaves out
+the modules in ``UNCOMPILED``, which hold no Numba code and are never read
+by it (the torch path, fitting, import, checking tools), so that editing them
+does not cost a recompile; ``tests/test_numba_cache.py`` keeps that true.
 
 Cached code goes to ``$SCIODE_CACHE_DIR/numba`` (else the user cache
 directory), never into the installed package, which may be read-only.  The
@@ -24,9 +27,20 @@ from numba.core import caching
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
+#: Subpackages and modules of sciode outside the hash: pure Python above the
+#: compiled layer (they import it; it never imports them).
+UNCOMPILED = ("torch", "fit", "sbml", "petab", "gradcheck", "cli")
+
+
+def hashed_sources() -> list[Path]:
+    """The package's sources that compiled code may depend on, sorted."""
+    return [p for p in sorted(_PACKAGE_DIR.rglob("*.py"))
+            if Path(p.relative_to(_PACKAGE_DIR).parts[0]).stem not in UNCOMPILED]
+
+
 def _source_hash() -> str:
     h = hashlib.sha256(numba.__version__.encode())
-    for path in sorted(_PACKAGE_DIR.rglob("*.py")):
+    for path in hashed_sources():
         h.update(str(path.relative_to(_PACKAGE_DIR)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
