@@ -7,7 +7,7 @@ and get fast solutions (``solve``), gradients (``value_and_grad``), fits
 
 __version__ = "0.1.0"
 
-from . import _numba_cache  # noqa: F401  (must precede every cached njit)
+from . import _numba_cache  # noqa: F401  (registers the cache locator before any loop is compiled)
 
 from .errors import ModelError, SciodeError, SolverError
 from .model import Model
