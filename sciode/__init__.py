@@ -18,6 +18,7 @@ from .api import solve
 from .solution import Solution
 from .adjoint import GradResult, value_and_grad
 from .gradcheck import GradcheckReport, gradcheck
+from .fit import FitResult, fit
 
 __all__ = [
     "__version__",
@@ -35,4 +36,6 @@ __all__ = [
     "GradResult",
     "gradcheck",
     "GradcheckReport",
+    "fit",
+    "FitResult",
 ]
