@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from .loop import AbstractQuadratureSystem, AbstractSystem, Config, integrate
 from .systems import FuncSystem, ModelSystem
@@ -174,6 +173,33 @@ def _by_name(*, problem=None, tau=None, z0=None, params=()):
     return (problem, tau, z0, *params)
 
 
+DOUBLE_BACKWARD = (
+    "double backward through `sciode.torch.odeint(..., adjoint=True)` is not supported: the "
+    "backsolve adjoint's gradients are not themselves differentiable (nor are torchdiffeq's "
+    "`odeint_adjoint`'s). For higher derivatives use `adjoint=False` (backpropagation through "
+    "the solver).")
+
+
+class _NoDoubleBackward(torch.autograd.Function):
+    """Passes a first-order gradient through; differentiating it raises ``DOUBLE_BACKWARD``.
+
+    Its inputs after the gradient tie it into the graph of the forward solve
+    (the saved outputs, whose node leads to ``tau``, ``z0`` and the
+    parameters, and the incoming gradient), so any second derivative reaches
+    it and raises, instead of silently missing the adjoint's part (what
+    ``once_differentiable``'s detached error node does under
+    ``torch.autograd.grad(..., inputs=...)``).
+    """
+
+    @staticmethod
+    def forward(ctx, grad, *graph):
+        return grad.clone()
+
+    @staticmethod
+    def backward(ctx, *_):
+        raise RuntimeError(DOUBLE_BACKWARD)
+
+
 class OdeintAdjoint(torch.autograd.Function):
     """``zs = solve(tau, z0, params)`` with a backsolve-adjoint backward."""
 
@@ -187,12 +213,18 @@ class OdeintAdjoint(torch.autograd.Function):
         return res.zs
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, gzs):
         tau, zs, *params = ctx.saved_tensors
         need = ctx.needs_input_grad
         need_params = any(need[3:])
-        g_tau, g_z0, g_params = backsolve(ctx.saved.problem, tau, zs, tuple(params), gzs,
-                                          need_tau=need[1], need_params=need_params)
+        with torch.no_grad():
+            g_tau, g_z0, g_params = backsolve(ctx.saved.problem, tau, zs.detach(), tuple(params),
+                                              gzs.detach(), need_tau=need[1],
+                                              need_params=need_params)
         g_params = tuple(g if need[3 + i] else None for i, g in enumerate(g_params))
-        return _by_name(tau=g_tau, z0=g_z0 if need[2] else None, params=g_params)
+        if torch.is_grad_enabled():  # create_graph=True: a second derivative must raise
+            graph = [x for x in (zs, gzs) if x.requires_grad]
+            if graph:
+                g_tau, g_z0, *g_params = (None if g is None else _NoDoubleBackward.apply(g, *graph)
+                                          for g in (g_tau, g_z0, *g_params))
+        return _by_name(tau=g_tau, z0=g_z0 if need[2] else None, params=tuple(g_params))

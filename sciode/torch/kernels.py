@@ -12,7 +12,9 @@ import torch
 
 
 def _tensor(x, like):
-    return x if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=like.dtype, device=like.device)
+    # ``torch.full`` fills on the device; ``torch.as_tensor(float, device="cuda")``
+    # would copy from the host and synchronise, once per kernel call.
+    return x if isinstance(x, torch.Tensor) else torch.full((), x, dtype=like.dtype, device=like.device)
 
 
 def _first_tensor(*args):

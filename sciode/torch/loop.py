@@ -20,9 +20,10 @@ step for all (torchdiffeq's behaviour).  The step-size controller is not
 differentiated (its decisions are detached), so backpropagating through the
 loop gives the derivative of the discrete solution on the steps taken.
 
-Host synchronisation: one per step (the number of trajectories still
-running and how many output times the step covers, fetched together), one at
-the end of ``integrate`` (the failure check, in the caller).
+Host synchronisation: one at the start (the end time and the span, for the
+landing tolerance), one per step (the number of trajectories still running
+and how many output times the step covers, fetched together), one at the end
+of ``integrate`` (the failure check, in the caller).
 """
 
 from __future__ import annotations
@@ -340,7 +341,7 @@ def integrate(system: AbstractSystem, z0: torch.Tensor, tau: torch.Tensor, cfg: 
         state.status = torch.full_like(state.status, SUCCESS)
         return Result(zs, state.status, state.t, state.n_steps, state.n_acc, state.nfev)
     eps = torch.finfo(z0.dtype).eps
-    end, span = float(tau[-1].detach()), float((tau[-1] - tau[0]).detach())
+    end, span = torch.stack([tau[-1], tau[-1] - tau[0]]).detach().tolist()
     tol = 100.0 * eps * max(abs(end), span)  # one sync, at start
     tab = cfg.method.tab
     quadrature = isinstance(system, AbstractQuadratureSystem)

@@ -89,7 +89,7 @@ def _odeint(func, y0, t, params, rtol, atol, method, options, adjoint, adjoint_p
     shared = batch_step == "shared"
     is_model = isinstance(func, Model)
     like = _check_state(y0)
-    t = _check_times(t, like)
+    t, direction = _check_times(t, like)
     if is_model:
         if adjoint_params is not None:
             raise ValueError("`adjoint_params` is for a callable `func`; a `sciode.Model`'s "
@@ -102,7 +102,6 @@ def _odeint(func, y0, t, params, rtol, atol, method, options, adjoint, adjoint_p
                              "parameters (list them in `adjoint_params` for `adjoint=True`).")
         layout = _layout(y0)
         p = None
-    direction = _direction(t)
     tau = t * direction
     z0 = layout.flatten(y0)
     cfg = _config(method, options, rtol, atol, layout, like, shared)
@@ -143,8 +142,8 @@ def _check_state(y0) -> torch.Tensor:
     if not parts or not all(isinstance(c, torch.Tensor) for c in parts):
         raise ValueError("`y0` must be a tensor or a non-empty tuple of tensors.")
     first = parts[0]
-    if not first.is_floating_point():
-        raise ValueError(f"`y0` must be a floating-point tensor (float32 or float64); got {first.dtype}.")
+    if first.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"`y0` must be a float32 or float64 tensor; got {first.dtype}.")
     for i, c in enumerate(parts[1:], 1):
         if c.dtype != first.dtype or c.device != first.device:
             raise ValueError(f"every component of `y0` must share one dtype and device: component 0 "
@@ -153,7 +152,9 @@ def _check_state(y0) -> torch.Tensor:
     return first
 
 
-def _check_times(t, like) -> torch.Tensor:
+def _check_times(t, like) -> tuple:
+    """``(t, direction)``: ``t`` in ``y0``'s dtype (cast as torchdiffeq does) and the
+    direction of time, ``+1.0`` or ``-1.0``."""
     if isinstance(t, torch.Tensor):
         if t.device != like.device:
             raise ValueError(f"`t` is on {t.device} but `y0` on {like.device}; move both to one device.")
@@ -164,18 +165,14 @@ def _check_times(t, like) -> torch.Tensor:
         t = torch.as_tensor(t, dtype=like.dtype, device=like.device)
     if t.ndim != 1 or t.shape[0] < 1:
         raise ValueError(f"`t` must be a 1-D tensor of output times; got shape {tuple(t.shape)}.")
-    if t.shape[0] > 1:
-        d = torch.diff(t.detach())
-        # host sync, once per call: the direction of time and a monotonicity check
-        if not bool(((d > 0).all() | (d < 0).all()).item()):
-            raise ValueError("`t` must be strictly increasing or strictly decreasing.")
-    return t
-
-
-def _direction(t) -> float:
     if t.shape[0] < 2:
-        return 1.0
-    return 1.0 if float((t[-1] - t[0]).detach()) > 0 else -1.0  # host sync, once per call
+        return t, 1.0
+    d = torch.diff(t.detach())
+    # host sync, once per call: the monotonicity check and the direction of time
+    increasing, decreasing = torch.stack([(d > 0).all(), (d < 0).all()]).tolist()
+    if not (increasing or decreasing):
+        raise ValueError("`t` must be strictly increasing or strictly decreasing.")
+    return t, 1.0 if increasing else -1.0
 
 
 def _check_model_inputs(model: Model, y0, params, like):
@@ -227,7 +224,7 @@ def _tolerance(tol, layout: Layout, like, name: str) -> torch.Tensor:
     if isinstance(tol, (int, float)):
         if not (tol >= 0):
             raise ValueError(f"`{name}` must be >= 0; got {tol}.")
-        return torch.tensor(float(tol), dtype=like.dtype, device=like.device)
+        return torch.full((), float(tol), dtype=like.dtype, device=like.device)  # no host-to-device copy
     if layout.is_tuple:
         if not isinstance(tol, (tuple, list)) or len(tol) != len(layout.shapes):
             raise ValueError(f"`{name}` for a tuple state is a float or one entry per component.")
