@@ -94,8 +94,7 @@ def _rss_kib(field: str) -> int:
 
 def measure(problem: str, batch: int, t1: float, adjoint: bool, device: str) -> dict:
     """One row: steps, saved bytes and peak bytes of a forward + backward."""
-    import sciode.torch.loop as loop
-    from sciode.torch import odeint
+    from sciode.torch import loop, odeint
 
     func, y0, leaves, kw = _build(problem, batch, device)
     t = torch.tensor([0.0, t1], dtype=F64, device=device)

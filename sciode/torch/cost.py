@@ -24,9 +24,6 @@ from __future__ import annotations
 
 import torch
 
-from ..codegen import cache, cost_structure_key
-from ..codegen.emit import canonical_symbols
-from ..codegen.torch_kernels import TORCH_CODEGEN_API, TorchKernelPrinter, _function
 from ..cost import as_cost
 from ..errors import ModelError
 from .kernels import stack
@@ -43,6 +40,8 @@ def torch_cost_source(model, cost, header: str, use_cse: bool = True) -> str:
 
     The expressions are the cost's own (no derivatives: autograd takes them).
     """
+    from ..codegen.emit import canonical_symbols
+    from ..codegen.torch_kernels import TorchKernelPrinter, _function
     from ..symbolic.derive import observables
 
     subs, names = canonical_symbols(model)
@@ -153,6 +152,11 @@ def cost_functions(model, cost, use_cse: bool = True) -> CostFunctions:
     fns = _MODULES.get(key)
     if fns is not None:
         return fns
+    # code generation is imported on use, as in ``kernels.model_kernels``: the torch
+    # layer itself imports neither SymPy's printers nor Numba
+    from ..codegen import cache, cost_structure_key
+    from ..codegen.torch_kernels import TORCH_CODEGEN_API
+
     digest = cache.content_hash("torch_cost", model.content_key(), cost_structure_key(model, cost),
                                 f"cse={use_cse}", f"torch_api={TORCH_CODEGEN_API}",
                                 f"torch_cost_api={TORCH_COST_API}")
