@@ -39,6 +39,7 @@ import sympy as sp
 import torch
 
 import sciode
+from sciode.torch.memory import saved_tensor_bytes
 
 F64 = torch.float64
 RTOL = 1e-6
@@ -69,19 +70,6 @@ def _build(problem: str, batch: int, device: str):
     f = Field().to(device)
     y0 = torch.randn(batch, 64, generator=g, dtype=F64).to(device)
     return f, y0, tuple(f.parameters()), {}
-
-
-def _saved_bytes(fn):
-    storages = {}
-
-    def pack(x):
-        s = x.untyped_storage()
-        storages[(s.data_ptr(), s.nbytes())] = s.nbytes()
-        return x
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
-        out = fn()
-    return sum(storages.values()), out
 
 
 def _rss_kib(field: str) -> int:
@@ -119,7 +107,7 @@ def measure(problem: str, batch: int, t1: float, adjoint: bool, device: str) -> 
         with open("/proc/self/clear_refs", "w") as fh:  # reset VmHWM to the current RSS
             fh.write("5")
         base = _rss_kib("VmRSS") * 1024
-    saved, ys = _saved_bytes(lambda: odeint(func, y0, t, rtol=RTOL, atol=RTOL, adjoint=adjoint, **kw))
+    saved, ys = saved_tensor_bytes(lambda: odeint(func, y0, t, rtol=RTOL, atol=RTOL, adjoint=adjoint, **kw))
     steps = attempts["n"]
     torch.autograd.grad(ys[-1].square().sum(), leaves)
     if cuda:

@@ -38,13 +38,14 @@ import sympy as sp
 
 torch = pytest.importorskip("torch")
 
-import sciode  # noqa: E402
-from sciode.torch import cost_functions, odeint, odeint_adjoint  # noqa: E402
+import sciode
+from sciode.torch import cost_functions, odeint, odeint_adjoint
+from sciode.torch.memory import saved_tensor_bytes
 
 F64 = torch.float64
-TIGHT = dict(rtol=1e-10, atol=1e-10)
+TIGHT = {"rtol": 1e-10, "atol": 1e-10}
 #: Two tolerance-1e-10 solutions agree to this (see the module docstring).
-AGREE = dict(rtol=1e-7, atol=1e-7)
+AGREE = {"rtol": 1e-7, "atol": 1e-7}
 
 
 class Field(torch.nn.Module):
@@ -121,7 +122,7 @@ def test_adjoint_params_subset_and_closures_match_torchdiffeq(tdq):
     """``adjoint_params=`` names what the adjoint differentiates: a closure tensor of a
     plain function, and a subset of a module's parameters (the rest get no gradient)."""
     A = torch.tensor([[-0.5, 1.0], [-1.0, -0.3]], dtype=F64, requires_grad=True)
-    f = lambda t, y: torch.tanh(y) @ A.T  # noqa: E731
+    f = lambda t, y: torch.tanh(y) @ A.T
     y0 = torch.tensor([[1.0, 0.5], [0.2, -1.0]], dtype=F64)
     t = torch.linspace(0.0, 1.0, 3, dtype=F64)
     a = _solve_and_grad(odeint_adjoint, f, y0, t, [A], adjoint_params=(A,), **TIGHT)
@@ -194,7 +195,7 @@ def test_fixed_step_methods_match_torchdiffeq(tdq, method, order, tol):
     t = torch.linspace(0.0, 0.5, 6, dtype=F64)
     h = 0.01
     params = list(f.parameters())
-    kw = dict(method=method, options={"step_size": h})
+    kw = {"method": method, "options": {"step_size": h}}
     a = _solve_and_grad(odeint, f, y0, t, params, **kw)
     b = _solve_and_grad(tdq.odeint, f, y0, t, params, **kw)
     del a[1][1], b[1][1]
@@ -245,7 +246,7 @@ def test_gradcheck_module_parameters(adjoint):
     them in place, so the module sees each perturbation)."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Tanh(), torch.nn.Linear(3, 2)).to(F64)
-    f = lambda t, y: net(y)  # noqa: E731
+    f = lambda t, y: net(y)
     y0 = torch.tensor([[1.0, 0.5], [0.2, -1.0]], dtype=F64)
     t = torch.tensor([0.0, 0.5], dtype=F64)
     params = tuple(net.parameters())
@@ -354,15 +355,15 @@ def test_float32_is_close_to_float64(damped, adjoint):
 
 
 def _model_call(damped, **kw):
-    args = dict(func=damped, y0=torch.ones(3, 2, dtype=F64), t=torch.tensor([0.0, 1.0], dtype=F64),
-                params=torch.ones(2, dtype=F64))
+    args = {"func": damped, "y0": torch.ones(3, 2, dtype=F64), "t": torch.tensor([0.0, 1.0], dtype=F64),
+                "params": torch.ones(2, dtype=F64)}
     args.update(kw)
     return lambda: odeint(**args)
 
 
 def _func_call(**kw):
-    args = dict(func=lambda t, y: -y, y0=torch.ones(3, 2, dtype=F64),
-                t=torch.tensor([0.0, 1.0], dtype=F64))
+    args = {"func": lambda t, y: -y, "y0": torch.ones(3, 2, dtype=F64),
+                "t": torch.tensor([0.0, 1.0], dtype=F64)}
     args.update(kw)
     return lambda: odeint(**args)
 
@@ -463,22 +464,6 @@ def test_host_syncs_per_step_are_bounded(monkeypatch, adjoint, func):
 
 
 # -- memory ------------------------------------------------------------------------------
-
-
-def saved_tensor_bytes(fn):
-    """``(bytes, fn())``: the bytes of the distinct storages that autograd saves for the
-    backward pass while ``fn`` runs (``torch.autograd.graph.saved_tensors_hooks``), the
-    memory that a graph holds until ``backward``; the same on every device."""
-    storages = {}
-
-    def pack(x):
-        s = x.untyped_storage()
-        storages[(s.data_ptr(), s.nbytes())] = s.nbytes()
-        return x
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
-        out = fn()
-    return sum(storages.values()), out
 
 
 def test_adjoint_memory_is_flat_in_the_number_of_steps(monkeypatch):
