@@ -19,6 +19,8 @@ from .solution import Solution
 from .adjoint import GradResult, value_and_grad
 from .gradcheck import GradcheckReport, gradcheck
 from .fit import FitResult, fit
+from .ensemble import (EnsembleGradResult, EnsembleSolution, solve_ensemble,
+                       value_and_grad_ensemble)
 
 __all__ = [
     "__version__",
@@ -38,4 +40,8 @@ __all__ = [
     "GradcheckReport",
     "fit",
     "FitResult",
+    "solve_ensemble",
+    "value_and_grad_ensemble",
+    "EnsembleSolution",
+    "EnsembleGradResult",
 ]

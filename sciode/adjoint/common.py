@@ -241,13 +241,22 @@ def sweep_tolerances(prob: Problem, size: int, lead: int):
     scaled by ``sqrt(lead / size)``: then that RMS equals the RMS over the
     leading entries at the user's tolerances.
     """
-    atol = prob.aug_atol(size, lead)
-    if prob.options.get("quad_error_control", False) or lead >= size:
-        return prob.rtol, atol
+    return quadratures_out_of_test(prob.rtol, prob.aug_atol(size, lead), lead,
+                                   prob.options.get("quad_error_control", False))
+
+
+def quadratures_out_of_test(rtol: float, atol: np.ndarray, lead: int, keep: bool = False):
+    """``rtol, atol`` that leave entries ``lead:`` of an augmented state out of
+    the RMS error test, with the RMS over the first ``lead`` entries held at
+    ``rtol, atol[:lead]`` (see ``sweep_tolerances``); ``keep`` leaves them in."""
+    size = atol.shape[0]
+    if keep or lead >= size:
+        return rtol, atol
+    atol = atol.copy()
     scale = np.sqrt(lead / size)
     atol[:lead] *= scale
     atol[lead:] = np.inf
-    return prob.rtol * scale, atol
+    return rtol * scale, atol
 
 
 def sweep_stops(prob: Problem, t_start: float, t_stop: float, jump_t: np.ndarray) -> np.ndarray:

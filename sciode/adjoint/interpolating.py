@@ -29,20 +29,27 @@ from . import common
 def _plan(prob):
     """The compiled entry and the arguments of ``run`` that depend on neither
     ``y0`` nor ``p`` (kept in ``prob.plan`` across calls)."""
+    kernels, stops, tail = static_arguments(prob)
+    return entry("adjoint_gradient", tail[0], tail[6]), kernels, stops, tail
+
+
+def static_arguments(prob):
+    """``(kernels, stops, tail)``: the arguments of the whole-gradient routine
+    that depend on neither ``y0`` nor ``p`` (also the ensemble's, which runs
+    the same routine per member)."""
     fmethod = common.model_method(prob)
     bmethod = common.augmented_method(prob, "adjoint")
     mk, ck = prob.mk, prob.ck
     n, n_p = prob.n, prob.n_p
     brtol, batol = common.sweep_tolerances(prob, n + n_p + 1 + prob.n_g, n)
     hmax = float(prob.options.get("max_step", np.inf))
-    fn = entry("adjoint_gradient", fmethod, bmethod)
     kernels = (mk["rhs"], mk["jac_y"], mk["dfdt"], *common.rate_kernels(prob), mk["jac_p"],
                ck["obs"], ck["obs_vjp_y"], ck["obs_vjp_p"], ck["Phi"], ck["dPhidy"], ck["dPhidp"])
     stops = (solvers.control_stops(prob.controls, prob.t0, prob.t1),
              common.sweep_stops(prob, prob.t1, prob.t0, prob.t_rows[::-1]), prob.n_g)
     tail = (fmethod, prob.rtol, prob.atol, hmax, common.fixed_step(prob), prob.max_steps,
             bmethod, brtol, batol)
-    return fn, kernels, stops, tail
+    return kernels, stops, tail
 
 
 def run(prob) -> common.GradResult:
