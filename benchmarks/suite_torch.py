@@ -1,20 +1,23 @@
 """Torch path: a batch of Lorenz trajectories with per-trajectory parameters.
 
 ``python -m benchmarks.suite_torch [--batch 1024] [--rtol 1e-6]``: sciode.torch
-(symbolic ``Model`` and an ``nn.Module``), torchdiffeq and torchode (when
+(symbolic ``Model`` on the compiled per-member loops and on the torch loop, and
+an ``nn.Module``), torchdiffeq and torchode (when
 installed: the ``bench`` extra) in the same run, CPU, float64, dopri5, to
 t = 1 with 11 output times.  Forward: wall time and the worst relative error
 at t = 1 over the members (reference: ``sciode.solve`` per member at rtol
 1e-12).  Gradient of ``sum_b |y_b(1)|^2`` with respect to each member's
 parameters: wall time (forward + backward) and the worst relative error over
 the members (reference: ``sciode.value_and_grad`` per member at rtol 1e-11).
-Median of ``--repeats`` runs after one warm-up.
+Median of ``--repeats`` runs after one warm-up; ``--threads`` is torch's intra-op
+threads and the compiled path's member threads alike.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import statistics
 import time
 
@@ -84,13 +87,15 @@ def runners(model, P, y0, t, rtol):
     """name -> (forward() -> yT, gradient() -> dL/dP)."""
     out = {}
 
-    def sciode_model(adjoint, mode="per_trajectory"):
+    def sciode_model(adjoint, mode="per_trajectory", backend="auto"):
+        kw = {"rtol": rtol, "atol": rtol, "batch_step": mode, "backend": backend}
+
         def fwd():
-            return odeint(model, y0, t, params=P, rtol=rtol, atol=rtol, batch_step=mode)[-1]
+            return odeint(model, y0, t, params=P, **kw)[-1]
 
         def grad():
             Pq = P.clone().requires_grad_(True)
-            ys = odeint(model, y0, t, params=Pq, rtol=rtol, atol=rtol, adjoint=adjoint, batch_step=mode)
+            ys = odeint(model, y0, t, params=Pq, adjoint=adjoint, **kw)
             return torch.autograd.grad(ys[-1].square().sum(), Pq)[0]
         return fwd, grad
 
@@ -107,8 +112,9 @@ def runners(model, P, y0, t, rtol):
         return fwd, grad
 
     from sciode.torch import odeint_adjoint as st_adjoint
-    out["sciode Model, backprop"] = sciode_model(False)
-    out["sciode Model, adjoint"] = sciode_model(True)
+    out["sciode Model, compiled, adjoint"] = sciode_model(True, backend="compiled")
+    out["sciode Model, torch loop, backprop"] = sciode_model(False, backend="torch")
+    out["sciode Model, torch loop, adjoint"] = sciode_model(True, backend="torch")
     out["sciode Model, shared step, adjoint"] = sciode_model(True, "shared")
     out["sciode nn.Module, backprop"] = module(odeint, False)
     out["sciode nn.Module, adjoint"] = module(st_adjoint, True)
@@ -151,6 +157,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    os.environ["SCIODE_NUM_THREADS"] = str(args.threads)  # the compiled path's member threads
     model = lorenz_model()
     P, y0, t = problem(args.batch)
     ref_y, ref_g = references(model, P, y0)

@@ -445,8 +445,8 @@ def test_host_syncs_per_step_are_bounded(monkeypatch, adjoint, func):
     T = t.shape[0]
     odeint(model, y0, t, params=k_val)  # generate the kernels before counting
     counts = _count_host_syncs(monkeypatch)
-    if func == "model":
-        ys = odeint(model, y0, t, params=k_val, adjoint=adjoint)
+    if func == "model":  # the torch loop (what runs on CUDA), not the compiled CPU path
+        ys = odeint(model, y0, t, params=k_val, adjoint=adjoint, backend="torch")
     else:
         ys = odeint(lambda t, y: torch.stack([y[..., 1] + 1, -k_val[..., 0] * y[..., 0]], -1), y0, t,
                     adjoint=adjoint, adjoint_params=(k_val,))

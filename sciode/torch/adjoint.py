@@ -175,7 +175,7 @@ def _by_name(*, problem=None, tau=None, z0=None, params=()):
 
 DOUBLE_BACKWARD = (
     "double backward through `sciode.torch.odeint(..., adjoint=True)` is not supported: the "
-    "backsolve adjoint's gradients are not themselves differentiable (nor are torchdiffeq's "
+    "adjoint's gradients are not themselves differentiable (nor are torchdiffeq's "
     "`odeint_adjoint`'s). For higher derivatives use `adjoint=False` (backpropagation through "
     "the solver).")
 

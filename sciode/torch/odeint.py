@@ -9,6 +9,7 @@ import torch
 from ..cpu.status import SUCCESS, message
 from ..errors import ModelError, SolverError
 from ..model import Model
+from . import compiled
 from .adjoint import OdeintAdjoint, Problem
 from .kernels import model_kernels
 from .loop import Config, integrate
@@ -18,11 +19,12 @@ from .systems import FuncSystem, Layout, ModelSystem
 #: ``options`` keys (torchdiffeq's names for the ones sciode has).
 OPTIONS = ("step_size", "first_step", "max_num_steps")
 BATCH_STEPS = ("per_trajectory", "shared")
+BACKENDS = ("auto", "torch", "compiled")
 MAX_NUM_STEPS = 100_000
 
 
 def odeint(func, y0, t, params=None, rtol=1e-7, atol=1e-9, method="dopri5", options=None,
-           adjoint=False, adjoint_params=None, batch_step="per_trajectory"):
+           adjoint=False, adjoint_params=None, batch_step="per_trajectory", *, backend="auto"):
     """Solve ``dy/dt = func(t, y)`` at the times ``t``, differentiably.
 
     Parameters
@@ -50,12 +52,24 @@ def odeint(func, y0, t, params=None, rtol=1e-7, atol=1e-9, method="dopri5", opti
         output time), ``first_step``, ``max_num_steps`` (per trajectory,
         default 100000).  Other keys raise.
     adjoint : bool
-        Gradients by the backsolve adjoint (memory flat in the number of
-        steps) instead of backpropagation through the solver.
+        Gradients by a continuous adjoint (memory flat in the number of
+        steps) instead of backpropagation through the solver: per member,
+        the interpolating adjoint on the compiled path (see ``backend``),
+        else the backsolve adjoint.
     adjoint_params : sequence of tensors, optional
         With ``adjoint=True`` and a callable: the tensors to differentiate
         (default: the module's parameters).
     batch_step : {"per_trajectory", "shared"}
+    backend : {"auto", "torch", "compiled"}
+        Where a ``Model`` is integrated.  ``"compiled"``: the compiled
+        per-member loops of ``sciode.solve_ensemble`` on all cores, with the
+        per-member interpolating adjoint of ``sciode.value_and_grad`` as the
+        backward (CPU float64 tensors, per-trajectory steps, an adaptive
+        method, scalar ``rtol``, ``atol`` scalar or per state).  ``"torch"``:
+        the batched torch loop (any device and dtype; backsolve adjoint).
+        ``"auto"`` (default) takes ``"compiled"`` where it applies and the
+        gradient is the adjoint's (``adjoint=True``, or nothing requires a
+        gradient), else ``"torch"``.
 
     Returns
     -------
@@ -69,23 +83,27 @@ def odeint(func, y0, t, params=None, rtol=1e-7, atol=1e-9, method="dopri5", opti
         A trajectory failed (step size underflow, non-finite state, max_num_steps).
     """
     return _odeint(func, y0, t, params, rtol, atol, method, options, adjoint, adjoint_params,
-                   batch_step)
+                   batch_step, backend=backend)
 
 
 def odeint_adjoint(func, y0, t, params=None, rtol=1e-7, atol=1e-9, method="dopri5", options=None,
                    adjoint_params=None, batch_step="per_trajectory", *, adjoint_rtol=None,
-                   adjoint_atol=None, adjoint_method=None, adjoint_options=None):
+                   adjoint_atol=None, adjoint_method=None, adjoint_options=None, backend="auto"):
     """``odeint(..., adjoint=True)``; ``adjoint_rtol`` / ``adjoint_atol`` /
     ``adjoint_method`` / ``adjoint_options`` set the backward pass (default:
     the forward's), as in torchdiffeq."""
     return _odeint(func, y0, t, params, rtol, atol, method, options, True, adjoint_params,
-                   batch_step, adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options)
+                   batch_step, adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options,
+                   backend)
 
 
 def _odeint(func, y0, t, params, rtol, atol, method, options, adjoint, adjoint_params, batch_step,
-            adjoint_rtol=None, adjoint_atol=None, adjoint_method=None, adjoint_options=None):
+            adjoint_rtol=None, adjoint_atol=None, adjoint_method=None, adjoint_options=None,
+            backend="auto"):
     if batch_step not in BATCH_STEPS:
         raise ValueError(f"`batch_step` must be one of {BATCH_STEPS}; got {batch_step!r}.")
+    if backend not in BACKENDS:
+        raise ValueError(f"`backend` must be one of {BACKENDS}; got {backend!r}.")
     shared = batch_step == "shared"
     is_model = isinstance(func, Model)
     like = _check_state(y0)
@@ -108,6 +126,19 @@ def _odeint(func, y0, t, params, rtol, atol, method, options, adjoint, adjoint_p
     adj_cfg = _config(adjoint_method or method, adjoint_options if adjoint_options is not None
                       else options, rtol if adjoint_rtol is None else adjoint_rtol,
                       atol if adjoint_atol is None else adjoint_atol, layout, like, shared)
+    if is_model and backend != "torch":
+        plan = None
+        if not shared and t.shape[0] >= 2:
+            plan = compiled.plan(func, like, rtol, atol, method, options, adjoint_rtol,
+                                 adjoint_atol, adjoint_method, adjoint_options)
+        wants_grad = torch.is_grad_enabled() and any(x.requires_grad for x in (t, y0, p))
+        if plan is None and backend == "compiled":
+            raise ValueError("backend='compiled' needs CPU float64 tensors, a model without "
+                             "controls, batch_step='per_trajectory', an adaptive method, a float "
+                             "`rtol` and `atol` a float or one per state; use backend='auto'.")
+        if plan is not None and (adjoint or not wants_grad or backend == "compiled"):
+            zs = compiled.CompiledOdeint.apply(plan, t, layout.flatten(y0), p)
+            return layout.unflatten(zs, lead=(t.shape[0],))
     kernels = model_kernels(func) if is_model else None
 
     def make_system(tensors):
