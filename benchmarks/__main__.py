@@ -5,7 +5,8 @@ Suites: ``solve`` (explicit work-precision, per-step cost, cold start),
 ``stiff`` (Robertson, Van der Pol, Brusselator), ``grad`` (gradient cost over
 forward cost, every sensitivity mode, equal-error comparisons, time to first
 gradient), ``scaling`` (adjoint vs forward as parameters grow; stored floats
-as steps grow), ``fit`` (parameter fits against SciPy; multistart on Dask), ``all``.  Tables are printed and written to
+as steps grow), ``fit`` (parameter fits against SciPy; multistart on Dask), ``ensemble`` (many
+members, each with its own steps), ``all``.  Tables are printed and written to
 ``benchmarks/results/<suite>.md``.  See ``benchmarks/README.md``.
 """
 
@@ -18,7 +19,7 @@ import sys
 import time
 import warnings
 
-SUITES = ("solve", "stiff", "grad", "scaling", "fit")
+SUITES = ("solve", "stiff", "grad", "scaling", "fit", "ensemble")
 
 
 def main(argv=None) -> int:
