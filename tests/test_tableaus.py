@@ -292,7 +292,7 @@ def y_rot(t):
 
 # Step counts over one period chosen so that the finest error stays well above
 # round-off (>1e-12, vs ~1e-15 round-off) and the coarsest is in the asymptotic regime.
-STEPS = {"euler": 64, "rk4": 16, "bosh3": 16, "dopri5": 32, "tsit5": 64, "dop853": 8}
+STEPS = {"euler": 64, "midpoint": 32, "rk4": 16, "bosh3": 16, "dopri5": 32, "tsit5": 64, "dop853": 8}
 
 
 def _global_error(tab, n, t_end=2.0 * np.pi):

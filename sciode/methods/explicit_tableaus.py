@@ -64,7 +64,6 @@ __all__ = [
     "TSIT5",
     "DOP853",
     "EXPLICIT_TABLEAUS",
-    "TORCH_EXTRA_TABLEAUS",
 ]
 
 # Tolerances of the construction-time checks. Published coefficients are given
@@ -606,10 +605,5 @@ DOP853 = Tableau(
 )
 #: Explicit methods by registry name (the `method=` strings of `shared/API.md`).
 EXPLICIT_TABLEAUS: dict[str, Tableau] = {
-    tab.name: tab for tab in (EULER, RK4, BOSH3, DOPRI5, TSIT5, DOP853)
+    tab.name: tab for tab in (EULER, MIDPOINT, RK4, BOSH3, DOPRI5, TSIT5, DOP853)
 }
-
-#: Methods only the torch loop offers so far (torchdiffeq's names). `midpoint`
-#: is not in `EXPLICIT_TABLEAUS` yet because the CPU tests enumerate that
-#: registry with per-method step tables (tests/test_solve.py, test_tableaus.py).
-TORCH_EXTRA_TABLEAUS: dict[str, Tableau] = {MIDPOINT.name: MIDPOINT}

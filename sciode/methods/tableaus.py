@@ -19,7 +19,6 @@ from .explicit_tableaus import (
     EXPLICIT_TABLEAUS,
     MIDPOINT,
     RK4,
-    TORCH_EXTRA_TABLEAUS,
     TSIT5,
     Tableau,
     dense_weights,
@@ -48,7 +47,6 @@ __all__ = [
     "RODAS4",
     "KVAERNO5",
     "EXPLICIT_TABLEAUS",
-    "TORCH_EXTRA_TABLEAUS",
     "STIFF_TABLEAUS",
 ]
 

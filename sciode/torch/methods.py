@@ -12,10 +12,10 @@ import dataclasses
 
 import torch
 
-from ..methods.tableaus import EXPLICIT_TABLEAUS, TORCH_EXTRA_TABLEAUS, Tableau
+from ..methods.tableaus import EXPLICIT_TABLEAUS, Tableau
 
 #: Every method the torch loop runs, by registry name.
-TABLEAUS: dict[str, Tableau] = {**EXPLICIT_TABLEAUS, **TORCH_EXTRA_TABLEAUS}
+TABLEAUS: dict[str, Tableau] = dict(EXPLICIT_TABLEAUS)
 
 
 def _terms(row) -> tuple:
