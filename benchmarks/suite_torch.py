@@ -149,6 +149,42 @@ def torchode_runner(P, y0, t, rtol):
     return fwd, grad
 
 
+def table(batch, rtol, repeats, threads):
+    """Rows ``[solver, forward s, y(1) error, gradient s, gradient error]``."""
+    torch.set_num_threads(threads)
+    os.environ["SCIODE_NUM_THREADS"] = str(threads)  # the compiled path's member threads
+    model = lorenz_model()
+    P, y0, t = problem(batch)
+    ref_y, ref_g = references(model, P, y0)
+    rows = []
+    for name, (fwd, grad) in runners(model, P, y0, t, rtol).items():
+        tf, yT = timed(fwd, repeats)
+        tg, g = timed(grad, repeats)
+        rows.append([name, tf, worst_rel(yT, ref_y), tg, worst_rel(g, ref_g)])
+    return rows
+
+
+def run(cfg):
+    """``python -m benchmarks torch``: the table on all cores (512 members with ``--quick``)."""
+    from ._util import Report, fmt_time
+
+    rep = Report("torch", cfg)
+    batch, threads = (512 if cfg.quick else 1024), os.cpu_count() or 1
+    rows = table(batch, 1e-6, 3, threads)
+    base = {r[0]: r for r in rows}
+    rep.section(f"Lorenz x {batch}, dopri5, rtol = atol = 1e-6, float64, CPU, {threads} threads")
+    rep.table(["solver", "forward", "y(1) err", "gradient", "grad err"],
+              [[r[0], fmt_time(r[1]), f"{r[2]:.1e}", fmt_time(r[3]), f"{r[4]:.1e}"] for r in rows],
+              caption="Errors: worst member, relative.")
+    ours = base["sciode Model, compiled, adjoint"]
+    for other in ("torchdiffeq, backprop", "torchdiffeq, adjoint"):
+        if other in base:
+            rep.note(f"sciode Model (compiled) vs {other}: forward {base[other][1] / ours[1]:.1f}x, "
+                     f"gradient {base[other][3] / ours[3]:.1f}x faster (targets: 3x forward, 2x "
+                     "adjoint gradient)")
+    return rep
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=1024)
@@ -156,19 +192,11 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    os.environ["SCIODE_NUM_THREADS"] = str(args.threads)  # the compiled path's member threads
-    model = lorenz_model()
-    P, y0, t = problem(args.batch)
-    ref_y, ref_g = references(model, P, y0)
     print(f"Lorenz x {args.batch}, dopri5, rtol = atol = {args.rtol:g}, float64, CPU, "
           f"{args.threads} thread(s); errors: worst member, relative")
     print(f"{'solver':38s} {'forward ms':>11s} {'y(1) err':>9s} {'grad ms':>9s} {'grad err':>9s}")
-    for name, (fwd, grad) in runners(model, P, y0, t, args.rtol).items():
-        tf, yT = timed(fwd, args.repeats)
-        tg, g = timed(grad, args.repeats)
-        print(f"{name:38s} {tf * 1e3:11.1f} {worst_rel(yT, ref_y):9.1e} {tg * 1e3:9.1f} "
-              f"{worst_rel(g, ref_g):9.1e}", flush=True)
+    for name, tf, ey, tg, eg in table(args.batch, args.rtol, args.repeats, args.threads):
+        print(f"{name:38s} {tf * 1e3:11.1f} {ey:9.1e} {tg * 1e3:9.1f} {eg:9.1e}", flush=True)
 
 
 if __name__ == "__main__":
