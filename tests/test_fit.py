@@ -352,6 +352,11 @@ def test_multistart_is_reproducible_seed_for_seed_on_an_executor(lv, noisy, nois
     with cf.ProcessPoolExecutor(2) as pool:
         parallel = sciode.fit(lv, noisy, START, Y0, executor=pool, **MULTI)
     assert _starts(parallel) == _starts(serial)
+    # the built-in local pool (spawned workers, kernels from the disk cache)
+    pooled = sciode.fit(lv, noisy, START, Y0, executor="processes", **MULTI)
+    assert _starts(pooled) == _starts(serial)
+    with pytest.raises(ValueError, match="`executor` must be"):
+        sciode.fit(lv, noisy, START, Y0, executor="threads", **MULTI)
     assert serial.starts[0].x0.tolist() == pytest.approx(START)
     # log-uniform in the bounds, distinct from each other
     x0 = np.array([s.x0 for s in serial.starts[1:]])

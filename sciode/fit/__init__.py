@@ -58,10 +58,13 @@ def fit(model, data, params0, y0, fit_y0=False, bounds=None, method="trf", sensi
         (log-uniform for log-space entries; where a bound is infinite, within a
         factor 10 of the start for log entries, ``+- max(|v0|, 1)`` otherwise).
         The same seed gives the same starts and results.
-    executor : concurrent.futures.Executor, optional
-        Runs the starts (e.g. ``ProcessPoolExecutor``).  Default: one after the
-        other in this process (for small models a start takes milliseconds,
-        less than starting a worker process).
+    executor : concurrent.futures.Executor or ``"auto"``, ``"serial"``, ``"processes"``
+        Runs the starts (any ``concurrent.futures``-style executor).  Default
+        (None, ``"auto"``): the first start in this process, then the others
+        on a pool of local processes (one per CPU) when they would take more
+        than ``PROCESS_MIN_SECONDS`` (5 s) here, else here too (for small
+        models a start takes milliseconds, less than starting a worker).
+        ``"serial"``: all in this process; ``"processes"``: always the pool.
     client : dask.distributed.Client, optional
         Runs the starts on a Dask cluster (``pip install sciode[dask]``).
     conditions : list of mappings name -> value, optional

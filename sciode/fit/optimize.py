@@ -8,6 +8,7 @@ never pickled as compiled code).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -169,25 +170,77 @@ def start_points(problem, n_starts, seed, sampling):
 # --- running starts -------------------------------------------------------------------
 
 
+#: With ``executor=None``, the remaining starts go to local worker processes
+#: when the first start says they would take longer than this in this process:
+#: a worker costs ~1-2 s to start (import, kernels from the disk cache), more
+#: than a whole small multistart.
+PROCESS_MIN_SECONDS = 5.0
+EXECUTOR_NAMES = ("auto", "serial", "processes")
+
+
+def local_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def run_starts(problem, thetas, executor=None, client=None, progress=False):
-    """``run_start`` for each point: in this process, on ``executor``, or on Dask ``client``."""
+    """``run_start`` for each point: in this process, on ``executor``, or on Dask ``client``.
+
+    ``executor=None`` (``"auto"``) runs the first start here and, when the
+    others would take more than ``PROCESS_MIN_SECONDS`` here and the machine
+    has several CPUs, the rest on a pool of local processes (one per CPU);
+    ``"serial"`` keeps every start here; ``"processes"`` always uses the pool.
+    """
     from tqdm.auto import tqdm
 
+    if executor is None:
+        executor = "auto"
+    if isinstance(executor, str) and executor not in EXECUTOR_NAMES:
+        raise ValueError(f"`executor` must be an Executor or one of {EXECUTOR_NAMES}; "
+                         f"got {executor!r}")
     n = len(thetas)
     bar = tqdm(total=n, desc="fit starts", disable=not progress, leave=False)
     try:
         if client is not None:
             results = _on_dask(client, problem, thetas, bar)
-        elif executor is not None:
+        elif not isinstance(executor, str):
             results = _on_executor(executor, problem, thetas, bar)
         else:
             results = []
-            for i, th in enumerate(thetas):
-                results.append(run_start(problem, th, i))
+            if executor != "processes":
+                tic = time.perf_counter()
+                results.append(run_start(problem, thetas[0], 0))
                 bar.update()
+                per_start = time.perf_counter() - tic
+            rest = list(range(len(results), n))
+            pooled = rest and local_workers() > 1 and (
+                executor == "processes"
+                or (executor == "auto" and per_start * len(rest) > PROCESS_MIN_SECONDS))
+            if pooled:
+                results.extend(_on_local_processes(problem, [thetas[i] for i in rest], rest, bar))
+            else:
+                for i in rest:
+                    results.append(run_start(problem, thetas[i], i))
+                    bar.update()
     finally:
         bar.close()
     return sorted(results, key=lambda r: r.index)
+
+
+def _on_local_processes(problem, thetas, indices, bar):
+    """The starts on a pool of fresh ``spawn`` processes (no forked Numba or
+    thread state), which load the kernels from the disk cache."""
+    import concurrent.futures as cf
+    import multiprocessing
+
+    with cf.ProcessPoolExecutor(max_workers=local_workers(),
+                                mp_context=multiprocessing.get_context("spawn")) as pool:
+        results = _on_executor(pool, problem, thetas, bar)
+    for r in results:  # the pool numbered them 0.. within `thetas`
+        r.index = indices[r.index]
+    return results
 
 
 def run_chunk(problem, thetas, indices):
