@@ -197,6 +197,24 @@ def test_parameter_dependent_initial_state(decay_weighted, mode):
     assert rel_err(res.grad_y0, [2 * w**2 * np.exp(-2 * k * T)]) < CLOSED_FORM_RTOL
 
 
+def test_residual_jacobian_with_parameter_dependent_initial_state(decay_weighted):
+    """``x(0) = w^2``, ``x' = -k x``, residuals ``r_i = (w^2 e^{-k t_i} - y_i) / s``:
+    the forward mode's residual Jacobian carries ``dr/dx0 . dx0/dw`` in its ``w``
+    column (closed form), as ``grad_params`` does."""
+    k_s, w_s = decay_weighted.params
+    k, w, s = 0.4, 2.0, 0.5
+    t = np.array([0.5, 1.0, 2.0])
+    y = np.array([3.0, 2.5, 1.5])
+    res = vg(decay_weighted, sciode.LeastSquares(t, y[:, None], sigma=s), [w_s**2], (0.0, 2.0),
+             [k, w], "forward")
+    e = np.exp(-k * t)
+    J = res.extra["residual_jacobian"]
+    np.testing.assert_allclose(res.extra["residuals"], (w**2 * e - y) / s, rtol=CLOSED_FORM_RTOL)
+    np.testing.assert_allclose(J[:, 0], -t * w**2 * e / s, rtol=CLOSED_FORM_RTOL)
+    np.testing.assert_allclose(J[:, 1], 2 * w * e / s, rtol=CLOSED_FORM_RTOL)
+    np.testing.assert_allclose(J[:, 2], e / s, rtol=CLOSED_FORM_RTOL)  # d r / d x0 itself
+
+
 @pytest.mark.parametrize("mode", ALL_MODES)
 def test_logistic_terminal_closed_form(logistic, mode):
     """``x(t) = K x0 e^{rt} / (K + x0 (e^{rt} - 1))``, ``Phi = (x(T) - K/2)^2``

@@ -63,6 +63,12 @@ def value_and_grad(model, cost, y0, t_span, params=None, sensitivity="adjoint", 
     if dy0dp is not None:
         # x0 = x0(p): dJ/dp gains lambda(t0) . dx0/dp
         res.grad_params = res.grad_params + dy0dp.T @ res.grad_y0
+        J = res.extra.get("residual_jacobian")
+        if J is not None:  # dr/dp gains dr/dx0 . dx0/dp likewise (columns [p, y0])
+            n_p = model.n_params
+            J = J.copy()
+            J[:, :n_p] += J[:, n_p:] @ dy0dp
+            res.extra["residual_jacobian"] = J
     return res
 
 

@@ -46,8 +46,11 @@ def fit(model, data, params0, y0, fit_y0=False, bounds=None, method="trf", sensi
     method : ``"trf"`` (default), ``"dogbox"``, ``"lm"`` (least_squares) or ``"L-BFGS-B"``
         A non-least-squares ``Cost`` always uses L-BFGS-B.
     sensitivity : str
-        ``"forward"`` (required by the least-squares methods) or any mode of
-        ``value_and_grad`` for L-BFGS-B.
+        Least-squares methods: ``"forward"`` (forward sensitivities, one
+        augmented solve per experiment) or ``"adjoint"`` (the residual
+        Jacobian row by row, each row a costate sweep, all rows in parallel:
+        cheaper when parameters outnumber residuals).  L-BFGS-B: any mode of
+        ``value_and_grad``.
     log_params : sequence of names
         Fitted in log space (positive, e.g. rate constants over many decades).
     fixed : sequence of names, or mapping name -> value

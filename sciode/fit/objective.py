@@ -1,13 +1,13 @@
 """The objective of a fit in the optimizer's space: residuals, Jacobian, value, gradient.
 
 One ``Objective`` per start.  It solves every experiment with
-``sciode.value_and_grad`` and maps the sensitivities to the free entries by
-the chain rule:
+``sciode.value_and_grad`` (or, for least squares with ``sensitivity="adjoint"``,
+``adjoint_rows``) and maps the sensitivities to the free entries by the
+chain rule:
 
-* ``y0 = y0(p)`` (SymPy expressions of the parameters): the residual
-  Jacobian ``dr/d[p, y0]`` that forward mode returns in ``res.extra`` does
-  not include ``dy0/dp`` (``value_and_grad`` applies it to ``grad_params``
-  only), so it is applied here: ``dr/dp += dr/dy0 . dy0/dp``;
+* ``y0 = y0(p)`` (SymPy expressions of the parameters) is evaluated here and
+  passed to the solves as numbers, so ``dr/dp += dr/dy0 . dy0/dp`` (and the
+  same for the gradient) is applied here;
 * a parameter overridden in an experiment (``conditions``) does not move
   that experiment;
 * log-space entries: ``d/dtheta = v d/dv``.
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..adjoint import value_and_grad
+from .adjoint_rows import residuals_and_jacobian
 from ..errors import SolverError
 
 
@@ -71,19 +72,27 @@ class Objective:
         grad = np.zeros(prob.n_free)
         opts = prob.solve_options
         sens = "forward" if prob.least_squares else prob.sensitivity
+        rows = prob.least_squares and prob.sensitivity == "adjoint"
         for k, exp in enumerate(prob.experiments):
             pk, y0, D = prob.experiment_inputs(k, v, p)
             self.n_solves += 1
             try:
-                res = value_and_grad(prob.model, exp.cost, y0, exp.t_span, pk, sensitivity=sens, **opts)
+                if rows:
+                    val, r, J = residuals_and_jacobian(prob.model, exp.cost, y0, exp.t_span, pk,
+                                                       **opts)
+                else:
+                    res = value_and_grad(prob.model, exp.cost, y0, exp.t_span, pk, sensitivity=sens,
+                                         **opts)
+                    val = res.value
             except SolverError:
                 return None
-            if not np.isfinite(res.value):
+            if not np.isfinite(val):
                 return None
-            value += res.value
+            value += val
             if prob.least_squares:
-                r = res.extra["residuals"]
-                J = res.extra["residual_jacobian"]
+                if not rows:
+                    r = res.extra["residuals"]
+                    J = res.extra["residual_jacobian"]
                 if not (np.all(np.isfinite(r)) and np.all(np.isfinite(J))):
                     return None
                 rs.append(r)
@@ -105,7 +114,7 @@ class Objective:
         (natural units)."""
         prob = self.problem
         exp = prob.experiments[k]
-        if D is not None:  # y0 = y0(p): the chain rule the residual Jacobian lacks
+        if D is not None:  # y0 = y0(p), passed to value_and_grad as numbers: the chain rule here
             Jp = Jp + Jy @ D
         if exp.overrides:
             Jp = Jp.copy()

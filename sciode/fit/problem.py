@@ -28,6 +28,10 @@ from ..model import Model
 
 #: Optimizer names: SciPy's ``least_squares`` methods and L-BFGS-B.
 LEAST_SQUARES_METHODS = ("trf", "dogbox", "lm")
+#: Where a least-squares fit takes its residual Jacobian: forward sensitivities
+#: (one augmented solve), or the adjoint row by row (``adjoint_rows``: pays
+#: when parameters outnumber residuals).
+LS_SENSITIVITIES = ("forward", "adjoint")
 SCALAR_METHODS = ("L-BFGS-B",)
 _ALIASES = {"lbfgs": "L-BFGS-B", "l-bfgs-b": "L-BFGS-B", "lbfgsb": "L-BFGS-B"}
 
@@ -207,10 +211,11 @@ def build(model, data, params0, y0, fit_y0, bounds, method, sensitivity, log_par
     _check_start(names, v0, lb, ub, is_log)
     if method == "lm" and (np.any(np.isfinite(lb)) or np.any(np.isfinite(ub))):
         raise ValueError("method='lm' does not support bounds; use method='trf'")
-    if least_squares and method in LEAST_SQUARES_METHODS and sensitivity != "forward":
-        raise ValueError(f"least-squares fits take the residual Jacobian from forward sensitivities; "
-                         f"pass sensitivity='forward' (got {sensitivity!r}), or method='L-BFGS-B' "
-                         f"to fit on the gradient of sensitivity={sensitivity!r}")
+    if least_squares and method in LEAST_SQUARES_METHODS and sensitivity not in LS_SENSITIVITIES:
+        raise ValueError(f"least-squares fits take the residual Jacobian from forward sensitivities "
+                         f"or adjoint rows; pass sensitivity='forward' or 'adjoint' (got "
+                         f"{sensitivity!r}), or method='L-BFGS-B' to fit on the gradient of "
+                         f"sensitivity={sensitivity!r}")
     from ..adjoint import MODES
 
     if sensitivity not in MODES:
