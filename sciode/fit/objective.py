@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..adjoint import value_and_grad
-from .adjoint_rows import residuals_and_jacobian
 from ..errors import SolverError
+from .adjoint_rows import residuals_and_jacobian
 
 
 @dataclass
