@@ -28,9 +28,11 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 #: Subpackages and modules of sciode outside the hash: pure Python above the
-#: compiled layer (they import it; it never imports them).  ``__init__`` is the
-#: package's own front door (re-exports only).
-UNCOMPILED = ("torch", "fit", "ensemble", "optimal", "sbml", "petab", "gradcheck", "cli", "__init__")
+#: compiled layer (they import it; it never imports them), and ``cuda``, whose
+#: GPU kernels are compiled per process and never enter this cache.
+#: ``__init__`` is the package's own front door (re-exports only).
+UNCOMPILED = ("torch", "fit", "ensemble", "optimal", "cuda", "sbml", "petab", "gradcheck", "cli",
+              "__init__")
 
 
 def hashed_sources() -> list[Path]:

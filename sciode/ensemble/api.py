@@ -111,12 +111,19 @@ class EnsembleGradResult:
                 f"failed={self.failed.size}, value={self.value!r})")
 
 
-def _check_device(device) -> None:
+def _check_device(device, gradients: bool = False) -> None:
     if device not in DEVICES:
         raise ValueError(f"`device` must be one of {DEVICES}; got {device!r}")
+    if device == "cuda" and gradients:
+        raise ValueError("device='cuda': the CUDA kernels solve ensembles but do not give their "
+                         "gradients yet; use device='cpu' (all cores)")
     if device == "cuda":
-        raise ValueError("device='cuda': the CUDA ensemble kernels are not in this version of "
-                         "sciode yet; use device='cpu' (all cores)")
+        from .. import cuda
+
+        if not cuda.available():
+            raise ValueError("device='cuda' but no CUDA device is available (numba.cuda found "
+                             "none; install `sciode[cuda]` on a machine with an NVIDIA GPU, or "
+                             "set NUMBA_ENABLE_CUDASIM=1 for the simulator)")
 
 
 def _rows(model, y0, params):
@@ -189,7 +196,9 @@ def solve_ensemble(model, y0, t_span, params=None, t_eval=None, method="dopri5",
     t_eval : (T,) output times (default ``(t0, t1)``)
     method, rtol, atol, controls, dt, max_steps, first_step, max_step :
         as ``sciode.solve`` (``controls`` are shared by all members)
-    device : ``"cpu"`` (``"cuda"`` is not available in this version)
+    device : ``"cpu"`` (threads) or ``"cuda"`` (one GPU thread per member;
+        methods bosh3, dopri5, tsit5; float64 or float32 as ``y0``; inputs
+        may be device arrays: ``sciode.cuda``)
     threads : int, optional
     raise_on_failure : raise ``SolverError`` naming the first failed member
 
@@ -203,6 +212,9 @@ def solve_ensemble(model, y0, t_span, params=None, t_eval=None, method="dopri5",
     from ..codegen import model_kernels
 
     t0, t1 = check_span(t_span)
+    if device == "cuda":
+        return _solve_cuda(model, y0, (t0, t1), params, t_eval, method, rtol, atol, controls,
+                           max_steps, first_step, max_step, raise_on_failure)
     Z0, P, _, _ = _rows(model, y0, params)
     te = check_t_eval(t_eval, t0, t1) if t_eval is not None else np.array([t0, t1])
     if te.size == 0:
@@ -237,6 +249,63 @@ def solve_ensemble(model, y0, t_span, params=None, t_eval=None, method="dopri5",
     return sol
 
 
+def _solve_cuda(model, y0, span, params, t_eval, method, rtol, atol, controls, max_steps,
+                first_step, max_step, raise_on_failure) -> EnsembleSolution:
+    """``solve_ensemble(..., device="cuda")``: one GPU thread per member."""
+    from .. import cuda
+    from ..codegen import model_kernels
+
+    t0, t1 = span
+    spec = solvers.lookup_method(method)
+    if not cuda.forward.supported(spec.name):
+        raise ValueError(f"device='cuda' supports the adaptive methods without extra dense "
+                         f"stages (bosh3, dopri5, tsit5); got method={method!r}")
+    if model.n_controls or controls is not None:
+        raise ValueError("device='cuda' does not take controls yet; use device='cpu'")
+    if int(max_steps) < 1:
+        raise ValueError(f"`max_steps` must be >= 1, got {max_steps}")
+    on_device = hasattr(y0, "__cuda_array_interface__") or hasattr(params, "__cuda_array_interface__")
+    if on_device:
+        Z0, P = _device_rows(model, y0, params)
+    else:
+        Z0, P, _, _ = _rows(model, y0, params)
+        if all(getattr(a, "dtype", None) == np.float32 for a in (y0, params)):
+            Z0, P = Z0.astype(np.float32), P.astype(np.float32)  # the kernel runs in float32
+    te = check_t_eval(t_eval, t0, t1) if t_eval is not None else np.array([t0, t1])
+    if te.size == 0:
+        raise ValueError("`t_eval` is empty: give at least one output time")
+    rtol, atol_arr = check_tolerances(rtol, atol, model.n_states)
+    h_init = 0.0 if first_step is None else min(float(first_step), float(max_step))
+    Y, status, t_reached, stats = cuda.solve(model_kernels(model), P, Z0, t0, t1, te, spec, rtol,
+                                             atol_arr, h_init, float(max_step), int(max_steps))
+    sol = EnsembleSolution(te, Y, status, t_reached, _stats(stats), spec.name, int(max_steps))
+    if raise_on_failure and sol.failed.size:
+        i = int(sol.failed[0])
+        raise SolverError(f"{spec.name}: member {i} of {Z0.shape[0]} failed "
+                          f"({sol.failed.size} in all): {sol.message(i)}")
+    return sol
+
+
+def _device_rows(model, y0, params):
+    """``(Z0, P)`` for inputs on the GPU (``__cuda_array_interface__``): both
+    must be ``(N, n)`` / ``(N, n_p)`` device arrays of one float dtype (no
+    broadcasting on the device, no copies)."""
+    from numba import cuda
+
+    n, n_p = model.n_states, model.n_params
+    if not (hasattr(y0, "__cuda_array_interface__") and hasattr(params, "__cuda_array_interface__")):
+        raise ValueError("device arrays: pass both `y0` (N, n_states) and `params` (N, n_params) "
+                         "on the GPU, or both as host arrays")
+    Z0, P = cuda.as_cuda_array(y0), cuda.as_cuda_array(params)
+    if Z0.ndim != 2 or Z0.shape[1] != n or P.ndim != 2 or P.shape[1] != n_p \
+            or Z0.shape[0] != P.shape[0]:
+        raise ValueError(f"device arrays must be y0 (N, {n}) and params (N, {n_p}); got "
+                         f"{Z0.shape} and {P.shape}")
+    if Z0.dtype != P.dtype:
+        raise ValueError(f"`y0` is {Z0.dtype} but `params` {P.dtype}; use one dtype")
+    return Z0, P
+
+
 def value_and_grad_ensemble(model, cost, y0, t_span, params=None, method="dopri5", rtol=1e-6,
                             atol=1e-9, controls=None, max_steps=100_000, reduce=None,
                             device="cpu", threads=None, raise_on_failure=False,
@@ -265,7 +334,7 @@ def value_and_grad_ensemble(model, cost, y0, t_span, params=None, method="dopri5
     EnsembleGradResult
     """
     _check_model(model)
-    _check_device(device)
+    _check_device(device, gradients=True)
     from ..adjoint import common, interpolating
 
     unknown = set(options) - _GRAD_OPTIONS

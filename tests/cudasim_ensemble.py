@@ -1,0 +1,86 @@
+"""Run by ``test_ensemble_cuda.py`` in a subprocess with ``NUMBA_ENABLE_CUDASIM=1``
+(the simulator must be chosen before Numba is imported).  Prints one JSON
+object of results for the test to check; no assertions here."""
+
+from __future__ import annotations
+
+import json
+import os
+
+assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+import numpy as np  # noqa: E402
+import sympy as sp  # noqa: E402
+
+import sciode  # noqa: E402
+
+
+def lorenz():
+    x, y, z = sp.symbols("x y z")
+    s, r, b = sp.symbols("sigma rho beta")
+    return sciode.Model(states=[x, y, z], rhs=[s * (y - x), x * (r - z) - y, x * y - b * z],
+                        params=[s, r, b], name="lorenz")
+
+
+def blowup():
+    y, q = sp.symbols("y q")
+    return sciode.Model(states=[y], rhs=[q * y**2], params=[q], name="cudasim_blowup")
+
+
+def members_vs_solve(model, y0, span, P, te, method, **tol):
+    """Per member: max |ensemble - solve|, and whether steps and nfev agree."""
+    ens = sciode.solve_ensemble(model, y0, span, P, t_eval=te, method=method, device="cuda", **tol)
+    out = []
+    for m in range(P.shape[0]):
+        ref = sciode.solve(model, y0, span, P[m], t_eval=te, method=method, **tol)
+        out.append({"diff": float(np.abs(ens.y[m] - ref.y).max()),
+                    "same_steps": int(ens.stats["nsteps"][m]) == ref.stats["nsteps"],
+                    "same_nfev": int(ens.stats["nfev"][m]) == ref.stats["nfev"]})
+    return out
+
+
+def main():
+    from numba import cuda
+
+    res = {}
+    L = lorenz()
+    N = 5
+    P = np.column_stack([np.full(N, 10.0), np.linspace(0, 28, N), np.full(N, 8 / 3)])
+    te = np.linspace(0.0, 1.0, 5)
+    for method in ("dopri5", "tsit5", "bosh3"):
+        res[method] = members_vs_solve(L, [1.0, 1.0, 1.0], (0.0, 1.0), P, te, method,
+                                       rtol=1e-6, atol=1e-6)
+    res["backward"] = members_vs_solve(L, [1.0, 2.0, 3.0], (0.3, 0.0), P[:3], te[::-1] * 0.3,
+                                       "dopri5", rtol=1e-7, atol=1e-7)
+    # float32: the loop in single precision, against float64 to its tolerance
+    e32 = sciode.solve_ensemble(L, np.ones(3, np.float32), (0.0, 0.5), P[:3].astype(np.float32),
+                                t_eval=[0.0, 0.5], rtol=1e-4, atol=1e-4, device="cuda")
+    e64 = sciode.solve_ensemble(L, np.ones(3), (0.0, 0.5), P[:3], t_eval=[0.0, 0.5], rtol=1e-10,
+                                atol=1e-10)
+    res["f32"] = {"dtype": str(e32.y.dtype),
+                  "rel": float(np.abs(e32.y[:, -1] - e64.y[:, -1]).max() / np.abs(e64.y[:, -1]).max())}
+    # device arrays in (no copy), and a member that blows up
+    q = np.array([[0.1], [2.0], [0.3]])
+    eb = sciode.solve_ensemble(blowup(), cuda.to_device(np.ones((3, 1))), (0.0, 0.9),
+                               cuda.to_device(q), t_eval=np.linspace(0, 0.9, 10), rtol=1e-9,
+                               atol=1e-12, device="cuda")
+    exact = 1 / (1 - q[[0, 2]] * np.linspace(0, 0.9, 10)[None, :])
+    res["blowup"] = {"status": eb.status.tolist(), "t_reached": eb.t_reached.tolist(),
+                     "others_rel": float(np.abs(eb.y[[0, 2], :, 0] / exact - 1).max()),
+                     "nan_after": bool(np.isnan(eb.y[1, -1, 0]))}
+    errors = {}
+    for name, kw in {"dop853": dict(method="dop853"), "grad": None}.items():
+        try:
+            if kw is None:
+                sciode.value_and_grad_ensemble(L, sciode.Cost(), np.ones(3), (0, 1), P, device="cuda")
+            else:
+                sciode.solve_ensemble(L, np.ones(3), (0, 1), P, device="cuda", **kw)
+            errors[name] = None
+        except ValueError as exc:
+            errors[name] = str(exc)
+    res["errors"] = errors
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""``solve_ensemble(..., device="cuda")``: the kernel's logic under Numba's CUDA
+simulator (in a subprocess: the simulator is chosen before Numba loads),
+member by member against ``sciode.solve``; on a real GPU when there is one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sciode
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def sim():
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    out = subprocess.run([sys.executable, str(HERE / "cudasim_ensemble.py")], env=env,
+                         capture_output=True, text=True, timeout=600, cwd=HERE.parent)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("method", ["dopri5", "tsit5", "bosh3"])
+def test_members_take_the_steps_of_solve(sim, method):
+    """Same steps, same function evaluations, same numbers (the kernel mirrors
+    the CPU loop's operations; the simulator runs them in float64)."""
+    for member in sim[method]:
+        assert member["same_steps"] and member["same_nfev"]
+        assert member["diff"] <= 1e-12
+
+
+def test_backward_in_time(sim):
+    for member in sim["backward"]:
+        assert member["same_steps"] and member["diff"] <= 1e-12
+
+
+def test_float32(sim):
+    """The loop in single precision, rtol 1e-4: within 1e-3 of float64."""
+    assert sim["f32"]["dtype"] == "float32" and sim["f32"]["rel"] < 1e-3
+
+
+def test_failed_member_and_device_inputs(sim):
+    """Device arrays in; ``y' = q y^2`` with q = 2 blows up at t = 0.5: that
+    member alone is flagged, the others match ``1/(1 - q t)``."""
+    b = sim["blowup"]
+    assert b["status"][0] == 0 and b["status"][2] == 0 and b["status"][1] != 0
+    assert 0.45 < b["t_reached"][1] <= 0.5 and b["nan_after"]
+    assert b["others_rel"] < 1e-7
+
+
+def test_unsupported_is_a_clear_error(sim):
+    assert "bosh3, dopri5, tsit5" in sim["errors"]["dop853"]
+    assert "do not give their gradients" in sim["errors"]["grad"]
+
+
+def test_cuda_without_a_device_is_a_clear_error(lorenz):
+    from sciode import cuda
+
+    if cuda.available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(ValueError, match="no CUDA device"):
+        sciode.solve_ensemble(lorenz, np.ones(3), (0, 1), [10, 28, 8 / 3], device="cuda")
+
+
+@pytest.mark.skipif(not __import__("sciode.cuda", fromlist=["available"]).available(),
+                    reason="needs CUDA")
+def test_real_gpu_matches_cpu(lorenz):
+    """On a GPU (fused multiply-adds, other libm): to the tolerance, same step counts
+    for most members."""
+    P = np.column_stack([np.full(256, 10.0), np.linspace(0, 28, 256), np.full(256, 8 / 3)])
+    kw = dict(t_eval=np.linspace(0, 1, 5), rtol=1e-8, atol=1e-8)
+    gpu = sciode.solve_ensemble(lorenz, np.ones(3), (0, 1), P, device="cuda", **kw)
+    cpu = sciode.solve_ensemble(lorenz, np.ones(3), (0, 1), P, **kw)
+    assert gpu.success.all()
+    np.testing.assert_allclose(gpu.y, cpu.y, rtol=1e-6, atol=1e-6)
