@@ -38,11 +38,15 @@ def _imported_modules(path: Path) -> set[str]:
 
 
 def test_uncompiled_modules_hold_no_numba_code():
+    """No CPU code that the cache would store: ``sciode/cuda`` compiles GPU
+    kernels per process (never with ``cache=True``), the others no Numba at all."""
     files = _uncompiled_files()
     assert any(p.parent.name == "torch" for p in files)
     for path in files:
         text = path.read_text()
-        assert "njit" not in text and "import numba" not in text, path
+        assert "njit" not in text and "cache=True" not in text, path
+        if path.parent.name != "cuda":
+            assert "import numba" not in text, path
 
 
 def test_hashed_modules_never_import_uncompiled_ones():
