@@ -55,6 +55,12 @@ def test_failed_member_and_device_inputs(sim):
     assert b["others_rel"] < 1e-7
 
 
+def test_benchmark_hand_kernel_agrees(sim):
+    """``benchmarks/cuda_hand.py`` (the GPU limit the suite compares against)
+    integrates the same problem to rounding."""
+    assert sim["hand_vs_sciode"] < 1e-10
+
+
 def test_unsupported_is_a_clear_error(sim):
     assert "bosh3, dopri5, tsit5" in sim["errors"]["dop853"]
     assert "do not give their gradients" in sim["errors"]["grad"]

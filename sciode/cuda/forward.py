@@ -255,9 +255,11 @@ def _device(x, dtype):
 
 
 def solve(mk, P, Z0, t0: float, t1: float, t_eval: np.ndarray, tab, rtol: float,
-          atol: np.ndarray, h_init: float = 0.0, hmax: float = np.inf, max_steps: int = 100_000):
+          atol: np.ndarray, h_init: float = 0.0, hmax: float = np.inf, max_steps: int = 100_000,
+          to_host: bool = True):
     """Launch the forward kernel: ``Y (N, T, n)``, ``status (N,)``, ``t_reached
-    (N,)``, ``stats (N, 4)`` as host arrays (``Y`` NaN past a failure).
+    (N,)``, ``stats (N, 4)`` as host arrays (``Y`` NaN past a failure), or as
+    device arrays with ``to_host=False``.
 
     ``P (N, n_p)`` and ``Z0 (N, n)``: NumPy or device arrays; their dtype
     (float64 or float32) is the kernel's.
@@ -278,4 +280,6 @@ def solve(mk, P, Z0, t0: float, t1: float, t_eval: np.ndarray, tab, rtol: float,
     kernel[blocks, THREADS_PER_BLOCK](Pd, Zd, te, float(t0), float(t1), float(rtol), at,
                                       float(h_init), float(hmax), int(max_steps), Y, status,
                                       t_out, stats)
+    if not to_host:
+        return Y, status, t_out, stats
     return Y.copy_to_host(), status.copy_to_host(), t_out.copy_to_host(), stats.copy_to_host()
