@@ -9,10 +9,10 @@ import os
 
 assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
-import numpy as np  # noqa: E402
-import sympy as sp  # noqa: E402
+import numpy as np
+import sympy as sp
 
-import sciode  # noqa: E402
+import sciode
 
 
 def lorenz():
@@ -69,7 +69,7 @@ def main():
                      "others_rel": float(np.abs(eb.y[[0, 2], :, 0] / exact - 1).max()),
                      "nan_after": bool(np.isnan(eb.y[1, -1, 0]))}
     errors = {}
-    for name, kw in {"dop853": dict(method="dop853"), "grad": None}.items():
+    for name, kw in {"dop853": {"method": "dop853"}, "grad": None}.items():
         try:
             if kw is None:
                 sciode.value_and_grad_ensemble(L, sciode.Cost(), np.ones(3), (0, 1), P, device="cuda")
