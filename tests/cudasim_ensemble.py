@@ -68,13 +68,55 @@ def main():
     res["blowup"] = {"status": eb.status.tolist(), "t_reached": eb.t_reached.tolist(),
                      "others_rel": float(np.abs(eb.y[[0, 2], :, 0] / exact - 1).max()),
                      "nan_after": bool(np.isnan(eb.y[1, -1, 0]))}
+    # gradients: the discrete adjoint of each member's steps, against the CPU's
+    x, y, z = L.states
+    cost = sciode.Cost(terminal=x**2 + y**2 + z**2, running=0.1 * x * y)
+    g = sciode.value_and_grad_ensemble(L, cost, [1.0, 1.0, 1.0], (0.0, 1.0), P, rtol=1e-6,
+                                       atol=1e-6, device="cuda")
+    rows = []
+    for m in range(N):
+        ref = sciode.value_and_grad(L, cost, [1.0, 1.0, 1.0], (0.0, 1.0), P[m],
+                                    sensitivity="discrete", rtol=1e-6, atol=1e-6)
+        rows.append({"value": abs(g.value[m] - ref.value) / abs(ref.value),
+                     "grad": float(np.abs(np.r_[g.grad_params[m] - ref.grad_params,
+                                               g.grad_y0[m] - ref.grad_y0]).max()
+                                   / np.abs(np.r_[ref.grad_params, ref.grad_y0]).max())})
+    res["grad_vs_discrete"] = rows
+    # closed form: x' = -k x, J = x(T)^2 + int x^2 dt (see test_ensemble.py)
+    xs, ks = sp.symbols("x k")
+    decay = sciode.Model(states=[xs], rhs=[-ks * xs], params=[ks], name="cudasim_decay")
+    k = np.linspace(0.2, 2.0, 6)
+    x0 = np.linspace(0.5, 1.5, 6)
+    T = 1.5
+    gd = sciode.value_and_grad_ensemble(decay, sciode.Cost(terminal=xs**2, running=xs**2),
+                                        x0[:, None], (0.0, T), k[:, None], rtol=1e-10,
+                                        atol=1e-12, device="cuda")
+    e = np.exp(-2 * k * T)
+    J = x0**2 * e + x0**2 * (1 - e) / (2 * k)
+    dJdk = -2 * T * x0**2 * e + x0**2 * (2 * T * e * 2 * k - 2 * (1 - e)) / (4 * k**2)
+    dJdx0 = 2 * x0 * e + x0 * (1 - e) / k
+    res["grad_closed_form"] = float(max(np.abs(gd.value / J - 1).max(),
+                                        np.abs(gd.grad_params[:, 0] / dJdk - 1).max(),
+                                        np.abs(gd.grad_y0[:, 0] / dJdx0 - 1).max()))
+    tot = sciode.value_and_grad_ensemble(decay, sciode.Cost(terminal=xs**2), x0[:, None], (0.0, T),
+                                         [0.7], reduce="sum", device="cuda")
+    res["reduce_sum_shape"] = list(np.shape(tot.grad_params))
+    few = sciode.value_and_grad_ensemble(L, cost, np.ones(3), (0.0, 1.0), P[:2], max_steps=5,
+                                         device="cuda")
+    res["few_steps"] = {"status": few.status[:, 0].tolist(),
+                        "nan": bool(np.isnan(few.grad_params).all()),
+                        "message": few.message(0)}
     errors = {}
-    for name, kw in {"dop853": {"method": "dop853"}, "grad": None}.items():
+    data = sciode.LeastSquares([0.5, 1.0], np.ones((2, 3)))
+    calls = {
+        "dop853": lambda: sciode.solve_ensemble(L, np.ones(3), (0, 1), P, device="cuda",
+                                                method="dop853"),
+        "data": lambda: sciode.value_and_grad_ensemble(L, data, np.ones(3), (0, 1), P,
+                                                       device="cuda"),
+    }
+    for name, call in calls.items():
         try:
-            if kw is None:
-                sciode.value_and_grad_ensemble(L, sciode.Cost(), np.ones(3), (0, 1), P, device="cuda")
-            else:
-                sciode.solve_ensemble(L, np.ones(3), (0, 1), P, device="cuda", **kw)
+            call()
             errors[name] = None
         except ValueError as exc:
             errors[name] = str(exc)

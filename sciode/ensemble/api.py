@@ -111,12 +111,9 @@ class EnsembleGradResult:
                 f"failed={self.failed.size}, value={self.value!r})")
 
 
-def _check_device(device, gradients: bool = False) -> None:
+def _check_device(device) -> None:
     if device not in DEVICES:
         raise ValueError(f"`device` must be one of {DEVICES}; got {device!r}")
-    if device == "cuda" and gradients:
-        raise ValueError("device='cuda': the CUDA kernels solve ensembles but do not give their "
-                         "gradients yet; use device='cpu' (all cores)")
     if device == "cuda":
         from .. import cuda
 
@@ -306,6 +303,40 @@ def _device_rows(model, y0, params):
     return Z0, P
 
 
+#: Accepted steps a member may record for the GPU's reverse pass (the step
+#: records live in GPU memory: ``max_steps`` beyond this must be asked for).
+CUDA_MAX_STEPS = 4096
+
+
+def _gradients_cuda(prob, P, Z0, options) -> EnsembleGradResult:
+    """``value_and_grad_ensemble(..., device="cuda")``: the discrete adjoint of
+    each member's steps, one GPU thread per member (``sciode.cuda.gradient``)."""
+    from .. import cuda
+
+    spec = prob.spec
+    if not (isinstance(spec, Tableau) and cuda.forward.supported(spec.name)):
+        raise ValueError(f"device='cuda' supports the adaptive methods without extra dense "
+                         f"stages (bosh3, dopri5, tsit5); got method={prob.method!r}")
+    if prob.controls is not None:
+        raise ValueError("device='cuda' does not take controls yet; use device='cpu'")
+    if prob.t_rows.size:
+        raise ValueError("device='cuda' gradients take terminal and running costs; least-squares "
+                         "data: use device='cpu'")
+    if set(options) - {"max_step"}:
+        raise ValueError(f"device='cuda' takes the option max_step only; got {sorted(options)}")
+    max_steps = min(prob.max_steps, CUDA_MAX_STEPS)
+    value, G, status, t_reached, stats = cuda.gradient.value_and_grad(
+        prob.mk, prob.ck, P, Z0, prob.t0, prob.t1, spec, prob.rtol, prob.atol, 0.0,
+        float(options.get("max_step", np.inf)), max_steps)
+    n_p = prob.n_p
+    st2 = np.zeros((status.shape[0], 2), dtype=np.int64)
+    st2[:, 0] = status
+    tr2 = np.column_stack([t_reached, np.full(status.shape[0], prob.t0)])
+    return EnsembleGradResult(value, G[:, :n_p].copy(), G[:, n_p:].copy(), None, st2, tr2,
+                              {"forward": _stats(stats), "backward": {}}, max_steps,
+                              {"sensitivity": "discrete"})
+
+
 def value_and_grad_ensemble(model, cost, y0, t_span, params=None, method="dopri5", rtol=1e-6,
                             atol=1e-9, controls=None, max_steps=100_000, reduce=None,
                             device="cpu", threads=None, raise_on_failure=False,
@@ -313,10 +344,15 @@ def value_and_grad_ensemble(model, cost, y0, t_span, params=None, method="dopri5
     """Values ``J_m`` and gradients ``dJ_m/dp_m``, ``dJ_m/dy0_m`` of a cost
     ``J = Phi(y(t1), p) + int L dt + sum_i ell_i`` for every member ``m``.
 
-    Each member runs the interpolating adjoint of ``sciode.value_and_grad``
-    (``sensitivity="adjoint"``) with its own forward steps and its own
-    costate error control, so member ``m`` equals ``value_and_grad`` of that
-    member alone; members run in parallel as in ``solve_ensemble``.
+    On the CPU each member runs the interpolating adjoint of
+    ``sciode.value_and_grad`` (``sensitivity="adjoint"``) with its own
+    forward steps and its own costate error control, so member ``m`` equals
+    ``value_and_grad`` of that member alone; members run in parallel as in
+    ``solve_ensemble``.  With ``device="cuda"`` each GPU thread runs the
+    discrete adjoint of its member's steps (``sensitivity="discrete"`` of
+    ``value_and_grad``, member by member; terminal and running costs,
+    methods bosh3/dopri5/tsit5, at most ``CUDA_MAX_STEPS`` accepted steps
+    unless ``max_steps`` is smaller).
 
     Parameters
     ----------
@@ -334,7 +370,7 @@ def value_and_grad_ensemble(model, cost, y0, t_span, params=None, method="dopri5
     EnsembleGradResult
     """
     _check_model(model)
-    _check_device(device, gradients=True)
+    _check_device(device)
     from ..adjoint import common, interpolating
 
     unknown = set(options) - _GRAD_OPTIONS
@@ -348,16 +384,20 @@ def value_and_grad_ensemble(model, cost, y0, t_span, params=None, method="dopri5
                           max_steps, options)
     if int(max_steps) < 1:
         raise ValueError(f"`max_steps` must be >= 1, got {max_steps}")
-    kernels, stops, tail = interpolating.static_arguments(prob)
-    value, Z, status, t_reached, stats = runner.gradient(prob, kernels, stops, tail, P, Z0, threads)
     n, n_p, N = prob.n, prob.n_p, Z0.shape[0]
-    value = value + Z[:, n + n_p]
-    g_y0, g_p = Z[:, :n].copy(), Z[:, n:n + n_p].copy()
-    g_w = (Z[:, n + n_p + 1:].reshape(N, prob.tw.size, model.n_controls).copy()
-           if prob.n_g else None)
-    res = EnsembleGradResult(value, g_p, g_y0, g_w, status, t_reached,
-                             {"forward": _stats(stats[:, :6]), "backward": _stats(stats[:, 6:])},
-                             int(max_steps))
+    if device == "cuda":
+        res = _gradients_cuda(prob, P, Z0, options)
+    else:
+        kernels, stops, tail = interpolating.static_arguments(prob)
+        value, Z, status, t_reached, stats = runner.gradient(prob, kernels, stops, tail, P, Z0,
+                                                             threads)
+        value = value + Z[:, n + n_p]
+        g_y0, g_p = Z[:, :n].copy(), Z[:, n:n + n_p].copy()
+        g_w = (Z[:, n + n_p + 1:].reshape(N, prob.tw.size, model.n_controls).copy()
+               if prob.n_g else None)
+        res = EnsembleGradResult(value, g_p, g_y0, g_w, status, t_reached,
+                                 {"forward": _stats(stats[:, :6]),
+                                  "backward": _stats(stats[:, 6:])}, int(max_steps))
     bad = ~res.success
     for a in (res.value, res.grad_params, res.grad_y0, res.grad_controls):
         if a is not None:
