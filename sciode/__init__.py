@@ -19,6 +19,7 @@ from .solution import Solution
 from .adjoint import GradResult, value_and_grad
 from .gradcheck import GradcheckReport, gradcheck
 from .fit import FitResult, fit
+from .optimal import OptimalControlResult, optimal_control
 from .ensemble import (EnsembleGradResult, EnsembleSolution, solve_ensemble,
                        value_and_grad_ensemble)
 
@@ -40,6 +41,8 @@ __all__ = [
     "GradcheckReport",
     "fit",
     "FitResult",
+    "optimal_control",
+    "OptimalControlResult",
     "solve_ensemble",
     "value_and_grad_ensemble",
     "EnsembleSolution",
