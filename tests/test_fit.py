@@ -300,6 +300,25 @@ def test_failed_solves_are_rejected_steps(lv, noisy, noisy_fit, monkeypatch):
     assert fit.success and rel(values(fit), values(noisy_fit)) < 1e-6
 
 
+def test_failed_trial_steps_do_not_stop_lbfgs(lv, noisy, noisy_fit, monkeypatch):
+    """L-BFGS-B with solves 2 and 3 failing (its first trial steps): an infinite
+    value there made SciPy stop at the start and report convergence; the fit
+    now backtracks and reaches the optimum."""
+    real = objective.value_and_grad
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) in (2, 3):
+            raise SolverError("scripted failure")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(objective, "value_and_grad", flaky)
+    fit = sciode.fit(lv, noisy, START, Y0, method="L-BFGS-B", sensitivity="adjoint", **TIGHT)
+    assert fit.n_failed_solves == 2
+    assert fit.success and rel(values(fit), values(noisy_fit)) < 1e-5
+
+
 @pytest.fixture(scope="module")
 def blowup():
     """``x' = k x^2``, ``x(0) = 1``: ``x = 1 / (1 - k t)`` blows up at ``t = 1/k``."""

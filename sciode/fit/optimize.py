@@ -106,16 +106,25 @@ def _lbfgs(obj, theta0):
 
     prob = obj.problem
     lb, ub = prob.theta_bounds
-    n = prob.n_free
+    ev0 = obj.evaluate(theta0)
+    if ev0 is None:
+        return theta0, np.inf, False, "the solve failed at the start point", 1, 0, None
+    best = [ev0.value, np.array(theta0, dtype=float)]
 
     def fg(theta):
         ev = obj.evaluate(theta)
         if ev is None:
-            return np.inf, np.zeros(n)
+            # A smooth wall around the best point so far: above every accepted
+            # value, its gradient pointing back, so the line search backtracks.
+            # An infinite value does not work: L-BFGS-B then stops at once and
+            # reports convergence (SciPy 1.17, a failure at the first trial step).
+            scale = 1.0 + abs(best[0])
+            d = np.asarray(theta, dtype=float) - best[1]
+            return best[0] + scale * (1.0 + float(d @ d)), 2.0 * scale * d
+        if ev.value < best[0]:
+            best[0], best[1] = ev.value, np.array(theta, dtype=float)
         return ev.value, ev.grad
 
-    if obj.evaluate(theta0) is None:
-        return theta0, np.inf, False, "the solve failed at the start point", 1, 0, None
     opts = {"ftol": 1e-12, "gtol": 1e-8, "maxiter": 1000, **prob.optimizer_options}
     res = optimize.minimize(fg, theta0, jac=True, method="L-BFGS-B",
                             bounds=optimize.Bounds(lb, ub), options=opts)
