@@ -349,6 +349,19 @@ def test_blowup_reports_where(blowup, method):
     np.testing.assert_allclose(sol.y[early, 0], 1.0 / (1.0 - sol.t[early]), rtol=1e-4)
 
 
+def test_huge_finite_derivative_starts_without_dividing_by_zero():
+    """``y' = c`` with ``c = 1e300``: ``|f| / (atol + rtol |y|)`` overflows its
+    square, so Hairer's starting-step norm is infinite; the loop used to divide
+    by the resulting zero step (a ``ZeroDivisionError`` out of compiled code).
+    Now it starts small and follows ``y = 1 + c t`` (every tableau is exact on
+    a constant right-hand side)."""
+    y, c = sp.symbols("y c")
+    model = sciode.Model(states=[y], rhs=[c], params=[c], name="huge_constant_rate")
+    sol = sciode.solve(model, [1.0], (0.0, 1.0), [1e300], t_eval=[0.0, 0.5, 1.0])
+    assert sol.success, sol.message
+    np.testing.assert_allclose(sol.y[:, 0], [1.0, 0.5e300, 1e300], rtol=1e-12)
+
+
 def test_blowup_fixed_step_is_nonfinite(blowup):
     sol = sciode.solve(blowup, [1.0], (0.0, 2.0), method="rk4", dt=0.01)
     assert not sol.success and sol.status == NONFINITE and "non-finite" in sol.message

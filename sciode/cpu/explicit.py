@@ -59,7 +59,9 @@ def initial_step(sys, t0, z0, f0, direction, order, rtol, atol, hmax, span, work
     of information about the scale of ``z`` and of its derivatives."""
     d0 = rms_scaled(z0, z0, z0, rtol, atol)
     d1 = rms_scaled(f0, z0, z0, rtol, atol)
-    h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
+    # d1 = inf (|f| / scale overflows its square while f is finite) would make
+    # h0 = 0 and then divide by it: take the small step instead
+    h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5 or not math.isfinite(d1)) else 0.01 * d0 / d1
     h0 = min(h0, hmax, span)
     for i in range(z0.shape[0]):
         work[i] = z0[i] + direction * h0 * f0[i]

@@ -101,7 +101,7 @@ def build_loop(rhs, N, tab, dtype):
     def initial_step(t0, z0, f0, direction, rtol, atol, hmax, span, p, w, work, f1):
         d0 = rms(z0, z0, z0, rtol, atol)
         d1 = rms(f0, z0, z0, rtol, atol)
-        h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
+        h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5 or not math.isfinite(d1)) else 0.01 * d0 / d1
         h0 = min(h0, hmax, span)
         for m in range(N):
             work[m] = z0[m] + direction * h0 * f0[m]
