@@ -6,73 +6,19 @@ import math
 
 import numpy as np
 
-from .controls import Controls
+from .checks import (
+    _check_model,
+    check_controls,
+    check_span,
+    check_t_eval,
+    check_tolerances,
+)
 from .cpu import solvers
 from .cpu.dense import DenseOutput
 from .cpu.status import SUCCESS, message
-from .errors import ModelError, SolverError
+from .errors import SolverError
 from .methods.tableaus import Tableau
-from .model import Model
 from .solution import Solution
-
-
-def _check_model(model):
-    if not isinstance(model, Model):
-        raise TypeError(f"`model` must be a sciode.Model, got {type(model).__name__}")
-
-
-def check_span(t_span):
-    try:
-        t0, t1 = (float(v) for v in t_span)
-    except (TypeError, ValueError):
-        raise ValueError(f"`t_span` must be a pair (t0, t1) of numbers, got {t_span!r}") from None
-    if not (math.isfinite(t0) and math.isfinite(t1)):
-        raise ValueError(f"`t_span` must be finite, got {t_span!r}")
-    return t0, t1
-
-
-def check_t_eval(t_eval, t0, t1):
-    if t_eval is None:
-        return np.zeros(0)
-    # a private, writeable copy: the compiled loops take no read-only arrays
-    te = np.array(np.atleast_1d(np.asarray(t_eval, dtype=np.float64)), copy=True)
-    if te.ndim != 1 or not np.all(np.isfinite(te)):
-        raise ValueError("`t_eval` must be a 1-D array of finite times")
-    lo, hi = min(t0, t1), max(t0, t1)
-    outside = te[(te < lo) | (te > hi)]
-    if outside.size:
-        raise ValueError(f"`t_eval` values must lie within `t_span` [{lo}, {hi}]; {outside[0]} does not")
-    d = np.diff(te) * (1.0 if t1 >= t0 else -1.0)
-    if np.any(d < 0):
-        raise ValueError("`t_eval` must be sorted in the direction of integration")
-    return te
-
-
-def check_tolerances(rtol, atol, n):
-    rtol = float(rtol)
-    if not (rtol > 0 and math.isfinite(rtol)):
-        raise ValueError(f"`rtol` must be positive and finite, got {rtol}")
-    if isinstance(atol, (int, float)) and not isinstance(atol, bool):  # the common case, ~1 us
-        if not (atol > 0 and math.isfinite(atol)):
-            raise ValueError(f"`atol` must be positive and finite (scalar or one per state), got {atol!r}")
-        return rtol, np.full(n, float(atol))
-    atol_arr = np.ascontiguousarray(np.broadcast_to(np.asarray(atol, dtype=np.float64), (n,)).copy())
-    if not np.all(atol_arr > 0) or not np.all(np.isfinite(atol_arr)):
-        raise ValueError(f"`atol` must be positive and finite (scalar or one per state), got {atol!r}")
-    return rtol, atol_arr
-
-
-def check_controls(model, controls):
-    if model.n_controls == 0:
-        if controls is not None:
-            raise ModelError("`controls` given but the model declares no controls")
-        return None
-    if not isinstance(controls, Controls):
-        raise ModelError(f"model declares controls {model.controls}; pass `controls=sciode.Controls(t_grid, values)`")
-    if controls.n_controls != model.n_controls:
-        raise ModelError(f"`controls` has {controls.n_controls} columns but the model declares "
-                         f"{model.n_controls} controls {model.controls}")
-    return controls
 
 
 def solve(model, y0, t_span, params=None, t_eval=None, method="dopri5", rtol=1e-6, atol=1e-9,

@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 
 import numba
 import numpy as np
@@ -411,6 +412,45 @@ def test_concurrent_builds_agree(tmp_path):
     assert list(kernel_dir.glob("*.tmp")) == []
 
 
+@pytest.mark.parametrize("damage", ["edited", "truncated", "no digest"])
+def test_damaged_cached_module_is_rebuilt_not_run(tmp_path, monkeypatch, damage):
+    """A cached module that is not the file sciode wrote (an edit, a write cut
+    short by a full disk, a file from elsewhere) is reported and rebuilt; its
+    text never runs."""
+    from sciode.codegen import cache
+
+    monkeypatch.setenv("SCIODE_CACHE_DIR", str(tmp_path))
+    digest = f"probe{damage.replace(' ', '')}"
+    name = f"sciode_generated_probe_{digest}"
+    mod = cache.load_or_build("probe", digest, lambda: "X = 1\n")
+    assert mod.X == 1
+    path = cache.module_path("probe", digest)
+    good = path.read_text()
+    assert good.startswith(cache.DIGEST_PREFIX)
+    bad = {"edited": good.replace("X = 1", "raise RuntimeError('ran')"),
+           "truncated": good[: len(good) // 2],
+           "no digest": "raise RuntimeError('ran')\n"}[damage]
+    path.write_text(bad)
+    monkeypatch.delitem(sys.modules, name)
+    with pytest.warns(cache.CacheIntegrityWarning, match="does not match its digest"):
+        mod = cache.load_or_build("probe", digest, lambda: "X = 1\n")
+    assert mod.X == 1 and path.read_text() == good
+    monkeypatch.delitem(sys.modules, name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a sound file loads silently
+        assert cache.load_or_build("probe", digest, lambda: "X = 2\n").X == 1
+
+
+def test_cache_directories_are_private(tmp_path, monkeypatch):
+    from sciode.codegen import cache
+
+    root = tmp_path / "fresh" / "root"
+    monkeypatch.setenv("SCIODE_CACHE_DIR", str(root))
+    kernels = cache.cache_dir()
+    for d in (tmp_path / "fresh", root, kernels):
+        assert d.is_dir() and (d.stat().st_mode & 0o777) == 0o700, d
+
+
 def test_kernel_addresses_match_numba(lorenz):
     """A kernel is unboxed from the addresses it computed once (``abi.KernelType``);
     they must be Numba's own answers for the dispatcher, and the loops must
@@ -438,3 +478,39 @@ def test_kernel_addresses_match_numba(lorenz):
 
     with pytest.raises(AttributeError):
         call(Impostor(), y, p, out)
+
+# --- what users read is what runs -------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["lotka_volterra", "controlled", "lorenz"])
+def test_printed_adjoint_is_what_the_compiled_costate_computes(name, request):
+    """``derive_adjoint``'s costate right-hand side ``-dH/dy``, ``dH/dp`` and
+    ``dH/dw`` (SymPy, evaluated by substitution) equal what the compiled
+    costate system computes from the generated kernels at random points:
+    ``-(f_y^T lambda + L_y)``, ``f_p^T lambda + L_p``, ``f_w^T lambda + L_w``."""
+    model = request.getfixturevalue(name)
+    y_, p_ = model.states, model.params
+    running = sum((k + 1) * s**2 for k, s in enumerate(y_)) / 3 + (p_[0] * y_[0] if p_ else 0)
+    if model.controls:
+        running = running + model.controls[0] ** 2 * y_[0]
+    cost = sciode.Cost(running=running)
+    adj = sciode.symbolic.derive_adjoint(model, cost)
+    mk, ck = codegen.model_kernels(model), codegen.cost_kernels(model, cost)
+    n, n_p, n_w = model.n_states, model.n_params, model.n_controls
+    rng = np.random.default_rng(11)
+    for _ in range(5):
+        t, y, p, w = _random_point(model, rng)
+        lam = rng.standard_normal(n)
+        at = {model.t: t, **dict(zip(y_, y)), **dict(zip(p_, p)), **dict(zip(model.controls, w)),
+              **dict(zip(adj.costates, lam))}
+        printed = [float(e.xreplace(at)) for e in adj.costate_rhs]
+        printed_p = [float(e.xreplace(at)) for e in adj.param_gradient]
+        printed_w = [float(e.xreplace(at)) for e in adj.control_gradient]
+        vjp = _call(mk["vjp_yp"], (t, y, p, w), lam, (n + n_p,))
+        lg = _call(ck["L_grad"], (t, y, p, w), None, (n + n_p + 1,))
+        np.testing.assert_allclose(printed, -(vjp[:n] + lg[:n]), rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(printed_p, vjp[n:] + lg[n:n + n_p], rtol=RTOL, atol=ATOL)
+        if n_w:
+            vw = _call(mk["vjp_w"], (t, y, p, w), lam, (n_w,))
+            dw = _call(ck["dLdw"], (t, y, p, w), None, (n_w,))
+            np.testing.assert_allclose(printed_w, vw + dw, rtol=RTOL, atol=ATOL)

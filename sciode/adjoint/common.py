@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..api import check_controls, check_span, check_tolerances
+from ..checks import check_controls, check_span, check_tolerances
 from ..codegen import cost_kernels, model_kernels
 from ..cost import as_cost
 from ..cpu import solvers

@@ -9,7 +9,13 @@ kernels at once; each imports the file by path, and Numba's own cache
 neither regenerates source nor recompiles.
 
 The cache directory is ``$SCIODE_CACHE_DIR`` when set, else the user's cache
-directory (``platformdirs.user_cache_dir("sciode")``).
+directory (``platformdirs.user_cache_dir("sciode")``); directories sciode
+creates there are private to the user (0700).
+
+A cached module is imported only if it is the file sciode wrote: its first
+line records the sha256 of the rest (``# sciode-digest: ...``), checked before
+import.  A truncated write (full disk) or an edited file is rebuilt from the
+model and reported (``CacheIntegrityWarning``), never executed.
 """
 
 from __future__ import annotations
@@ -19,19 +25,46 @@ import importlib.util
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numba
 
 #: Bump when the generated source or the kernel ABI changes.
-CODEGEN_API = 12
+CODEGEN_API = 13
 
 #: Counters for this process: modules written vs. found on disk.
 STATS = {"generated": 0, "reused": 0}
 
 
+#: First line of every cached module: the sha256 of the lines after it.
+DIGEST_PREFIX = "# sciode-digest: "
+
+
+class CacheIntegrityWarning(RuntimeWarning):
+    """A cached kernel module did not match its recorded digest and was rebuilt."""
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` and its missing parents user-private (0700); existing
+    directories are left as they are."""
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:  # another process made it meanwhile
+            pass
+    return path
+
+
 def cache_dir() -> Path:
-    """The root of the sciode cache (created on demand)."""
+    """The kernel modules' directory of the sciode cache (created on demand, 0700)."""
     env = os.environ.get("SCIODE_CACHE_DIR")
     if env:
         root = Path(env)
@@ -39,9 +72,24 @@ def cache_dir() -> Path:
         import platformdirs
 
         root = Path(platformdirs.user_cache_dir("sciode"))
-    path = root / "kernels"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return private_dir(root / "kernels")
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sealed(source: str) -> str:
+    """``source`` with its digest line in front."""
+    return f"{DIGEST_PREFIX}{_sha(source)}\n{source}"
+
+
+def unseal(text: str) -> str | None:
+    """The source under a valid digest line, else None."""
+    head, sep, body = text.partition("\n")
+    if not sep or not head.startswith(DIGEST_PREFIX):
+        return None
+    return body if head[len(DIGEST_PREFIX):] == _sha(body) else None
 
 
 def content_hash(*parts: str) -> str:
@@ -82,15 +130,28 @@ def load_or_build(kind: str, digest: str, build_source):
     if name in sys.modules:
         return sys.modules[name]
     path = module_path(kind, digest)
+    source = None
     if path.exists():
+        try:
+            source = unseal(path.read_text())
+        except (OSError, UnicodeDecodeError):
+            source = None
+        if source is None:
+            warnings.warn(f"cached kernel module {path} does not match its digest (a truncated "
+                          "write or an edit); rebuilt from the model, the file was not run",
+                          CacheIntegrityWarning, stacklevel=3)
+    if source is not None:
         STATS["reused"] += 1
     else:
         source = build_source()
         compile(source, str(path), "exec")  # never cache a module that cannot import
-        write_atomic(path, source)
+        write_atomic(path, sealed(source))
         STATS["generated"] += 1
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    # run the text that was checked (or just built), not a second read of the file;
+    # compiled under the file's name, so Numba's cache finds its machine code beside it
+    exec(compile(DIGEST_PREFIX + _sha(source) + "\n" + source, str(path), "exec"),  # noqa: S102
+         module.__dict__)
     return module

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..api import (
+from ..checks import (
     _check_model,
     check_controls,
     check_span,

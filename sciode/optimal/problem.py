@@ -17,7 +17,7 @@ import numpy as np
 import sympy as sp
 
 from ..adjoint import initial_state, value_and_grad
-from ..api import check_span
+from ..checks import check_span
 from ..controls import Controls
 from ..cost import as_cost
 from ..errors import ModelError
