@@ -72,6 +72,19 @@ class SciodeCacheLocator(caching._CacheLocator):
     def get_cache_path(self):
         return self._cache_path
 
+    def ensure_cache_path(self):
+        # the cache root is the user's alone (0700), as the kernel modules' directory
+        missing, p = [], numba_cache_root()
+        while not p.exists() and p.parent != p:
+            missing.append(p)
+            p = p.parent
+        for d in reversed(missing):
+            try:
+                d.mkdir(mode=0o700)
+            except FileExistsError:
+                pass
+        super().ensure_cache_path()
+
     def get_source_stamp(self):
         return SOURCE_HASH
 

@@ -449,6 +449,14 @@ def test_cache_directories_are_private(tmp_path, monkeypatch):
     kernels = cache.cache_dir()
     for d in (tmp_path / "fresh", root, kernels):
         assert d.is_dir() and (d.stat().st_mode & 0o777) == 0o700, d
+    # and the compiled loops' cache root, made by a new process on first compile
+    from sciode import _numba_cache
+
+    monkeypatch.setenv("SCIODE_CACHE_DIR", str(tmp_path / "other"))
+    loc = _numba_cache.SciodeCacheLocator.from_function(None, _numba_cache.__file__)
+    assert loc is not None
+    for d in (tmp_path / "other", tmp_path / "other" / "numba"):
+        assert (d.stat().st_mode & 0o777) == 0o700, d
 
 
 def test_kernel_addresses_match_numba(lorenz):

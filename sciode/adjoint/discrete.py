@@ -12,7 +12,9 @@ order::
 
 Observations read from the dense output ``z + h sum_i w_i(theta) K_i`` add
 ``r`` to ``a`` and ``h w_i(theta) r`` to ``Kbar_i`` (DOP853's extra stages
-are stages like the others).  The system is ``z = [y, q]`` with ``q' = L``,
+are stages like the others).  A stage at time ``tau`` reads the controls
+``w(tau) = (1 - s) W_k + s W_{k+1}``, so the grid values gain
+``(1 - s, s) (dF/dw)(Y_i)^T Kbar_i`` (``grad_controls``).  The system is ``z = [y, q]`` with ``q' = L``,
 so a running cost is integrated by the same scheme.  The result matches
 finite differences of the same scheme on the same step sequence to rounding.
 """
@@ -24,7 +26,7 @@ import numpy as np
 
 from .. import abi
 from ..cpu import solvers
-from ..cpu.controls import control_at
+from ..cpu.controls import control_at, control_segment
 from ..cpu.drivers import entry, register_entry
 from ..cpu.stepping import interp_weights
 from . import common
@@ -52,8 +54,22 @@ def _stage_vjp(vjp_y, vjp_p, dLdy, dLdp, t, Y, p, w, kbar, ybar, pbar, tmp_n, tm
             pbar[j] += kbar[n] * tmp_p[j]
 
 
-def _discrete_reverse(vjp_y, vjp_p, dLdy, dLdp, p, tw, W, wbuf, ts, hs, zs, Ks, Af, bf, cf, P,
-                      abar, t_rows, JY):
+@nb.njit(cache=True, nogil=True)
+def _stage_control_vjp(vjp_w, dLdw, t, Y, p, w, kbar, tw, Gw, tmp_w, tmp_w2):
+    """``Gw[k:k+2] += (1 - s, s) (dF/dw)^T kbar`` at stage time ``t`` (hat weights)."""
+    n = Y.shape[0] - 1
+    vjp_w(t, Y[:n], p, w, kbar[:n], tmp_w)
+    dLdw(t, Y[:n], p, w, tmp_w2)
+    k, s = control_segment(t, tw)
+    for j in range(tmp_w.shape[0]):
+        g = tmp_w[j] + kbar[n] * tmp_w2[j]
+        Gw[k, j] += (1.0 - s) * g
+        if s != 0.0:
+            Gw[k + 1, j] += s * g
+
+
+def _discrete_reverse(vjp_y, vjp_p, vjp_w, dLdy, dLdp, dLdw, p, tw, W, wbuf, ts, hs, zs, Ks, Af,
+                      bf, cf, P, abar, t_rows, JY):
     n = JY.shape[1]
     nz = zs.shape[1]
     s_tot = Af.shape[0]
@@ -66,6 +82,9 @@ def _discrete_reverse(vjp_y, vjp_p, dLdy, dLdp, p, tw, W, wbuf, ts, hs, zs, Ks, 
     Y = np.zeros(nz)
     tmp_n = np.zeros(n)
     tmp_p = np.zeros(p.shape[0])
+    n_w = wbuf.shape[0]
+    Gw = np.zeros((tw.shape[0] if n_w > 0 else 0, n_w))
+    tmp_w, tmp_w2 = np.zeros(n_w), np.zeros(n_w)
     wts = np.zeros(P.shape[0])
     r = t_rows.shape[0] - 1
     for k in range(n_steps - 1, -1, -1):
@@ -101,6 +120,8 @@ def _discrete_reverse(vjp_y, vjp_p, dLdy, dLdp, p, tw, W, wbuf, ts, hs, zs, Ks, 
             if wbuf.shape[0] > 0:
                 control_at(tt, tw, W, wbuf)
             _stage_vjp(vjp_y, vjp_p, dLdy, dLdp, tt, Y, p, wbuf, Kbar[i], Ybar, pbar, tmp_n, tmp_p)
+            if n_w > 0:
+                _stage_control_vjp(vjp_w, dLdw, tt, Y, p, wbuf, Kbar[i], tw, Gw, tmp_w, tmp_w2)
             for m in range(nz):
                 a[m] += Ybar[m]
             for j in range(i):
@@ -111,11 +132,12 @@ def _discrete_reverse(vjp_y, vjp_p, dLdy, dLdp, p, tw, W, wbuf, ts, hs, zs, Ks, 
         for m in range(n):
             a[m] += JY[r, m]
         r -= 1
-    return a, pbar
+    return a, pbar, Gw
 
 
 register_entry("discrete_reverse", _discrete_reverse,
-               (abi.VJP, abi.VJP, abi.VEC, abi.VEC, A1, A1, A2, A1, A1, A1, A2, A3, A2, A1, A1, A2, A1, A1, A2))
+               (abi.VJP, abi.VJP, abi.VJP, abi.VEC, abi.VEC, abi.VEC, A1, A1, A2, A1, A1, A1, A2, A3,
+                A2, A1, A1, A2, A1, A1, A2))
 
 
 def full_stages(tab):
@@ -161,12 +183,14 @@ def run(prob) -> common.GradResult:
     abar = np.concatenate([dPhidy, [1.0]])
     Af, bf, cf = full_stages(tab)
     mk, ck = prob.mk, prob.ck
-    a, pbar = entry("discrete_reverse")(
-        mk["vjp_y"], mk["vjp_p"], ck["dLdy"], ck["dLdp"], prob.p, prob.tw, prob.W, prob.wbuf(),
+    a, pbar, Gw = entry("discrete_reverse")(
+        mk["vjp_y"], mk["vjp_p"], mk["vjp_w"], ck["dLdy"], ck["dLdp"], ck["dLdw"], prob.p, prob.tw,
+        prob.W, prob.wbuf(),
         raw.ts, raw.hs, raw.zs, raw.Ks, Af, bf, cf, solvers.rk_method(tab).P,
         abar, prob.t_rows, np.ascontiguousarray(JY))
     value = phi + zN[prob.n] + common.misfit(prob, H)
     grad_p = pbar + dPhidp + JP.sum(axis=0)
     stats = {"forward": dict(raw.stats), "peak_stored_floats": int(raw.Ks.size + raw.zs.size)}
-    return common.GradResult(value, grad_p, a[:prob.n].copy(), None, stats,
+    g_w = Gw if prob.controls is not None else None
+    return common.GradResult(value, grad_p, a[:prob.n].copy(), g_w, stats,
                              {"step_sizes": raw.hs.copy()})
