@@ -57,6 +57,9 @@ def value_and_grad(model, cost, y0, t_span, params=None, sensitivity="adjoint", 
         raise TypeError(f"unknown option(s) {sorted(unknown)}; valid options are {sorted(_OPTIONS)}")
     if sensitivity not in MODES:
         raise ValueError(f"`sensitivity` must be one of {list(MODES)}; got {sensitivity!r}")
+    from ..methods import registry
+
+    registry.check(method, sensitivity=sensitivity)  # a pair that does not exist, before compiling
     y0_num, dy0dp = initial_state(model, y0, params)
     prob = prepare(model, cost, y0_num, t_span, params, method, rtol, atol, controls, max_steps, options)
     res = MODES[sensitivity](prob)

@@ -27,7 +27,7 @@ import numba
 import numpy as np
 from numba import cuda  # a module global: the simulator swaps it inside kernels
 
-from ..methods.tableaus import EXPLICIT_TABLEAUS
+from ..methods.registry import METHODS
 from .loop import build_loop
 
 THREADS_PER_BLOCK = 128
@@ -43,8 +43,9 @@ def available() -> bool:
 
 
 def supported(method: str) -> bool:
-    tab = EXPLICIT_TABLEAUS.get(str(method).lower())
-    return tab is not None and tab.adaptive and tab.e3 is None and tab.s_extra == 0
+    """Whether ``method`` runs on the GPU (``sciode.methods.registry``)."""
+    info = METHODS.get(str(method).lower())
+    return info is not None and "cuda" in info.devices
 
 
 def _kernel(mk, tab, dtype):

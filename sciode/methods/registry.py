@@ -1,0 +1,109 @@
+"""Every method sciode has, in one table: family, order, controller, and
+what it supports (sensitivity modes, devices).
+
+This is the list a user reads (``sciode.methods.registry.METHODS``, or
+``describe()``) and the one check every entry point asks
+(``check(method, sensitivity=..., device=...)``), so that a pair that does
+not exist is a ``ValueError`` naming what does, before anything compiles.
+The coefficients themselves stay in the tableau modules (data shared by
+every backend); the loops that run them register nothing here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .explicit_tableaus import EXPLICIT_TABLEAUS
+from .stiff_tableaus import STIFF_TABLEAUS
+
+#: Every sensitivity mode of ``value_and_grad``.
+ALL_MODES = ("adjoint", "backsolve", "checkpoint", "forward", "discrete", "fd")
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """One method: ``family`` (``explicit``, ``rosenbrock``, ``esdirk``),
+    ``order`` (of the solution; ``error_order`` of its embedded estimate, 0
+    without), ``controller``, the sensitivity ``modes`` it supports and the
+    ``devices`` it runs on (``cpu``: ``solve`` and the CPU ensembles;
+    ``torch``: ``sciode.torch.odeint``; ``cuda``: the GPU ensembles)."""
+
+    name: str
+    family: str
+    order: int
+    error_order: int
+    adaptive: bool
+    controller: str
+    modes: tuple
+    devices: tuple
+
+
+def _explicit(tab) -> MethodInfo:
+    if not tab.adaptive:
+        controller = "fixed step (dt)"
+    elif tab.e3 is not None:
+        controller = "I, exponent 1/8 on DOP853's combined 5th/3rd-order estimate"
+    elif tab.error_order + 1 >= 5:
+        controller = f"PI, exponent 1/{tab.error_order + 1}, beta 0.04"
+    else:
+        controller = f"I, exponent 1/{tab.error_order + 1}"
+    cuda = tab.adaptive and tab.e3 is None and tab.s_extra == 0
+    return MethodInfo(tab.name, "explicit", tab.order, tab.error_order, tab.adaptive, controller,
+                      ALL_MODES, ("cpu", "torch", "cuda") if cuda else ("cpu", "torch"))
+
+
+#: The stiff methods' sensitivity modes: a Rosenbrock method loses order with
+#: the approximate Jacobian of the forward-sensitivity system; nothing stiff
+#: re-integrates backward (backsolve) or is differentiated step by step (discrete).
+_STIFF = {
+    "rodas4": ("rosenbrock", ("adjoint", "checkpoint", "fd"),
+               "Gustafsson's predictive controller, exponent 1/4"),
+    "kvaerno5": ("esdirk", ("adjoint", "checkpoint", "forward", "fd"),
+                 "PI, exponents 0.7/q and 0.4/q, q = 5"),
+}
+
+METHODS: dict[str, MethodInfo] = {name: _explicit(tab) for name, tab in EXPLICIT_TABLEAUS.items()}
+for _name, (_family, _modes, _controller) in _STIFF.items():
+    _tab = STIFF_TABLEAUS[_name]
+    METHODS[_name] = MethodInfo(_name, _family, _tab.order, _tab.error_order, True, _controller,
+                                _modes, ("cpu",))
+
+
+def method_info(method: str) -> MethodInfo:
+    """The entry for ``method`` (case-insensitive); ``ValueError`` listing the names."""
+    if not isinstance(method, str):
+        raise TypeError(f"`method` must be a string, got {type(method).__name__}")
+    info = METHODS.get(method.lower())
+    if info is None:
+        valid = ", ".join(repr(m) for m in METHODS)
+        raise ValueError(f"`method` must be one of {valid}; got {method!r}.")
+    return info
+
+
+def check(method: str, sensitivity: str | None = None, device: str | None = None) -> MethodInfo:
+    """``method_info(method)``, after checking that it supports ``sensitivity``
+    and runs on ``device``; the error names the methods that would."""
+    info = method_info(method)
+    if sensitivity is not None and sensitivity not in info.modes:
+        able = [m.name for m in METHODS.values() if sensitivity in m.modes]
+        raise ValueError(f"sensitivity={sensitivity!r} does not support method={info.name!r} "
+                         f"({info.family}); {info.name!r} supports {list(info.modes)}, and "
+                         f"sensitivity={sensitivity!r} supports {able}")
+    if device is not None and device not in info.devices:
+        able = [m.name for m in METHODS.values() if device in m.devices]
+        raise ValueError(f"method={info.name!r} does not run on device={device!r}; methods there: "
+                         f"{able}")
+    return info
+
+
+def describe() -> str:
+    """The table as text: one row per method."""
+    rows = [f"{'method':9s} {'family':10s} {'order':5s} {'modes':46s} devices"]
+    for m in METHODS.values():
+        order = f"{m.order}({m.error_order})" if m.adaptive else str(m.order)
+        rows.append(f"{m.name:9s} {m.family:10s} {order:5s} {','.join(m.modes):46s} "
+                    f"{','.join(m.devices)}")
+    return "\n".join(rows)
+
+
+__all__ = ["ALL_MODES", "METHODS", "MethodInfo", "check", "describe", "method_info"]
