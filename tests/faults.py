@@ -144,7 +144,8 @@ def flip_dPhidp(monkeypatch, model, cost) -> None:
 
 def flip_control_vjp(monkeypatch, model, cost) -> None:
     """Fault 5: ``(df/dw)^T v`` (kernel ``vjp_w``) with the wrong sign: the
-    control gradients ``G_k' = -phi_k dH/dw`` of the costate sweeps."""
+    control gradients ``G_k' = -phi_k dH/dw`` of the costate sweeps, the
+    discrete adjoint's stage terms and the forward sensitivities' forcing."""
     _plant(monkeypatch, model_kernels(model), "vjp_w", "negate", _negate_all)
     _forget_plans(monkeypatch)
 

@@ -49,9 +49,8 @@ fault (id)             affected modes                               why
 4 ``y0_grad_sign``     adjoint, checkpoint, backsolve, discrete     ``dJ/dx0 = lambda(t0)``, whose rate is
   ``vjp_y`` and                                                     ``(df/dy)^T lambda`` (``vjp_yp[:n]``,
   ``vjp_yp[:n]``                                                    discrete ``vjp_y``); ``dJ/dp`` follows.
-5 ``vjp_w_sign``       adjoint, checkpoint, backsolve               only the sweeps integrate control
-  kernel ``vjp_w``     (control gradient only)                      gradients; forward, discrete, fd
-                                                                    return none.
+5 ``vjp_w_sign``       adjoint, checkpoint, backsolve, forward,     every mode's control gradient reads
+  kernel ``vjp_w``     discrete (control gradient only)             ``(df/dw)^T``; fd differences values.
 6a ``shared_obs``      all six (value and every gradient,           every mode (and gradcheck's finite
   ``obs*`` x 1.05,     consistently)                                differences of sciode's ``J``) reads
   consistently                                                      the same kernels: only a reference
@@ -129,7 +128,8 @@ FAULTS = {
                          lambda q: q == "dJ/dc"),
     "y0_grad_sign": Fault(faults.flip_state_vjp, SWEEPS + ("discrete",), "decay", "damped_oscillator",
                           lambda q: q == "dJ/dx(t0)"),
-    "vjp_w_sign": Fault(faults.flip_control_vjp, SWEEPS, "controlled", "controlled",
+    "vjp_w_sign": Fault(faults.flip_control_vjp, SWEEPS + ("forward", "discrete"), "controlled",
+                        "controlled",
                         lambda q: q.startswith("dJ/du[")),
     "shared_obs": Fault(faults.scale_observables, MODES, "decay", "observation_edges",
                         lambda q: q == "J", value_only=True),

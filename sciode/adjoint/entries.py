@@ -291,14 +291,17 @@ register_entry("backsolve_sweep", _backsolve_sweep,
                (VEC,) + _RATE_FNS + (A1, A1, A2, A1, A1, F8, F8, A1, A2, A2, A1) + SWEEP_ARGS)
 
 
-def _sensitivity_entry(rhs, jac_y, sens_rhs, L, dLdy, dLdp, p, tw, W, wbuf, n, z0, t0, t1, method,
-                       rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops):
-    n_cols = p.shape[0] + n
-    n_p = p.shape[0]
-    buf = np.zeros(n + n_p + 1)
+def _sensitivity_entry(rhs, jac_y, sens_rhs, L, dLdy, dLdp, vjp_w, dLdw, p, tw, W, wbuf, n, z0, t0,
+                       t1, method, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense,
+                       t_stops):
+    n_p, n_w = p.shape[0], wbuf.shape[0]
+    n_cols = n_p + n + tw.shape[0] * n_w  # [p, y0, control grid values]
+    buf = np.zeros(2 * n + n_p + 1 + n_w)
     b = borrow1(buf)  # borrowed views of one scratch block, kept alive below
-    sys = SensitivitySystem(rhs, jac_y, sens_rhs, L, dLdy, dLdp, borrow1(p), borrow1(tw),
-                            borrow2(W), borrow1(wbuf), b[:n], b[n:n + n_p], b[n + n_p:], n_cols)
+    o = n + n_p + 1
+    sys = SensitivitySystem(rhs, jac_y, sens_rhs, L, dLdy, dLdp, vjp_w, dLdw, borrow1(p),
+                            borrow1(tw), borrow2(W), borrow1(wbuf), b[:n], b[n:n + n_p],
+                            b[n + n_p:o], b[o:o + n_w], b[o + n_w:], n_cols)
     out = integrate(method, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
                     store_dense, t_stops)
     keep_alive(buf)
@@ -306,7 +309,7 @@ def _sensitivity_entry(rhs, jac_y, sens_rhs, L, dLdy, dLdp, p, tw, W, wbuf, n, z
 
 
 register_entry("sensitivity", _sensitivity_entry,
-               (VEC, MAT, SENS, VEC, VEC, VEC, A1, A1, A2, A1, I8, A1) + LOOP_ARGS)
+               (VEC, MAT, SENS, VEC, VEC, VEC, VJP, VEC, A1, A1, A2, A1, I8, A1) + LOOP_ARGS)
 
 
 def _quadrature_entry(rhs, jac_y, L, dLdy, p, tw, W, wbuf, z0, t0, t1, method, rtol, atol, h_init,

@@ -38,9 +38,9 @@ def residual_jacobian(prob, Y_rows, H, S_rows):
 
 def run(prob) -> common.GradResult:
     n, n_p = prob.n, prob.n_p
-    m = n_p + n
+    m = n_p + n + prob.n_g  # columns: params, initial state, control grid values
     S0 = np.zeros((n, m))
-    S0[:, n_p:] = np.eye(n)
+    S0[:, n_p:n_p + n] = np.eye(n)
     z0 = np.concatenate([prob.y0, S0.ravel(), [0.0], np.zeros(m)])
     atol = prob.aug_atol(z0.size, n)
     atol[:n] = prob.atol
@@ -50,8 +50,9 @@ def run(prob) -> common.GradResult:
     tw, W, wbuf = solvers.control_arrays(prob.controls, prob.model.n_controls)
     method = common.augmented_method(prob, "forward", exact_jacobian=False)
     out = entry("sensitivity", method)(
-        mk["rhs"], mk["jac_y"], mk["sens_rhs"], ck["L"], ck["dLdy"], ck["dLdp"], prob.p, tw, W, wbuf, n,
-        z0, prob.t0, prob.t1, *common.loop_tail(prob, method, atol, prob.t_rows, -1))
+        mk["rhs"], mk["jac_y"], mk["sens_rhs"], ck["L"], ck["dLdy"], ck["dLdp"], mk["vjp_w"],
+        ck["dLdw"], prob.p, tw, W, wbuf, n, z0, prob.t0, prob.t1,
+        *common.loop_tail(prob, method, atol, prob.t_rows, -1))
     status, t_reached, _, ts, zs, hs, Ks, z_eval, st = out
     common.check_status(status, t_reached, prob, "forward (sensitivities)")
     z1 = zs[-1]
@@ -68,7 +69,10 @@ def run(prob) -> common.GradResult:
     grad[:n_p] += JP.sum(axis=0)
     value = phi + q + common.misfit(prob, H)
     stats = {"forward": solvers.loop_stats(st), "peak_stored_floats": int(zs.size + ts.size)}
+    k = n_p + n  # the [p, y0] columns; the control columns follow
+    S_rows, S1 = np.ascontiguousarray(S_rows[:, :, :k]), np.ascontiguousarray(S1[:, :k])
     extra = {"S_rows": S_rows, "H_rows": H, "S_end": S1}
     if prob.t_rows.size:
         extra["residuals"], extra["residual_jacobian"] = residual_jacobian(prob, Y_rows, H, S_rows)
-    return common.GradResult(value, grad[:n_p].copy(), grad[n_p:].copy(), None, stats, extra)
+    return common.GradResult(value, grad[:n_p].copy(), grad[n_p:k].copy(),
+                             common.control_gradient(prob, grad[k:]), stats, extra)

@@ -14,8 +14,10 @@ Each is a ``NamedTuple`` of kernels and arrays registered with
 
   where ``phi_k`` are the hat functions of the piecewise-linear control grid.
 - ``SensitivitySystem``: ``z = [y, S, q, dq]`` forward, with
-  ``S = [dy/dp, dy/dy0]`` (``n x (n_p + n)``), ``S' = J S + [f_p, 0]``,
-  ``q' = L`` and ``dq' = dL/dy S + [dL/dp, 0]``.
+  ``S = [dy/dp, dy/dy0, dy/dW]`` (``n x (n_p + n + n_grid n_w)``),
+  ``S' = J S + [f_p, 0, f_w phi_k]``, ``q' = L`` and
+  ``dq' = dL/dy S + [dL/dp, 0, dL/dw phi_k]`` (the control columns only
+  with controls: ``W_kj`` moves ``w_j(t)`` by the hat function ``phi_k(t)``).
 - ``QuadratureSystem``: ``z = [y, q]`` with ``q' = L`` (the discrete adjoint
   differentiates the scheme applied to this system).
 """
@@ -52,8 +54,8 @@ CostateSystem = namedtuple("CostateSystem", RATE_FIELDS + [
 BacksolveSystem = namedtuple("BacksolveSystem", RATE_FIELDS + ["rhs", "ybuf", "fy"] + JUMP_FIELDS)
 
 SensitivitySystem = namedtuple("SensitivitySystem", [
-    "rhs", "jac_y", "sens_rhs", "L", "dLdy", "dLdp", "p", "tw", "W", "wbuf", "tmp_n", "tmp_p", "one",
-    "n_cols"])
+    "rhs", "jac_y", "sens_rhs", "L", "dLdy", "dLdp", "vjp_w", "dLdw", "p", "tw", "W", "wbuf",
+    "tmp_n", "tmp_p", "one", "tmp_w", "unit", "n_cols"])
 
 QuadratureSystem = namedtuple("QuadratureSystem", ["rhs", "jac_y", "L", "dLdy", "p", "tw", "W", "wbuf",
                                                    "one", "tmp_n"])
@@ -273,6 +275,24 @@ def _sensitivity_rhs(sys, t, z, out):
         for i in range(n):
             acc += sys.tmp_n[i] * S[i, c]
         out[q + 1 + c] = acc
+    n_w = sys.wbuf.shape[0]
+    if m > n_p + n and n_w > 0:
+        # control columns: W_kj moves w_j by (1 - s) at k and s at k + 1
+        k, s = control_segment(t, sys.tw)
+        c0 = n_p + n + k * n_w
+        for i in range(n):  # f_w row i, by a unit cotangent (no f_w kernel)
+            sys.unit[i] = 1.0
+            sys.vjp_w(t, y, sys.p, sys.wbuf, sys.unit, sys.tmp_w)
+            sys.unit[i] = 0.0
+            for j in range(n_w):
+                dS[i, c0 + j] += (1.0 - s) * sys.tmp_w[j]
+                if s != 0.0:
+                    dS[i, c0 + n_w + j] += s * sys.tmp_w[j]
+        sys.dLdw(t, y, sys.p, sys.wbuf, sys.tmp_w)
+        for j in range(n_w):
+            out[q + 1 + c0 + j] += (1.0 - s) * sys.tmp_w[j]
+            if s != 0.0:
+                out[q + 1 + c0 + n_w + j] += s * sys.tmp_w[j]
 
 
 @nb.njit(cache=True, nogil=True)

@@ -62,6 +62,17 @@ _STIFF = {
                  "PI, exponents 0.7/q and 0.4/q, q = 5"),
 }
 
+#: Why a family lacks a mode (the error says it).
+_WHY = {
+    ("rosenbrock", "forward"): "the forward-sensitivity system's Jacobian is approximated, which "
+                               "a Rosenbrock method cannot use (it would lose order); use "
+                               "method='kvaerno5'",
+    ("rosenbrock", "backsolve"): "re-integrating a stiff state backward in time is unstable",
+    ("esdirk", "backsolve"): "re-integrating a stiff state backward in time is unstable",
+    ("rosenbrock", "discrete"): "the discrete adjoint differentiates an explicit Runge-Kutta scheme",
+    ("esdirk", "discrete"): "the discrete adjoint differentiates an explicit Runge-Kutta scheme",
+}
+
 METHODS: dict[str, MethodInfo] = {name: _explicit(tab) for name, tab in EXPLICIT_TABLEAUS.items()}
 for _name, (_family, _modes, _controller) in _STIFF.items():
     _tab = STIFF_TABLEAUS[_name]
@@ -86,9 +97,10 @@ def check(method: str, sensitivity: str | None = None, device: str | None = None
     info = method_info(method)
     if sensitivity is not None and sensitivity not in info.modes:
         able = [m.name for m in METHODS.values() if sensitivity in m.modes]
+        why = _WHY.get((info.family, sensitivity))
         raise ValueError(f"sensitivity={sensitivity!r} does not support method={info.name!r} "
-                         f"({info.family}); {info.name!r} supports {list(info.modes)}, and "
-                         f"sensitivity={sensitivity!r} supports {able}")
+                         f"({info.family}{': ' + why if why else ''}); {info.name!r} supports "
+                         f"{list(info.modes)}, and sensitivity={sensitivity!r} supports {able}")
     if device is not None and device not in info.devices:
         able = [m.name for m in METHODS.values() if device in m.devices]
         raise ValueError(f"method={info.name!r} does not run on device={device!r}; methods there: "
