@@ -22,6 +22,7 @@ from .fit import FitResult, fit
 from .optimal import OptimalControlResult, optimal_control
 from .ensemble import (EnsembleGradResult, EnsembleSolution, solve_ensemble,
                        value_and_grad_ensemble)
+from . import sbml, petab  # need libsbml/petab only when used (`pip install sciode[sbml]`)
 
 __all__ = [
     "__version__",
@@ -47,4 +48,6 @@ __all__ = [
     "value_and_grad_ensemble",
     "EnsembleSolution",
     "EnsembleGradResult",
+    "sbml",
+    "petab",
 ]
