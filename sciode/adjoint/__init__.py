@@ -39,7 +39,8 @@ def value_and_grad(model, cost, y0, t_span, params=None, sensitivity="adjoint", 
         (forward mode, default True), ``drift_tol`` (backsolve warning at ``drift_tol * sqrt(steps)``
         tolerance units of drift, default 100),
         ``quad_error_control`` (adjoint, checkpoint, backsolve: keep the quadratures
-        ``dJ/dp`` in the backward error test, default False as in CVODES)
+        ``dJ/dp`` in the backward error test; default False for explicit methods
+        as in CVODES, True for stiff ones, see ``common.sweep_tolerances``)
 
     Returns
     -------
