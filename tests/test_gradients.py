@@ -584,6 +584,27 @@ def test_control_gradient_adaptive(driven, mode):
     assert rel_err(full_grad(res), full_grad(fwd)) < 1e-6
 
 
+@pytest.mark.parametrize("mode", ("adjoint", "checkpoint", "backsolve", "discrete", "fd", "forward"))
+def test_control_gradient_with_data_and_running_cost(driven, mode):
+    """Controls, observation data and a running cost together (rk4 on the
+    control grid as above): every mode's ``grad_controls`` equals central
+    differences of the cost (step 1e-3; the cost is quadratic in the grid
+    values, x being linear in u) to 1e-9 (fd: rounding-limited, 5e-9)."""
+    x, u = driven.states[0], driven.controls[0]
+    data = sciode.LeastSquares(np.array([0.3, 0.75, 1.25, 2.0]), np.array([[0.9], [0.5], [0.8], [0.2]]),
+                               sigma=0.1)
+    cost = sciode.Cost(running=x**2 + 0.5 * u**2, data=data)
+
+    def run(vals, m=mode):
+        ctrl = sciode.Controls(CTRL_GRID, np.reshape(vals, (-1, 1)))
+        return vg(driven, cost, [1.0], (0.0, 2.0), [0.8], m, controls=ctrl, method="rk4",
+                  dt=2.0**-8)
+
+    res = run(CTRL_VALUES)
+    ref = _own_central_diff(lambda v: run(v).value, CTRL_VALUES, rel=1e-3)
+    assert rel_err(res.grad_controls[:, 0], ref) < (5e-9 if mode == "fd" else 1e-9)
+
+
 # --- failures ----------------------------------------------------------------------------------
 
 
