@@ -7,7 +7,8 @@ forward cost, every sensitivity mode, equal-error comparisons, time to first
 gradient), ``scaling`` (adjoint vs forward as parameters grow; stored floats
 as steps grow), ``fit`` (parameter fits against SciPy; multistart on Dask), ``ensemble`` (many
 members, each with its own steps), ``torch`` (the torch path against torchdiffeq and
-torchode), ``cuda`` (GPU ensembles; needs a device), ``all``.  Tables are printed and written to
+torchode), ``cuda`` (GPU ensembles; needs a device), ``petab`` (the shared PEtab
+problems against their references), ``all``.  Tables are printed and written to
 ``benchmarks/results/<suite>.md``.  See ``benchmarks/README.md``.
 """
 
@@ -20,7 +21,7 @@ import sys
 import time
 import warnings
 
-SUITES = ("solve", "stiff", "grad", "scaling", "fit", "ensemble", "torch", "cuda")
+SUITES = ("solve", "stiff", "grad", "scaling", "fit", "ensemble", "torch", "cuda", "petab")
 
 
 def main(argv=None) -> int:
