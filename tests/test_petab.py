@@ -284,3 +284,20 @@ def test_boehm_gradient_matches_central_differences(sensitivity):
     fd_error = np.abs(fd[1e-4] - fd[2e-4]).max() / scale
     assert fd_error < 1e-5
     assert np.abs(g - fd[1e-4]).max() / scale < max(10 * fd_error, 1e-6)
+
+
+def test_runner_prints_the_checks_and_fits(capsys):
+    """``python -m sciode.petab``: sizes, objective, the gradient's agreement with
+    central differences (small on this smooth problem), timings, and a 2-start fit
+    that does not end above its start."""
+    from sciode.petab.__main__ import main
+
+    path = Path(__file__).resolve().parent / "data" / "petab_small" / "problem.yaml"
+    assert main([str(path), "--fit", "--starts", "2", "--rtol", "1e-10", "--atol", "1e-12"]) == 0
+    out = capsys.readouterr().out
+    assert "nominal: llh = " in out and "warm" in out and "best: nllh = " in out
+    rel = float(out.split("max |g - g_fd| / max |g_fd| = ")[1].split()[0])
+    assert rel < 1e-4
+    start = float(out.split("nominal: llh = ")[1].split(",")[0])
+    best = float(out.split("best: nllh = ")[1].split()[0])
+    assert best <= -start + 1e-9

@@ -1,7 +1,8 @@
 """``python -m sciode.petab PROBLEM.yaml [--fit --starts N]``: the PEtab runner.
 
-Prints the problem's sizes, the log-likelihood at the nominal parameters and
-the gradient there (with timings).  ``--fit`` minimises the negative
+Prints the problem's sizes, the log-likelihood at the nominal parameters, the
+gradient there with its agreement with central differences, and timings
+(import, first and warm gradient).  ``--fit`` minimises the negative
 log-likelihood in PEtab scale within the parameter table's bounds with
 L-BFGS-B on the gradient, from the nominal point and ``N - 1`` points drawn
 uniformly in the bounds (seeded), and prints the best result.
@@ -16,8 +17,9 @@ import time
 import numpy as np
 
 
-def _fit(prob, starts: int, seed: int, sensitivity: str):
+def _fit(prob, starts: int, seed: int, sensitivity: str, progress: bool = True):
     from scipy.optimize import minimize
+    from tqdm.auto import tqdm
 
     from ..errors import SolverError
 
@@ -25,20 +27,28 @@ def _fit(prob, starts: int, seed: int, sensitivity: str):
     rng = np.random.default_rng(seed)
     points = [np.clip(prob.nominal, lo, hi)] + [lo + (hi - lo) * rng.random(lo.size) for _ in range(starts - 1)]
 
-    # Where the model cannot be simulated (or the likelihood is infinite) a
-    # large finite value makes L-BFGS-B's line search back off; inf would end
-    # the run as "converged".
-    penalty = 1e10 * (1.0 + abs(prob.nllh()))
-
-    def fun(theta):
-        try:
-            v, g = prob.nllh_and_grad(theta, sensitivity=sensitivity)
-        except SolverError:
-            return penalty, np.zeros_like(theta)
-        return (v, g) if np.isfinite(v) and np.all(np.isfinite(g)) else (penalty, np.zeros_like(theta))
-
     results = []
-    for k, x0 in enumerate(points):
+    for k in tqdm(range(len(points)), desc="starts", disable=not progress, leave=False):
+        x0 = points[k]
+        best = [np.inf, np.array(x0, dtype=float)]
+
+        def fun(theta, best=best):
+            try:
+                v, g = prob.nllh_and_grad(theta, sensitivity=sensitivity)
+            except SolverError:
+                v, g = np.inf, None
+            if np.isfinite(v) and g is not None and np.all(np.isfinite(g)):
+                if v < best[0]:
+                    best[0], best[1] = v, np.array(theta, dtype=float)
+                return v, g
+            # Where the model cannot be simulated: a smooth wall around the best
+            # point so far (above it, its gradient pointing back), so that the line
+            # search backs off; an infinite or flat value ends L-BFGS-B as "converged".
+            scale = 1.0 + abs(best[0]) if np.isfinite(best[0]) else 1e10
+            d = np.asarray(theta, dtype=float) - best[1]
+            base = best[0] if np.isfinite(best[0]) else 0.0
+            return base + scale * (1.0 + float(d @ d)), 2.0 * scale * d
+
         t0 = time.perf_counter()
         res = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=list(zip(lo, hi)))
         results.append(res)
@@ -67,8 +77,16 @@ def main(argv=None) -> int:
     print(f"{prob}  (import {time.perf_counter() - t0:.2f} s)")
     t0 = time.perf_counter()
     value, grad = prob.nllh_and_grad(sensitivity=args.sensitivity)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    prob.nllh_and_grad(sensitivity=args.sensitivity)
+    warm = time.perf_counter() - t0
     print(f"nominal: llh = {-value:.10g}, |grad nllh| = {np.linalg.norm(grad):.4g} "
-          f"({args.sensitivity}, first call {time.perf_counter() - t0:.2f} s)")
+          f"({args.sensitivity}: first call {first:.2f} s, warm {warm * 1e3:.1f} ms)")
+    _, g_fd = prob.nllh_and_grad(sensitivity="fd")
+    scale = max(float(np.max(np.abs(g_fd))), 1e-300)
+    print(f"gradient vs central differences (step 1e-5, PEtab scale): max |g - g_fd| / max |g_fd| = "
+          f"{float(np.max(np.abs(grad - g_fd))) / scale:.2e}")
     if args.fit:
         best = _fit(prob, max(args.starts, 1), args.seed, args.sensitivity)
         print(f"best: nllh = {best.fun:.10g}")
