@@ -530,6 +530,20 @@ def test_checkpoint_memory_bounded(osc):
     assert mem[100.0][1] < mem[100.0][0] / 5, mem
 
 
+def test_forward_without_sensitivity_error_control_keeps_the_states_test(lorenz3):
+    """``sens_error_control=False``: the sensitivities leave the error test and the
+    states keep theirs at the user's tolerances, so the forward-sensitivity solve
+    takes exactly the steps of the plain solve (before, the RMS over all entries
+    loosened the states' test by sqrt(size / n) and it took fewer)."""
+    x = lorenz3.states[0]
+    kw = {"rtol": 1e-6, "atol": 1e-6}
+    res = vg(lorenz3, sciode.Cost(terminal=x**2), [1.0, 1.0, 1.0], (0.0, 2.0), [10.0, 28.0, 8 / 3],
+             "forward", sens_error_control=False, **kw)
+    plain = sciode.solve(lorenz3, [1.0, 1.0, 1.0], (0.0, 2.0), [10.0, 28.0, 8 / 3], **kw)
+    assert res.stats["forward"]["nsteps"] == plain.stats["nsteps"]
+    assert res.value == pytest.approx(plain.y[-1, 0] ** 2, rel=1e-12)
+
+
 # --- controls --------------------------------------------------------------------------------
 
 CTRL_GRID = np.linspace(0.0, 2.0, 9)          # spacing 1/4, exact in binary

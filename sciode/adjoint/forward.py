@@ -36,6 +36,11 @@ def residual_jacobian(prob, Y_rows, H, S_rows):
     return (H - prob.Yobs)[sel] * w, Jac[sel] * w[:, None]
 
 
+def _with_rtol(tail, rtol):
+    """``loop_tail``'s arguments with ``rtol`` in its slot (the second)."""
+    return (tail[0], float(rtol), *tail[2:])
+
+
 def run(prob) -> common.GradResult:
     n, n_p = prob.n, prob.n_p
     m = n_p + n + prob.n_g  # columns: params, initial state, control grid values
@@ -44,15 +49,23 @@ def run(prob) -> common.GradResult:
     z0 = np.concatenate([prob.y0, S0.ravel(), [0.0], np.zeros(m)])
     atol = prob.aug_atol(z0.size, n)
     atol[:n] = prob.atol
+    rtol = prob.rtol
     if not prob.options.get("sens_error_control", True):
-        atol[n:] = 1e300  # scaled error of these entries vanishes
+        # sensitivities out of the error test: their scaled error vanishes, and
+        # both tolerances shrink by sqrt(n / size) so that the RMS over all
+        # entries is the states' RMS at the user's tolerances (else the states'
+        # own test would loosen by sqrt(size / n); see common.sweep_tolerances)
+        scale = np.sqrt(n / z0.size)
+        atol[:n] *= scale
+        atol[n:] = 1e300
+        rtol = rtol * scale
     mk, ck = prob.mk, prob.ck
     tw, W, wbuf = solvers.control_arrays(prob.controls, prob.model.n_controls)
     method = common.augmented_method(prob, "forward", exact_jacobian=False)
     out = entry("sensitivity", method)(
         mk["rhs"], mk["jac_y"], mk["sens_rhs"], ck["L"], ck["dLdy"], ck["dLdp"], mk["vjp_w"],
         ck["dLdw"], prob.p, tw, W, wbuf, n, z0, prob.t0, prob.t1,
-        *common.loop_tail(prob, method, atol, prob.t_rows, -1))
+        *_with_rtol(common.loop_tail(prob, method, atol, prob.t_rows, -1), rtol))
     status, t_reached, _, ts, zs, hs, Ks, z_eval, st = out
     common.check_status(status, t_reached, prob, "forward (sensitivities)")
     z1 = zs[-1]

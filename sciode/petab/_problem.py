@@ -506,22 +506,10 @@ class PetabProblem:
         return {"method": self.method, "rtol": self.rtol, "atol": self.atol, "max_steps": self.max_steps}
 
     def _forward_kw(self):
-        """Options of the forward-sensitivity runs.
-
-        With ``sens_error_control=False`` the forward mode gives the
-        sensitivities an infinite ``atol`` but its error norm is still the RMS
-        over all ``n + n m + 1 + m`` entries (``m = n_p + n``), which would
-        loosen the states' own test by ``sqrt(size / n)``; scaling both
-        tolerances by ``sqrt(n / size)`` restores the states' RMS test at
-        ``rtol, atol`` (as ``adjoint.common.quadratures_out_of_test`` does
-        for the backward sweeps).
-        """
+        """Options of the forward-sensitivity runs (with ``sens_error_control=False``
+        the forward mode keeps the states' own error test at ``rtol, atol``)."""
         kw = self._solve_kw()
         kw["sens_error_control"] = self.sens_error_control
-        if not self.sens_error_control:
-            n, m = self.model.n_states, self.model.n_params + self.model.n_states
-            scale = math.sqrt(n / (n + n * m + 1 + m))
-            kw["rtol"], kw["atol"] = self.rtol * scale, self.atol * scale
         return kw
 
     def _steady_state(self, p, x0, forward: bool):
