@@ -213,6 +213,10 @@ def test_residual_jacobian_with_parameter_dependent_initial_state(decay_weighted
     np.testing.assert_allclose(J[:, 0], -t * w**2 * e / s, rtol=CLOSED_FORM_RTOL)
     np.testing.assert_allclose(J[:, 1], 2 * w * e / s, rtol=CLOSED_FORM_RTOL)
     np.testing.assert_allclose(J[:, 2], e / s, rtol=CLOSED_FORM_RTOL)  # d r / d x0 itself
+    # the state sensitivities at the rows carry the chain rule too: dx(t_i)/dw = 2 w e^{-k t_i}
+    S = res.extra["S_rows"][:, 0, :]
+    np.testing.assert_allclose(S[:, 1], 2 * w * e, rtol=CLOSED_FORM_RTOL)
+    np.testing.assert_allclose(S[:, 0], -t * w**2 * e, rtol=CLOSED_FORM_RTOL)
 
 
 @pytest.mark.parametrize("mode", ALL_MODES)

@@ -67,12 +67,18 @@ def value_and_grad(model, cost, y0, t_span, params=None, sensitivity="adjoint", 
     if dy0dp is not None:
         # x0 = x0(p): dJ/dp gains lambda(t0) . dx0/dp
         res.grad_params = res.grad_params + dy0dp.T @ res.grad_y0
+        n_p = model.n_params
         J = res.extra.get("residual_jacobian")
         if J is not None:  # dr/dp gains dr/dx0 . dx0/dp likewise (columns [p, y0])
-            n_p = model.n_params
             J = J.copy()
             J[:, :n_p] += J[:, n_p:] @ dy0dp
             res.extra["residual_jacobian"] = J
+        for key in ("S_rows", "S_end"):  # dy/dp gains dy/dx0 . dx0/dp (columns [p, y0])
+            S = res.extra.get(key)
+            if S is not None:
+                S = S.copy()
+                S[..., :n_p] += S[..., n_p:] @ dy0dp
+                res.extra[key] = S
     return res
 
 
