@@ -91,7 +91,10 @@ def new_storage(t0, z0, s_tot, store):
     """Arrays of step boundaries, steps, states and (``store > 0``) stages,
     with the initial point recorded; ``n_stored`` is then 1."""
     n = z0.shape[0]
-    cap = 256  # lazily mapped: untouched rows cost no memory; regrowth copies do cost time
+    # lazily mapped: untouched rows cost no memory; regrowth copies do cost time.
+    # Keeping the latest state only (store < 0) needs two rows: an ensemble
+    # member or a costate re-solve then allocates 48 bytes, not kilobytes.
+    cap = 256 if store >= 0 else 2
     ts, hs, zs = np.empty(cap), np.empty(cap), np.empty((cap, n))
     Ks = np.empty((cap if store > 0 else 0, s_tot, n))
     ts[0] = t0
