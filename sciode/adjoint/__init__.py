@@ -100,19 +100,33 @@ def initial_state(model, y0, params):
     if len(items) != model.n_states:
         raise ModelError(f"`y0` has {len(items)} entries but the model has {model.n_states} states")
     p = model.param_vector(params)
+    exprs = tuple(e if isinstance(e, sp.Basic) else sp.Float(float(e)) for e in items)
+    key = (id(model), exprs)
+    hit = _INITIAL_STATES.get(key)
+    if hit is None or hit[0] is not model:
+        # derived once per (model, expressions): a fit calls this at every iteration
+        for i, e in enumerate(exprs):
+            extra = e.free_symbols - set(model.params)
+            if extra:
+                raise ModelError(f"`y0[{i}]` = {e} uses {sorted(map(str, extra))}, which are not "
+                                 "parameters")
+        jac = sp.Matrix(exprs).jacobian(list(model.params)) if model.n_params else None
+        if len(_INITIAL_STATES) > 64:
+            _INITIAL_STATES.clear()
+        hit = _INITIAL_STATES[key] = (model, exprs, jac)
+    _, exprs, jac = hit
     values = dict(zip(model.params, p))
-    y = np.empty(model.n_states)
+    y = np.array([float(e.xreplace(values)) for e in exprs])
     D = np.zeros((model.n_states, model.n_params))
-    for i, e in enumerate(items):
-        e = sp.sympify(e) if isinstance(e, sp.Basic) else sp.Float(float(e))
-        extra = e.free_symbols - set(model.params)
-        if extra:
-            raise ModelError(f"`y0[{i}]` = {e} uses {sorted(map(str, extra))}, which are not parameters")
-        y[i] = float(e.xreplace(values))
-        for j, pj in enumerate(model.params):
-            if pj in e.free_symbols:
-                D[i, j] = float(sp.diff(e, pj).xreplace(values))
+    if jac is not None:
+        for (i, j), d in jac.todok().items():
+            D[i, j] = float(d.xreplace(values))
     return y, D
+
+
+#: ``initial_state``'s derivatives by (model identity, expressions); the entry
+#: holds the model, so its id cannot be reused meanwhile.
+_INITIAL_STATES: dict = {}
 
 
 __all__ = ["value_and_grad", "GradResult", "MODES"]

@@ -71,7 +71,7 @@ register_entry("ensemble_gradient", _ensemble_gradient,
 
 def _ensemble_costate(rhs, jac_y, dfdt, vjp_yp, L_grad, has_L, vjp_w, dLdw, jac_p, P, tw, W, Z0,
                       t_rows, G, fwd_stops, bwd_stops, fmethod, rtol, atol, hmax, dt, max_steps,
-                      bmethod, brtol, batol, lo, hi, Z, status, stats):
+                      bmethod, brtol, batol, lo, hi, Z, status, t_reached, stats):
     """The costate of ``sum_i G[m, i] . y_m(t_rows[i])`` for members ``lo..hi-1``.
 
     Per member: the forward solve with dense output, then the costate
@@ -81,8 +81,8 @@ def _ensemble_costate(rhs, jac_y, dfdt, vjp_yp, L_grad, has_L, vjp_w, dLdw, jac_
     instead of computed from a cost: the backward pass of ``y -> sum G . y``
     for a caller that owns the loss, such as torch's autograd).
     ``Z[m] = [lambda(t0), mu(t0)]`` with every jump applied (the row at
-    ``t0`` included); ``status[m]`` = (forward, backward); ``stats[m]`` =
-    forward and backward (nfev, nsteps).
+    ``t0`` included); ``status[m]`` = (forward, backward) and ``t_reached[m]``
+    likewise; ``stats[m]`` = forward and backward (nfev, nsteps).
     """
     wbuf = np.zeros(W.shape[1])
     n_r = t_rows.shape[0]
@@ -95,22 +95,24 @@ def _ensemble_costate(rhs, jac_y, dfdt, vjp_yp, L_grad, has_L, vjp_w, dLdw, jac_
     for m in range(lo, hi):
         pm = P[m].copy()
         sys = ModelSystem(rhs, jac_y, dfdt, borrow1(pm), borrow1(tw), borrow2(W), borrow1(wbuf))
-        fst, _, _, ts, zs, hs, Ks, _, fs = integrate(
+        fst, f_reached, _, ts, zs, hs, Ks, _, fs = integrate(
             fmethod, sys, Z0[m].copy(), t0, t1, rtol, atol, 0.0, hmax, dt, max_steps,
             np.zeros(0), 1, fwd_stops)
         stats[m, 0] = fs[0]
         stats[m, 1] = fs[1]
         status[m, 0] = fst
+        t_reached[m, 0] = f_reached
         if fst != SUCCESS:
             continue
         for i in range(n_r):
             JY[i, :] = G[m, n_r - 1 - i]
         z1 = np.zeros(n + n_p + 1)
-        bst, _, z, bs, _ = costate_sweep(
+        bst, b_reached, z, bs, _ = costate_sweep(
             vjp_yp, L_grad, has_L, vjp_w, dLdw, jac_y, jac_p, pm, tw, W, wbuf, ts, hs, zs,
             Ks, np.ascontiguousarray(fmethod.P), z1, t1, t0, jump_t, JY, JP, bwd_stops, bmethod,
             brtol, batol, 0.0, hmax, dt, max_steps)
         status[m, 1] = bst
+        t_reached[m, 1] = b_reached
         stats[m, 2] = bs[0]
         stats[m, 3] = bs[1]
         Z[m, :] = z[:n + n_p]
@@ -120,4 +122,4 @@ def _ensemble_costate(rhs, jac_y, dfdt, vjp_yp, L_grad, has_L, vjp_w, dLdw, jac_
 register_entry("ensemble_costate", _ensemble_costate,
                (VEC, MAT, VEC) + _RATE_FNS
                + (MAT, A2, A1, A2, A2, A1, A3, A1, A1, METHOD, F8, A1, F8, F8, I8,
-                  METHOD2, F8, A1, I8, I8, A2, S2, S2))
+                  METHOD2, F8, A1, I8, I8, A2, S2, A2, S2))

@@ -147,8 +147,8 @@ def costate(mk, ck, P: np.ndarray, Z0: np.ndarray, t_rows: np.ndarray, G: np.nda
             loop: Loop, back: Loop, threads: int | None = None):
     """``Z (N, n + n_p)`` = ``[dL/dy0, dL/dp]`` of ``L = sum_i G[m, i] . y_m(t_rows[i])``
     per member (the row at ``t_rows[0]`` included: it is ``y0`` itself),
-    ``status (N, 2)`` (forward, backward), ``stats (N, 4)`` (forward and
-    backward nfev, nsteps).
+    ``status (N, 2)`` and ``t_reached (N, 2)`` (forward, backward),
+    ``stats (N, 4)`` (forward and backward nfev, nsteps).
 
     ``back``: the costate sweep's method and tolerances; its ``atol`` is the
     costate's (``n`` entries); the quadrature ``mu`` is outside the error test
@@ -158,6 +158,7 @@ def costate(mk, ck, P: np.ndarray, Z0: np.ndarray, t_rows: np.ndarray, G: np.nda
     n_p = P.shape[1]
     Z = np.zeros((N, n + n_p))
     status = np.zeros((N, 2), dtype=np.int64)
+    t_reached = np.zeros((N, 2))
     stats = np.zeros((N, 4), dtype=np.int64)
     fn = entry("ensemble_costate", loop.method, back.method)
     aug = np.full(n + n_p + 1, float(np.min(back.atol)))
@@ -167,5 +168,5 @@ def costate(mk, ck, P: np.ndarray, Z0: np.ndarray, t_rows: np.ndarray, G: np.nda
             ck["dLdw"], mk["jac_p"], P, NO_CONTROLS.tw, NO_CONTROLS.W, Z0, t_rows, G,
             solvers.EMPTY, np.ascontiguousarray(t_rows[::-1]), loop.method, loop.rtol, loop.atol,
             loop.hmax, loop.dt, loop.max_steps, back.method, brtol, batol)
-    over_ranges(lambda lo, hi: fn(*args, lo, hi, Z, status, stats), N, threads)
-    return Z, status, stats
+    over_ranges(lambda lo, hi: fn(*args, lo, hi, Z, status, t_reached, stats), N, threads)
+    return Z, status, t_reached, stats

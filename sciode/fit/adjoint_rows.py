@@ -66,7 +66,7 @@ def residuals_and_jacobian(model, cost, y0, t_span, params, method="dopri5", rto
     m, n, n_p = rows.size, prob.n, prob.n_p
     G = np.zeros((m, t_all.size, n))
     G[np.arange(m), row_at[rows]] = DY[rows, cols] * w[:, None]
-    Z, st, _ = runner.costate(prob.mk, prob.ck, np.repeat(P1, m, axis=0),
+    Z, st, _, _ = runner.costate(prob.mk, prob.ck, np.repeat(P1, m, axis=0),
                               np.repeat(Z1, m, axis=0), t_all, G, loop, loop)
     if np.any(st != SUCCESS):
         raise SolverError(f"adjoint residual rows: a backward pass failed ({prob.method})")

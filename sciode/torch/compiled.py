@@ -135,14 +135,17 @@ class CompiledOdeint(torch.autograd.Function):
         n = z0.shape[1]
         G = np.ascontiguousarray(_numpy(gzs).transpose(1, 0, 2))
         t_np = _numpy(t).copy()
-        Z, status, _ = runner.costate(plan.mk, plan.ck, _numpy(p), _numpy(z0), t_np, G,
-                                      plan.loop, plan.back, threads=plan.threads)
+        Z, status, t_reached, _ = runner.costate(plan.mk, plan.ck, _numpy(p), _numpy(z0), t_np, G,
+                                                 plan.loop, plan.back, threads=plan.threads)
         failed = (status != SUCCESS).any(axis=1)
         if failed.any():
             i = int(np.flatnonzero(failed)[0])
-            what = "the forward pass" if status[i, 0] != SUCCESS else "the backward (costate) pass"
+            k = 0 if status[i, 0] != SUCCESS else 1
+            what = ("the forward pass", "the backward (costate) pass")[k]
             raise SolverError(f"{what} of the adjoint failed for trajectory {i} (flat batch index) "
-                              f"of {status.shape[0]}: {message(int(status[i].max()), float('nan'))}")
+                              f"of {status.shape[0]}: "
+                              + message(int(status[i, k]), float(t_reached[i, k]),
+                                        plan.loop.max_steps))
         Zt = torch.from_numpy(Z)
         g_z0 = Zt[:, :n] if need[2] else None
         g_p = Zt[:, n:] if need[3] else None
