@@ -28,7 +28,7 @@ from numba import cuda  # a module global: the simulator swaps it inside kernels
 
 from ..cpu.status import MAX_STEPS
 from .forward import THREADS_PER_BLOCK, _device
-from .loop import build_loop
+from .loop import build_loop, stage_functions
 
 _KERNELS: dict = {}
 #: Bytes of step records per launch: members are launched in batches below it.
@@ -65,6 +65,7 @@ def _kernel(mk, ck, tab, dtype):
         L(t, z[:n], p, w, out[n:])
 
     integrate = build_loop(F, NA, tab, dtype)
+    stages, _ = stage_functions(F, NA, tab, dtype)
 
     @cuda.jit(device=True)
     def stage_vjp(t, Y, p, w, kbar, ybar, pbar, tmp_n, tmp_p):
@@ -130,17 +131,10 @@ def _kernel(mk, ck, tab, dtype):
             tk = Ts[mem, k]
             for m in range(NA):
                 zk[m] = Zs[mem, k, m]
-            # the step's stages again (the forward's inputs, so its numbers)
+            # the step's stages again, by the forward loop's own stage function
+            # (the same inputs and operations, so the same numbers)
             F(tk, zk, p, w, K[0])
-            for i in range(1, S):
-                for m in range(NA):
-                    acc = 0.0
-                    for j in range(i):
-                        acc += A[i, j] * K[j, m]
-                    work[m] = h * acc
-                for m in range(NA):
-                    work[m] += zk[m]
-                F(tk + c[i] * h, work, p, w, K[i])
+            stages(tk, zk, h, p, w, K, work)
             for i in range(S):
                 for m in range(NA):
                     Kbar[i, m] = h * b[i] * a[m]
