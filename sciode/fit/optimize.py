@@ -101,6 +101,21 @@ def _least_squares(obj, theta0):
         int(res.njev or 0), None
 
 
+def failed_point(f_best: float, z_best: np.ndarray, z) -> tuple:
+    """``(value, gradient)`` that L-BFGS-B gets where the solve failed at ``z``:
+    a smooth wall ``F_best + s (1 + |z - z_best|^2)`` around the best point
+    so far (``s = 1 + |F_best|``), above every value the search has accepted,
+    with its gradient pointing back to ``z_best``, so the line search
+    backtracks.  An infinite or flat value does not work: SciPy's L-BFGS-B then
+    stops at once and reports convergence (SciPy 1.17, a failure at the first
+    trial step).  With no finite point yet, the wall is built around ``z_best``
+    at height 0 with ``s = 1e10``."""
+    finite = np.isfinite(f_best)
+    scale = 1.0 + abs(f_best) if finite else 1e10
+    d = np.asarray(z, dtype=float) - z_best
+    return (f_best if finite else 0.0) + scale * (1.0 + float(d @ d)), 2.0 * scale * d
+
+
 def _lbfgs(obj, theta0):
     from scipy import optimize
 
@@ -114,13 +129,7 @@ def _lbfgs(obj, theta0):
     def fg(theta):
         ev = obj.evaluate(theta)
         if ev is None:
-            # A smooth wall around the best point so far: above every accepted
-            # value, its gradient pointing back, so the line search backtracks.
-            # An infinite value does not work: L-BFGS-B then stops at once and
-            # reports convergence (SciPy 1.17, a failure at the first trial step).
-            scale = 1.0 + abs(best[0])
-            d = np.asarray(theta, dtype=float) - best[1]
-            return best[0] + scale * (1.0 + float(d @ d)), 2.0 * scale * d
+            return failed_point(best[0], best[1], theta)
         if ev.value < best[0]:
             best[0], best[1] = ev.value, np.array(theta, dtype=float)
         return ev.value, ev.grad

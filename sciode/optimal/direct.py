@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import SolverError
+from ..fit.optimize import failed_point
 
 
 class _Objective:
@@ -86,22 +87,13 @@ class _Objective:
         return value, grad
 
     def _failed(self, why, z):
-        """A point whose solve failed: a smooth wall around the best point so far.
-
-        ``F_best + s (1 + |z - z_best|^2)`` is above every value L-BFGS-B has
-        accepted, so the point is never accepted, and its gradient points back
-        to ``z_best``, so the line search backtracks.  An infinite value does
-        not work: SciPy's L-BFGS-B then stops at once and reports convergence
-        (observed with SciPy 1.17 when the first trial step fails).
-        """
+        """A point whose solve failed: the smooth wall of ``fit.optimize.failed_point``."""
         self.n_failed += 1
         self.last_failure = why
         f_best, z_best = self._best
         if z_best is None:
             return np.inf, np.zeros_like(z)
-        scale = 1.0 + abs(f_best)
-        d = z - z_best
-        return f_best + scale * (1.0 + float(d @ d)), 2.0 * scale * d
+        return failed_point(f_best, z_best, z)
 
 
 #: Gradient reduction (from the start) accepted as convergence when L-BFGS-B stops

@@ -22,6 +22,7 @@ def _fit(prob, starts: int, seed: int, sensitivity: str, progress: bool = True):
     from tqdm.auto import tqdm
 
     from ..errors import SolverError
+    from ..fit.optimize import failed_point
 
     lo, hi = prob.lower, prob.upper
     rng = np.random.default_rng(seed)
@@ -41,13 +42,7 @@ def _fit(prob, starts: int, seed: int, sensitivity: str, progress: bool = True):
                 if v < best[0]:
                     best[0], best[1] = v, np.array(theta, dtype=float)
                 return v, g
-            # Where the model cannot be simulated: a smooth wall around the best
-            # point so far (above it, its gradient pointing back), so that the line
-            # search backs off; an infinite or flat value ends L-BFGS-B as "converged".
-            scale = 1.0 + abs(best[0]) if np.isfinite(best[0]) else 1e10
-            d = np.asarray(theta, dtype=float) - best[1]
-            base = best[0] if np.isfinite(best[0]) else 0.0
-            return base + scale * (1.0 + float(d @ d)), 2.0 * scale * d
+            return failed_point(best[0], best[1], theta)  # the line search backs off
 
         t0 = time.perf_counter()
         res = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=list(zip(lo, hi)))
