@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .checks import (
     _check_model,
     check_controls,
     check_span,
+    check_steps,
     check_t_eval,
     check_tolerances,
 )
@@ -56,21 +55,10 @@ def solve(model, y0, t_span, params=None, t_eval=None, method="dopri5", rtol=1e-
     rtol, atol_arr = check_tolerances(rtol, atol, model.n_states)
     controls = check_controls(model, controls)
     spec = solvers.lookup_method(method)
-    if int(max_steps) < 1:
-        raise ValueError(f"`max_steps` must be >= 1, got {max_steps}")
-    max_step = float(max_step)
-    if not max_step > 0:
-        raise ValueError(f"`max_step` must be positive (inf for no bound), got {max_step}")
-    if first_step is not None:
-        if not (float(first_step) > 0 and math.isfinite(float(first_step))):
-            raise ValueError(f"`first_step` must be positive and finite, got {first_step!r}")
-        first_step = min(float(first_step), max_step)
+    h_init, max_step, max_steps, _ = check_steps(
+        first_step, max_step, max_steps, spec if isinstance(spec, Tableau) else None, dt, method)
     mk = model_kernels(model)
     if isinstance(spec, Tableau):
-        if not spec.adaptive:
-            if dt is None or not (float(dt) > 0 and math.isfinite(float(dt))):
-                raise ValueError(f"method {method!r} is fixed-step: pass a positive `dt`, got {dt!r}")
-        h_init = 0.0 if first_step is None else float(first_step)
         raw = solvers.run_explicit(mk, spec, p, controls, z0, t0, t1, te, rtol, atol_arr, h_init,
                                    float(max_step), float(dt or 0.0), int(max_steps), bool(dense))
     else:
@@ -78,7 +66,7 @@ def solve(model, y0, t_span, params=None, t_eval=None, method="dopri5", rtol=1e-
 
         method = spec.build(model_linear_mode(mk))
         raw = solvers.run(mk, method, p, controls, z0, t0, t1, te, rtol, atol_arr,
-                          0.0 if first_step is None else float(first_step), float(max_step), 0.0,
+                          h_init, float(max_step), 0.0,
                           int(max_steps), bool(dense))
     return finish(raw, te, method, max_steps, raise_on_failure, dense)
 

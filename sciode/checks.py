@@ -73,3 +73,24 @@ def check_controls(model, controls):
         raise ModelError(f"`controls` has {controls.n_controls} columns but the model declares "
                          f"{model.n_controls} controls {model.controls}")
     return controls
+
+
+def check_steps(first_step, max_step, max_steps, spec=None, dt=None, method=None):
+    """``(h_init, max_step, max_steps, dt)`` of a solve, validated: ``max_steps >= 1``,
+    ``max_step > 0`` (inf: no bound), ``first_step`` positive and finite (capped
+    at ``max_step``; 0.0 when None: automatic), and for a fixed-step tableau
+    ``spec`` a positive finite ``dt`` (0.0 for adaptive methods)."""
+    if int(max_steps) < 1:
+        raise ValueError(f"`max_steps` must be >= 1, got {max_steps}")
+    max_step = float(max_step)
+    if not max_step > 0:
+        raise ValueError(f"`max_step` must be positive (inf for no bound), got {max_step}")
+    h_init = 0.0
+    if first_step is not None:
+        if not (float(first_step) > 0 and math.isfinite(float(first_step))):
+            raise ValueError(f"`first_step` must be positive and finite, got {first_step!r}")
+        h_init = min(float(first_step), max_step)
+    fixed = spec is not None and not getattr(spec, "adaptive", True)
+    if fixed and (dt is None or not (float(dt) > 0 and math.isfinite(float(dt)))):
+        raise ValueError(f"method {method!r} is fixed-step: pass a positive `dt`, got {dt!r}")
+    return h_init, max_step, int(max_steps), float(dt) if fixed else 0.0

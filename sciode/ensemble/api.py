@@ -4,7 +4,6 @@ states, each member with its own adaptive steps, on all CPU cores."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,6 +12,7 @@ from ..checks import (
     _check_model,
     check_controls,
     check_span,
+    check_steps,
     check_t_eval,
     check_tolerances,
 )
@@ -209,78 +209,49 @@ def solve_ensemble(model, y0, t_span, params=None, t_eval=None, method="dopri5",
     from ..codegen import model_kernels
 
     t0, t1 = check_span(t_span)
-    if device == "cuda":
-        return _solve_cuda(model, y0, (t0, t1), params, t_eval, method, rtol, atol, controls,
-                           max_steps, first_step, max_step, raise_on_failure)
-    Z0, P, _, _ = _rows(model, y0, params)
     te = check_t_eval(t_eval, t0, t1) if t_eval is not None else np.array([t0, t1])
     if te.size == 0:
         raise ValueError("`t_eval` is empty: give at least one output time")
     rtol, atol_arr = check_tolerances(rtol, atol, model.n_states)
     controls = check_controls(model, controls)
     spec = solvers.lookup_method(method)
-    if int(max_steps) < 1:
-        raise ValueError(f"`max_steps` must be >= 1, got {max_steps}")
-    max_step = float(max_step)
-    if not max_step > 0:
-        raise ValueError(f"`max_step` must be positive (inf for no bound), got {max_step}")
-    h_init = 0.0
-    if first_step is not None:
-        if not (float(first_step) > 0 and math.isfinite(float(first_step))):
-            raise ValueError(f"`first_step` must be positive and finite, got {first_step!r}")
-        h_init = min(float(first_step), max_step)
-    fixed = isinstance(spec, Tableau) and not spec.adaptive
-    if fixed and (dt is None or not (float(dt) > 0 and math.isfinite(float(dt)))):
-        raise ValueError(f"method {method!r} is fixed-step: pass a positive `dt`, got {dt!r}")
+    h_init, max_step, max_steps, dt = check_steps(
+        first_step, max_step, max_steps, spec if isinstance(spec, Tableau) else None, dt, method)
     mk = model_kernels(model)
-    loop = runner.Loop(_method_tuple(mk, spec), rtol, atol_arr, h_init, max_step,
-                       float(dt) if fixed else 0.0, int(max_steps))
-    tw, W, _ = solvers.control_arrays(controls, model.n_controls)
-    ctrl = runner.Controls(tw, W, solvers.control_stops(controls, t0, t1))
-    Y, status, t_reached, stats = runner.forward(mk, P, Z0, t0, t1, te, loop, ctrl, threads)
-    sol = EnsembleSolution(te, Y, status, t_reached, _stats(stats), spec.name, int(max_steps))
-    if raise_on_failure and sol.failed.size:
-        i = int(sol.failed[0])
-        raise SolverError(f"{spec.name}: member {i} of {Z0.shape[0]} failed "
-                          f"({sol.failed.size} in all): {sol.message(i)}")
-    return sol
+    if device == "cuda":
+        from .. import cuda
 
-
-def _solve_cuda(model, y0, span, params, t_eval, method, rtol, atol, controls, max_steps,
-                first_step, max_step, raise_on_failure) -> EnsembleSolution:
-    """``solve_ensemble(..., device="cuda")``: one GPU thread per member."""
-    from .. import cuda
-    from ..codegen import model_kernels
-
-    t0, t1 = span
-    spec = solvers.lookup_method(method)
-    if not cuda.forward.supported(spec.name):
-        raise ValueError(f"device='cuda' supports the adaptive methods without extra dense "
-                         f"stages (bosh3, dopri5, tsit5); got method={method!r}")
-    if model.n_controls or controls is not None:
-        raise ValueError("device='cuda' does not take controls yet; use device='cpu'")
-    if int(max_steps) < 1:
-        raise ValueError(f"`max_steps` must be >= 1, got {max_steps}")
-    on_device = hasattr(y0, "__cuda_array_interface__") or hasattr(params, "__cuda_array_interface__")
-    if on_device:
-        Z0, P = _device_rows(model, y0, params)
+        if not cuda.forward.supported(spec.name):
+            raise ValueError(f"device='cuda' supports the adaptive methods without extra dense "
+                             f"stages (bosh3, dopri5, tsit5); got method={method!r}")
+        if controls is not None:
+            raise ValueError("device='cuda' does not take controls yet; use device='cpu'")
+        Z0, P = _cuda_rows(model, y0, params)
+        Y, status, t_reached, stats = cuda.solve(mk, P, Z0, t0, t1, te, spec, rtol, atol_arr,
+                                                 h_init, max_step, max_steps)
     else:
         Z0, P, _, _ = _rows(model, y0, params)
-        if all(getattr(a, "dtype", None) == np.float32 for a in (y0, params)):
-            Z0, P = Z0.astype(np.float32), P.astype(np.float32)  # the kernel runs in float32
-    te = check_t_eval(t_eval, t0, t1) if t_eval is not None else np.array([t0, t1])
-    if te.size == 0:
-        raise ValueError("`t_eval` is empty: give at least one output time")
-    rtol, atol_arr = check_tolerances(rtol, atol, model.n_states)
-    h_init = 0.0 if first_step is None else min(float(first_step), float(max_step))
-    Y, status, t_reached, stats = cuda.solve(model_kernels(model), P, Z0, t0, t1, te, spec, rtol,
-                                             atol_arr, h_init, float(max_step), int(max_steps))
-    sol = EnsembleSolution(te, Y, status, t_reached, _stats(stats), spec.name, int(max_steps))
+        loop = runner.Loop(_method_tuple(mk, spec), rtol, atol_arr, h_init, max_step, dt, max_steps)
+        tw, W, _ = solvers.control_arrays(controls, model.n_controls)
+        ctrl = runner.Controls(tw, W, solvers.control_stops(controls, t0, t1))
+        Y, status, t_reached, stats = runner.forward(mk, P, Z0, t0, t1, te, loop, ctrl, threads)
+    sol = EnsembleSolution(te, Y, status, t_reached, _stats(stats), spec.name, max_steps)
     if raise_on_failure and sol.failed.size:
         i = int(sol.failed[0])
         raise SolverError(f"{spec.name}: member {i} of {Z0.shape[0]} failed "
                           f"({sol.failed.size} in all): {sol.message(i)}")
     return sol
+
+
+def _cuda_rows(model, y0, params):
+    """``(Z0, P)`` for the GPU: device arrays as they are (``_device_rows``),
+    host arrays as ``_rows`` makes them, in float32 when both inputs are."""
+    if hasattr(y0, "__cuda_array_interface__") or hasattr(params, "__cuda_array_interface__"):
+        return _device_rows(model, y0, params)
+    Z0, P, _, _ = _rows(model, y0, params)
+    if all(getattr(a, "dtype", None) == np.float32 for a in (y0, params)):
+        return Z0.astype(np.float32), P.astype(np.float32)  # the kernel runs in float32
+    return Z0, P
 
 
 def _device_rows(model, y0, params):
