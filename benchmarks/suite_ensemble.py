@@ -67,27 +67,21 @@ def torch_runners(P, y0):
     """torchdiffeq / torchode forward and per-member gradient closures."""
     import torch
 
+    from .suite_torch import (
+        Lorenz as TorchLorenz,  # the same module, per-member parameters
+    )
+
     torch.set_num_threads(os.cpu_count() or 1)
     F64 = torch.float64
     Pt = torch.tensor(P, dtype=F64)
     Y0 = torch.tensor(np.tile(y0, (P.shape[0], 1)), dtype=F64)
     t = torch.tensor([0.0, 1.0], dtype=F64)
 
-    class Lorenz(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.P = torch.nn.Parameter(Pt.clone())
-
-        def forward(self, t, u):
-            x, y, z = u.unbind(-1)
-            s, r, b = self.P.unbind(-1)
-            return torch.stack([s * (y - x), x * (r - z) - y, x * y - b * z], -1)
-
     out = {}
     if have("torchdiffeq"):
         import torchdiffeq
 
-        f = Lorenz()
+        f = TorchLorenz(Pt)
 
         def tdq_fwd():
             with torch.no_grad():
@@ -102,7 +96,7 @@ def torch_runners(P, y0):
     if have("torchode"):
         import torchode as to
 
-        f = Lorenz()
+        f = TorchLorenz(Pt)
         term = to.ODETerm(lambda t, y: f(t, y))
         step = to.Dopri5(term=term)
         ctrl = to.IntegralController(atol=RTOL, rtol=RTOL, term=term)

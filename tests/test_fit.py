@@ -282,19 +282,24 @@ def test_several_experiments_share_parameters(lv):
 # --- failures ---------------------------------------------------------------------------
 
 
-def test_failed_solves_are_rejected_steps(lv, noisy, noisy_fit, monkeypatch):
-    """Solves 2 and 3 fail (the first trial steps): the trust region shrinks, the fit
-    still converges to the same optimum, and says how often it happened."""
+def _fail_solves(monkeypatch, failing=(2, 3)):
+    """The fit's solves numbered ``failing`` (from 1) raise ``SolverError``."""
     real = objective.value_and_grad
     calls = []
 
     def flaky(*args, **kwargs):
         calls.append(1)
-        if len(calls) in (2, 3):
+        if len(calls) in failing:
             raise SolverError("scripted failure")
         return real(*args, **kwargs)
 
     monkeypatch.setattr(objective, "value_and_grad", flaky)
+
+
+def test_failed_solves_are_rejected_steps(lv, noisy, noisy_fit, monkeypatch):
+    """Solves 2 and 3 fail (the first trial steps): the trust region shrinks, the fit
+    still converges to the same optimum, and says how often it happened."""
+    _fail_solves(monkeypatch)
     fit = sciode.fit(lv, noisy, START, Y0, **TIGHT)
     assert fit.n_failed_solves == 2 and fit.starts[0].n_failed_solves == 2
     assert fit.success and rel(values(fit), values(noisy_fit)) < 1e-6
@@ -304,16 +309,7 @@ def test_failed_trial_steps_do_not_stop_lbfgs(lv, noisy, noisy_fit, monkeypatch)
     """L-BFGS-B with solves 2 and 3 failing (its first trial steps): an infinite
     value there made SciPy stop at the start and report convergence; the fit
     now backtracks and reaches the optimum."""
-    real = objective.value_and_grad
-    calls = []
-
-    def flaky(*args, **kwargs):
-        calls.append(1)
-        if len(calls) in (2, 3):
-            raise SolverError("scripted failure")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(objective, "value_and_grad", flaky)
+    _fail_solves(monkeypatch)
     fit = sciode.fit(lv, noisy, START, Y0, method="L-BFGS-B", sensitivity="adjoint", **TIGHT)
     assert fit.n_failed_solves == 2
     assert fit.success and rel(values(fit), values(noisy_fit)) < 1e-5
