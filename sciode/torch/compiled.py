@@ -25,11 +25,16 @@ import dataclasses
 import numpy as np
 import torch
 
+from ..cost import Cost
 from ..cpu import solvers
 from ..cpu.status import SUCCESS, message
 from ..errors import SolverError
 from ..methods.tableaus import Tableau
 from .adjoint import DOUBLE_BACKWARD, _NoDoubleBackward
+
+#: The costate system's (empty) running cost: one object, so that its
+#: kernels are looked up by identity at every call, not re-derived.
+_NO_COST = Cost()
 
 #: torch ``options`` the compiled path takes (others go to the torch loop).
 _OPTIONS = {"first_step", "max_num_steps"}
@@ -86,10 +91,9 @@ def plan(model, y0: torch.Tensor, rtol, atol, method, options, adjoint_rtol, adj
     if loop is None or back is None:
         return None
     from ..codegen import cost_kernels, model_kernels
-    from ..cost import Cost
     from .kernels import model_kernels as torch_model_kernels
 
-    return Plan(model_kernels(model), cost_kernels(model, Cost()), torch_model_kernels(model),
+    return Plan(model_kernels(model), cost_kernels(model, _NO_COST), torch_model_kernels(model),
                 loop, back)
 
 
