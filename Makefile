@@ -16,7 +16,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[test,plot]"
 	touch $(STAMP)
 
-.PHONY: setup demo test validate
+# The solve and gradient tests again on the portable path (public Numba API
+# only, sciode/_numba_compat.py), with Numba's own cache kept apart.
+PORTABLE_TESTS := tests/test_solve.py tests/test_gradients.py tests/test_discrete.py \
+	tests/test_stiff.py tests/test_stiff_gradients.py tests/test_numba_compat.py
+PORTABLE_CACHE = $(if $(SCIODE_CACHE_DIR),$(SCIODE_CACHE_DIR),$(CURDIR)/.sciode_cache)/numba-portable
+
+.PHONY: setup demo test test-portable validate
 setup: $(STAMP)
 
 validate: $(STAMP)
@@ -27,3 +33,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests
+	$(MAKE) --no-print-directory test-portable
+
+test-portable: $(STAMP)
+	SCIODE_PORTABLE=1 NUMBA_CACHE_DIR=$(PORTABLE_CACHE) $(PY) -m pytest -q -n 2 $(PORTABLE_TESTS)

@@ -22,7 +22,8 @@ import os
 from pathlib import Path
 
 import numba
-from numba.core import caching
+
+from . import _numba_compat
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -61,49 +62,5 @@ def numba_cache_root() -> Path:
     return Path(platformdirs.user_cache_dir("sciode")) / "numba"
 
 
-class SciodeCacheLocator(caching._CacheLocator):
-    """Locator for functions defined in the sciode package (see module doc)."""
-
-    def __init__(self, py_func, py_file):
-        self._py_file = py_file
-        rel = Path(py_file).resolve().relative_to(_PACKAGE_DIR)
-        self._cache_path = str(numba_cache_root() / SOURCE_HASH / rel.parent)
-
-    def get_cache_path(self):
-        return self._cache_path
-
-    def ensure_cache_path(self):
-        # the cache root is the user's alone (0700), as the kernel modules' directory
-        missing, p = [], numba_cache_root()
-        while not p.exists() and p.parent != p:
-            missing.append(p)
-            p = p.parent
-        for d in reversed(missing):
-            try:
-                d.mkdir(mode=0o700)
-            except FileExistsError:
-                pass
-        super().ensure_cache_path()
-
-    def get_source_stamp(self):
-        return SOURCE_HASH
-
-    def get_disambiguator(self):
-        return Path(self._py_file).stem
-
-    @classmethod
-    def from_function(cls, py_func, py_file):
-        try:
-            Path(py_file).resolve().relative_to(_PACKAGE_DIR)
-        except ValueError:
-            return None
-        self = cls(py_func, py_file)
-        try:
-            self.ensure_cache_path()
-        except OSError:
-            return None
-        return self
-
-
-if SciodeCacheLocator not in caching.CacheImpl._locator_classes:
-    caching.CacheImpl._locator_classes.insert(0, SciodeCacheLocator)
+#: The locator class on the fast path; ``None`` on the portable path (Numba's own).
+SciodeCacheLocator = _numba_compat.install_cache_locator(_PACKAGE_DIR, numba_cache_root, SOURCE_HASH)

@@ -38,49 +38,18 @@ cotangent.  The meaning of each kernel (``f`` is the model rhs):
 - ``obs``: observables ``h(t, y, p)`` ``(n_obs,)``; ``obs_vjp_y``:
   ``(dh/dy)^T v``; ``obs_vjp_p``: ``(dh/dp)^T v``.
 
-The types are Numba first-class function types (``KernelType``), so one stepping loop,
-compiled and cached once per installation, serves every model: the model's
-kernels are passed in as arguments instead of being compiled into the loop.
+The types are Numba first-class function types (``_numba_compat.kernel_type``:
+a fast ``KernelType`` or Numba's public ``FunctionType``), so one stepping
+loop, compiled and cached once per installation, serves every model: the
+model's kernels are passed in as arguments instead of being compiled into
+the loop.
 """
 
 from __future__ import annotations
 
 from numba import types
-from numba.core import cgutils
-from numba.core.extending import NativeValue, register_model, unbox
-from numba.experimental.function_type import FunctionModel
 
-
-class KernelType(types.FunctionType):
-    """The Numba type of a compiled kernel (``codegen.Kernel``) as an argument.
-
-    A first-class function like Numba's ``FunctionType`` (same data model,
-    called through its jit address), but unboxed from the two addresses the
-    ``Kernel`` computed once (``_c_addr``, ``_jit_addr``).  Numba's own
-    unboxing of a ``FunctionType`` argument imports a module and unpickles the
-    signature twice per kernel per call, ~1.2 us: an entry point with seven
-    kernels spent more time unboxing them than a small sweep takes.
-    """
-
-
-register_model(KernelType)(FunctionModel)
-
-
-@unbox(KernelType)
-def _unbox_kernel(typ, obj, c):
-    fn = cgutils.create_struct_proxy(typ)(c.context, c.builder)
-    is_error = cgutils.alloca_once_value(c.builder, cgutils.false_bit)
-    for field in ("c_addr", "jit_addr"):
-        addr = c.pyapi.object_getattr_string(obj, "_" + field)
-        with c.builder.if_else(cgutils.is_null(c.builder, addr), likely=False) as (missing, found):
-            with missing:  # not a Kernel: the AttributeError propagates
-                c.builder.store(cgutils.true_bit, is_error)
-            with found:
-                setattr(fn, field, c.pyapi.long_as_voidptr(addr))
-                c.pyapi.decref(addr)
-    fn.py_addr = c.builder.bitcast(obj, c.context.get_value_type(types.voidptr))
-    return NativeValue(fn._getvalue(), is_error=c.builder.load(is_error))
-
+from ._numba_compat import kernel_type
 
 ARRAY = types.float64[::1]
 MATRIX = types.float64[:, ::1]
@@ -90,10 +59,10 @@ VJP_SIG = types.void(types.float64, ARRAY, ARRAY, ARRAY, ARRAY, ARRAY)
 MAT_SIG = types.void(types.float64, ARRAY, ARRAY, ARRAY, MATRIX)
 SENS_SIG = types.void(types.float64, ARRAY, ARRAY, ARRAY, MATRIX, MATRIX)
 
-VEC = KernelType(VEC_SIG)
-VJP = KernelType(VJP_SIG)
-MAT = KernelType(MAT_SIG)
-SENS = KernelType(SENS_SIG)
+VEC = kernel_type(VEC_SIG)
+VJP = kernel_type(VJP_SIG)
+MAT = kernel_type(MAT_SIG)
+SENS = kernel_type(SENS_SIG)
 
 #: kernel name -> signature; the single source of truth for codegen and loops.
 MODEL_KERNELS = {

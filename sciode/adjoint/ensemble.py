@@ -15,7 +15,7 @@ import numpy as np
 from numba import types
 
 from .. import abi
-from ..cpu.borrow import borrow1, borrow2
+from .._numba_compat import borrow1, borrow2
 from ..cpu.drivers import METHOD, METHOD2, register_entry
 from ..cpu.integrate import integrate
 from ..cpu.status import SUCCESS

@@ -15,7 +15,7 @@ import numpy as np
 from numba import types
 
 from .. import abi
-from ..cpu.borrow import borrow1, borrow2, borrow3, keep_alive
+from .._numba_compat import NO_NRT, borrow1, borrow2, borrow3, keep_alive
 from ..cpu.controls import control_at
 from ..cpu.drivers import LOOP_ARGS, METHOD, METHOD2, SWEEP_ARGS, register_entry
 from ..cpu.integrate import integrate
@@ -41,7 +41,7 @@ def _obs_jumps(obs, obs_vjp_y, obs_vjp_p, p, tw, W, wbuf, t_rows, Y, Yobs, Wt, n
     return H, JY, JP
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **NO_NRT)
 def _obs_rows(obs, obs_vjp_y, obs_vjp_p, p, tw, W, wbuf, t_rows, Y, Yobs, Wt, n_p, H, JY, JP, r):
     # the row loop of _obs_jumps, without reference counting (a view per row)
     m, n_h = Y.shape[0], Yobs.shape[1]

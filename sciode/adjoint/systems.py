@@ -29,6 +29,7 @@ from collections import namedtuple
 import numba as nb
 import numpy as np
 
+from .._numba_compat import NO_NRT
 from ..cpu.controls import control_at, control_segment
 from ..cpu.dense import locate_step_near
 from ..cpu.stepping import dense_point
@@ -61,7 +62,7 @@ QuadratureSystem = namedtuple("QuadratureSystem", ["rhs", "jac_y", "L", "dLdy", 
                                                    "one", "tmp_n"])
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **NO_NRT)
 def apply_jumps(sys, t, z):
     """The costate jumps ``lambda += (dh/dy)^T r_i``, ``mu += (dh/dp)^T r_i`` of
     every observation row at time ``t`` not yet applied; True if any was.
@@ -86,7 +87,7 @@ def _controls(sys, t):
         control_at(t, sys.tw, sys.W, sys.wbuf)
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
+@nb.njit(cache=True, nogil=True, **NO_NRT, inline="always")
 def hamiltonian_rates(vjp_yp, L_grad, has_L, t, y, p, w, gy, gL, z, lam_off, out, off):
     """``out[off:off + n + n_p + 1] = [-dH/dy, -dH/dp, -L]`` at ``(t, y, lambda)``,
     ``lambda = z[lam_off:lam_off + n]``, ``H = L + lambda . f``:
@@ -140,7 +141,7 @@ def costate_rates(sys, t, y, z, lam_off, out, off):
 POLY_CACHE_MAX_STATES = 8
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
+@nb.njit(cache=True, nogil=True, **NO_NRT, inline="always")
 def interp_state(ts, hs, zs, Ks, P, wts, khint, cbuf, t, y):
     """``y = y(t)`` from stored steps: the step's own interpolant (no views, no
     reference counting: see ``hamiltonian_rates``).

@@ -14,50 +14,14 @@ import numba
 import numpy as np
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
 
-from .. import abi
+from .. import _numba_compat, abi
 from ..cost import as_cost
 from ..errors import ModelError
 from . import cache
 from .cache import STATS, cache_dir
 
-class Kernel:
-    """A compiled kernel, passed to the loops by its addresses, computed once.
-
-    Its Numba type is ``abi.KernelType``, whose unboxing reads ``_c_addr`` and
-    ``_jit_addr``; Numba's unboxing of a dispatcher or a ``FunctionType``
-    argument looks both up on every call (~1.2 us per kernel with numba 0.68,
-    ~50 us for a dispatcher).  The loops call the kernel through its jit
-    address (Numba's calling convention), the C wrapper being the fallback.
-    """
-
-    def __init__(self, dispatcher, sig):
-        self.dispatcher = dispatcher
-        self._sig = sig
-        cres = dispatcher.get_compile_result(sig)
-        self._c_addr = cres.library.get_pointer_to_function(cres.fndesc.llvm_cfunc_wrapper_name)
-        self._jit_addr = cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
-        self._numba_type_ = abi.KernelType(sig)  # numba's typeof reads this first
-
-    def __wrapper_address__(self) -> int:
-        return self._c_addr
-
-    def jit_address(self) -> int:
-        """Address of the compiled function itself (Numba's calling convention)."""
-        return self._jit_addr
-
-    def signature(self):
-        return self._sig
-
-    def __call__(self, *args):
-        return self.dispatcher(*args)
-
-    @property
-    def signatures(self):
-        return self.dispatcher.signatures
-
-    @property
-    def stats(self):
-        return self.dispatcher.stats
+#: A compiled kernel handed to the loops (see ``sciode._numba_compat``).
+Kernel = _numba_compat.Kernel
 
 
 #: LLVM flags for the generated kernels: reassociation lets a sum over a band
@@ -67,6 +31,12 @@ class Kernel:
 #: finite values: the loops detect NaN and inf from the kernels.  Numba's
 #: cache does not key on these flags: change them with ``CODEGEN_API``.
 KERNEL_FASTMATH = {"reassoc"}
+#: Compile options of every generated kernel.  NumPy's error model: a division
+#: by zero gives inf or nan, which the loops report as a non-finite state
+#: (a failed solve with its time), instead of an exception out of compiled code;
+#: it also leaves out a zero test per division, and lets the portable path call
+#: kernels through C wrappers, which cannot carry an exception.
+KERNEL_OPTIONS = {"fastmath": KERNEL_FASTMATH, "error_model": "numpy"}
 
 
 class KernelSet:
@@ -93,8 +63,8 @@ class KernelSet:
             if name not in self._signatures:
                 raise KeyError(f"no kernel `{name}`; kernels are {sorted(self._signatures)}")
             sig = self._signatures[name]
-            fn = Kernel(numba.njit(sig, cache=True, nogil=True, fastmath=KERNEL_FASTMATH)(
-                getattr(self.module, name)), sig)
+            fn = Kernel(numba.njit(sig, cache=True, nogil=True, **KERNEL_OPTIONS)(
+                getattr(self.module, name)), sig, **KERNEL_OPTIONS)
             self._compiled[name] = fn
         return fn
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from .._numba_compat import NO_NRT
 from .stepping import dense_point
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **NO_NRT)
 def locate_step(ts, t):
     """Index ``k`` of the step ``[ts[k], ts[k+1]]`` containing ``t`` (either direction).
 
@@ -27,7 +28,7 @@ def locate_step(ts, t):
     return lo
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
+@nb.njit(cache=True, nogil=True, **NO_NRT, inline="always")
 def _owns(ts, t, k, n, forward):
     """Whether ``locate_step(ts, t)`` is ``k``: the last step start not past ``t``
     (or step 0 when every start is)."""
@@ -36,7 +37,7 @@ def _owns(ts, t, k, n, forward):
     return k == n - 1 or ((ts[k + 1] > t) if forward else (ts[k + 1] < t))
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **NO_NRT)
 def locate_step_near(ts, t, k):
     """``locate_step(ts, t)``, trying step ``k`` and its neighbours first.
 

@@ -10,15 +10,12 @@ compile per model.  Entry points are compiled lazily, on first use.
 
 from __future__ import annotations
 
-import warnings
-
 import numba as nb
 import numpy as np
 from numba import types
-from numba.core.errors import NumbaExperimentalFeatureWarning, NumbaIRAssumptionWarning
 
 from .. import abi
-from .borrow import borrow1, borrow2
+from .._numba_compat import borrow1, borrow2, quiet_compile
 from .integrate import integrate
 from .systems import ModelSystem
 
@@ -84,12 +81,7 @@ def entry(name: str, method=None, method2=None):
         py, argtypes = _ENTRIES[name]
         slots = {METHOD: mtypes[0], METHOD2: mtypes[1]}
         sig = tuple(slots[a] if isinstance(a, str) else a for a in argtypes)
-        with warnings.catch_warnings():
-            # Numba's pedantic IR check flags variables renamed by inline="always"
-            # (the system and stage helpers are inlined on purpose); not a user issue.
-            warnings.simplefilter("ignore", NumbaIRAssumptionWarning)
-            # First-class functions are the design (abi.py), not an accident.
-            warnings.simplefilter("ignore", NumbaExperimentalFeatureWarning)
+        with quiet_compile():  # warnings about sciode's own design (see _numba_compat)
             fn = _COMPILED[(name,) + mtypes] = nb.njit(sig, cache=True, nogil=True)(py)
     if len(_BY_IDENTITY) > 256:  # stiff method tuples are rebuilt per call: keep this small
         _BY_IDENTITY.clear()

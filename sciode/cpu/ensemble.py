@@ -17,7 +17,7 @@ import numpy as np
 from numba import types
 
 from .. import abi
-from .borrow import borrow1, borrow2
+from .._numba_compat import borrow1, borrow2
 from .drivers import METHOD, register_entry
 from .integrate import integrate
 from .status import SUCCESS

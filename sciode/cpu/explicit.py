@@ -24,6 +24,7 @@ import math
 import numba as nb
 import numpy as np
 
+from .._numba_compat import NO_NRT
 from .status import NONFINITE, SUCCESS
 from .stepping import (CONTINUE, full, grow_storage, next_target, record_step, scaled_sum,
                        serve_t_eval, start_storage, step_guard, step_to, stored, weighted_sum)
@@ -34,7 +35,7 @@ FAC_MIN = 0.2
 FAC_MAX = 10.0
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **NO_NRT)
 def rms_scaled(v, z, z_new, rtol, atol):
     """``sqrt(mean((v / (atol + rtol max(|z|, |z_new|)))^2))``."""
     acc = 0.0
@@ -45,7 +46,7 @@ def rms_scaled(v, z, z_new, rtol, atol):
     return math.sqrt(acc / max(n, 1))
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **NO_NRT)
 def all_finite(v):
     for i in range(v.shape[0]):
         if not math.isfinite(v[i]):
@@ -106,7 +107,7 @@ def extra_stages(sys, t, z, h, A_ext, c_ext, s, K, work):
         sys_rhs(sys, t + c_ext[m_] * h, work, K[i])
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **NO_NRT)
 def error_norm(h, e, e3, K, z, z_new, rtol, atol, work, n_err):
     """Scaled RMS error of a step (DOP853's combined norm when ``e3`` is given).
 
@@ -215,7 +216,7 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
     return status, t, n_stored, ts, zs, hs, Ks, z_eval, stats
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **NO_NRT)
 def rk_steps(sys, t1, direction, span, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptive, q, rtol,
              atol, n_err, hmax, dt, max_steps, t_eval, store_dense, t_stops, K, work, z, z_new, wbuf,
              stats, ts, hs, zs, Ks, z_eval, fstate, istate):

@@ -35,7 +35,7 @@ import math
 import numba as nb
 import numpy as np
 
-from .borrow import borrow1, borrow2, keep_alive
+from .._numba_compat import borrow1, borrow2, keep_alive
 from .explicit import all_finite, initial_step, rms_scaled
 from .linalg import factor_for, matrix_storage, solve_in_place
 from .rosenbrock import MAX_SINGULAR, N_STATS

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .borrow import borrow1, borrow2, borrow3
+from .._numba_compat import NO_NRT, borrow1, borrow2, borrow3
 from .status import MAX_STEPS, NONFINITE, STEP_UNDERFLOW
 
 EPS = np.finfo(np.float64).eps
@@ -26,7 +26,7 @@ CONTINUE = -1  # ``step_guard``: no reason to stop
 SMALL = 16
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
+@nb.njit(cache=True, nogil=True, **NO_NRT, inline="always")
 def scaled_sum(h, w, K, out, n):
     """``out[:n] = h sum_i w[i] K[i, :n]``.
 
@@ -50,7 +50,7 @@ def scaled_sum(h, w, K, out, n):
                 out[m] += wi * K[i, m]
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **NO_NRT)
 def weighted_sum(z, h, w, K, out):
     """``out = z + h sum_i w[i] K[i]`` (``scaled_sum``, then ``z``)."""
     n = z.shape[0]
@@ -71,7 +71,7 @@ def interp_weights(P, theta, out):
         out[i] = acc
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **NO_NRT)
 def dense_point(z, h, K, P, theta, wbuf, out):
     """``out = z + h sum_i K[i] sum_j P[i, j] theta^(j+1)`` (the interpolant)."""
     interp_weights(P, theta, wbuf)

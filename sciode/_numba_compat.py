@@ -1,0 +1,366 @@
+"""Every use of Numba's private internals, each beside its public-API fallback.
+
+sciode's compiled layer is fast because of six things Numba does not promise
+to keep (checked against Numba 0.59-0.68):
+
+==================================  ==================================  =================================
+fast path (private)                 why                                 portable fallback (public API)
+==================================  ==================================  =================================
+``KernelType``: a first-class       Numba's own unboxing of a           ``types.FunctionType`` of a
+function type unboxed from two      ``FunctionType`` argument costs     ``Kernel`` that implements the
+addresses the ``Kernel`` computed   ~1.2 us per kernel per call         wrapper-address protocol
+once (the private layout of
+``FunctionModel``)
+kernel addresses read from          the loops call a kernel through     ``numba.cfunc(sig).address``
+``get_compile_result(sig).library`` its Numba-convention address        (a second compile per kernel)
+a cache locator subclassing         one source hash over the package    Numba's own locator (the
+``caching._CacheLocator``, inserted stamps every loop, so editing a     ``NUMBA_CACHE_DIR`` or
+in ``CacheImpl._locator_classes``   callee recompiles its callers       ``__pycache__``), stamped per file
+borrowed views (``borrow1..3``):    Numba increfs/decrefs every array   the arrays themselves, reference
+arrays without a meminfo            of a system tuple at each use       counted as usual
+``_nrt=False`` on the allocation-   no reference counting in the        reference counting (Numba's
+free stepping cores                 inner loops                         default)
+quiet ``NumbaIRAssumptionWarning``  (inlining on purpose; first-class   the same: they are warnings about
+and the experimental-feature        functions are the design)           our design, in both modes
+warning while compiling the loops
+==================================  ==================================  =================================
+
+At import a self-test compares the private layouts with what the fast path
+was written for (``self_test``).  A mismatch (a new Numba release) selects
+the portable path and warns once; ``SCIODE_PORTABLE=1`` forces it.  The
+portable path may be slower, never different: both compute the same floating
+point operations (``tests/test_numba_compat.py``; CI runs the solve and
+gradient tests a second time with ``SCIODE_PORTABLE=1``).
+
+The two paths keep separate on-disk caches: the fast path's locator writes
+under ``$SCIODE_CACHE_DIR/numba/<source hash>``, Numba's own under
+``NUMBA_CACHE_DIR`` (or next to the sources).  Numba's own locator stamps a
+loop with its file's modification time only, so a developer who edits a
+callee in another module and runs with ``SCIODE_PORTABLE=1`` should clear
+that cache; installed packages never change under it.
+
+No other module of sciode imports from ``numba.core``, ``numba.experimental``
+or passes private options (``tests/test_numba_compat.py`` checks the sources).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import warnings
+from pathlib import Path
+
+import numba as nb
+from numba import types
+
+#: Numba versions the fast path was checked against, [low, high).
+TESTED_NUMBA = ((0, 59), (0, 69))
+#: Field names of ``numba.experimental.function_type.FunctionModel`` that
+#: ``KernelType``'s unboxing fills.
+EXPECTED_FUNCTION_FIELDS = ("c_addr", "py_addr", "jit_addr")
+#: Field names of Numba's array struct; a borrowed view leaves ``meminfo`` null.
+EXPECTED_ARRAY_FIELDS = ("meminfo", "parent", "nitems", "itemsize", "data", "shape", "strides")
+_LOCATOR_METHODS = ("ensure_cache_path", "get_cache_path", "get_source_stamp",
+                    "get_disambiguator", "from_function")
+
+
+def self_test(expected_function_fields=EXPECTED_FUNCTION_FIELDS,
+              expected_array_fields=EXPECTED_ARRAY_FIELDS) -> str | None:
+    """Why the fast path must not be used with this Numba, or ``None`` if it may.
+
+    Checks the version range and, without compiling anything, every private
+    name and layout the fast path touches.
+    """
+    m = re.match(r"(\d+)\.(\d+)", nb.__version__)
+    version = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+    low, high = TESTED_NUMBA
+    if not low <= version < high:
+        return (f"Numba {nb.__version__} is outside the range the fast path was checked "
+                f"against ({'.'.join(map(str, low))} <= version < {'.'.join(map(str, high))})")
+    try:
+        from numba.core import caching, cgutils, funcdesc  # noqa: F401
+        from numba.core.datamodel import default_manager
+        from numba.core.dispatcher import Dispatcher
+        from numba.core.extending import NativeValue, register_model, unbox  # noqa: F401
+        from numba.experimental.function_type import FunctionModel  # noqa: F401
+
+        fields = tuple(default_manager.lookup(types.FunctionType(types.void(types.float64)))._fields)
+        if sorted(fields) != sorted(expected_function_fields):
+            return (f"numba.experimental.function_type.FunctionModel has the fields {fields}, "
+                    f"not {tuple(expected_function_fields)}")
+        fields = tuple(default_manager.lookup(types.float64[::1])._fields)
+        if fields != tuple(expected_array_fields):
+            return f"Numba's array struct has the fields {fields}, not {tuple(expected_array_fields)}"
+        missing = [name for name in _LOCATOR_METHODS if not hasattr(caching._CacheLocator, name)]
+        if missing or not isinstance(caching.CacheImpl._locator_classes, list):
+            return f"numba.core.caching changed (_CacheLocator lacks {missing} or no _locator_classes list)"
+        for owner, name in ((Dispatcher, "get_compile_result"),
+                            (funcdesc.FunctionDescriptor, "llvm_func_name"),
+                            (funcdesc.FunctionDescriptor, "llvm_cfunc_wrapper_name")):
+            if not hasattr(owner, name):
+                return f"{owner.__module__}.{owner.__name__} has no `{name}`"
+    except (ImportError, AttributeError, KeyError, TypeError) as exc:
+        return f"a Numba internal the fast path uses is gone ({type(exc).__name__}: {exc})"
+    return None
+
+
+def _select() -> tuple[bool, str | None]:
+    if os.environ.get("SCIODE_PORTABLE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return True, "SCIODE_PORTABLE is set"
+    reason = self_test()
+    if reason is not None:
+        warnings.warn(f"sciode: {reason}; using the portable path (public Numba API only: slower, "
+                      "same results). Set SCIODE_PORTABLE=1 to silence this.", RuntimeWarning, stacklevel=3)
+        return True, reason
+    return False, None
+
+
+#: ``True`` when the portable path (public Numba API only) is in use; ``REASON`` says why.
+PORTABLE, REASON = _select()
+
+#: njit options of the allocation-free stepping cores: no reference counting
+#: on the fast path, Numba's default on the portable one.
+NO_NRT: dict = {} if PORTABLE else {"_nrt": False}
+
+
+@contextlib.contextmanager
+def quiet_compile():
+    """Compile sciode's loops without two warnings about its own design:
+    Numba's pedantic IR check flags variables renamed by ``inline="always"``
+    (the system and stage helpers are inlined on purpose), and first-class
+    functions are flagged experimental (they are how one loop serves every
+    model, ``sciode.abi``)."""
+    from numba.core.errors import NumbaExperimentalFeatureWarning, NumbaIRAssumptionWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NumbaIRAssumptionWarning)
+        warnings.simplefilter("ignore", NumbaExperimentalFeatureWarning)
+        yield
+
+
+# --- kernels as arguments -------------------------------------------------------------------
+
+class _KernelBase:
+    """A compiled kernel handed to the loops (``codegen.KernelSet`` makes them).
+
+    ``dispatcher`` is the Numba dispatcher compiled for ``sig`` (Python calls
+    go through it); ``options`` are its compile options, which the portable
+    path's C-callable twin must share.
+    """
+
+    def __init__(self, dispatcher, sig, **options):
+        self.dispatcher = dispatcher
+        self._sig = sig
+        self._options = options
+
+    def signature(self):
+        return self._sig
+
+    def __call__(self, *args):
+        return self.dispatcher(*args)
+
+    @property
+    def signatures(self):
+        return self.dispatcher.signatures
+
+    @property
+    def stats(self):
+        return self.dispatcher.stats
+
+
+if not PORTABLE:
+    from numba.core import cgutils
+    from numba.core.extending import NativeValue, register_model, unbox
+    from numba.experimental.function_type import FunctionModel
+
+    class KernelType(types.FunctionType):
+        """The Numba type of a compiled kernel (``Kernel``) as an argument.
+
+        A first-class function like Numba's ``FunctionType`` (same data model,
+        called through its jit address), but unboxed from the two addresses
+        the ``Kernel`` computed once (``_c_addr``, ``_jit_addr``).  Numba's own
+        unboxing of a ``FunctionType`` argument imports a module and unpickles
+        the signature twice per kernel per call, ~1.2 us: an entry point with
+        seven kernels spent more time unboxing them than a small sweep takes.
+        """
+
+    register_model(KernelType)(FunctionModel)
+
+    @unbox(KernelType)
+    def _unbox_kernel(typ, obj, c):
+        fn = cgutils.create_struct_proxy(typ)(c.context, c.builder)
+        is_error = cgutils.alloca_once_value(c.builder, cgutils.false_bit)
+        for field in ("c_addr", "jit_addr"):
+            addr = c.pyapi.object_getattr_string(obj, "_" + field)
+            with c.builder.if_else(cgutils.is_null(c.builder, addr), likely=False) as (missing, found):
+                with missing:  # not a Kernel: the AttributeError propagates
+                    c.builder.store(cgutils.true_bit, is_error)
+                with found:
+                    setattr(fn, field, c.pyapi.long_as_voidptr(addr))
+                    c.pyapi.decref(addr)
+        fn.py_addr = c.builder.bitcast(obj, c.context.get_value_type(types.voidptr))
+        return NativeValue(fn._getvalue(), is_error=c.builder.load(is_error))
+
+    def kernel_type(sig):
+        """The Numba type of a kernel argument with signature ``sig``."""
+        return KernelType(sig)
+
+    class Kernel(_KernelBase):
+        """A kernel passed to the loops by its addresses, computed once.
+
+        The loops call it through its jit address (Numba's calling
+        convention), the C wrapper being the fallback.
+        """
+
+        def __init__(self, dispatcher, sig, **options):
+            super().__init__(dispatcher, sig, **options)
+            cres = dispatcher.get_compile_result(sig)
+            self._c_addr = cres.library.get_pointer_to_function(cres.fndesc.llvm_cfunc_wrapper_name)
+            self._jit_addr = cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
+            self._numba_type_ = KernelType(sig)  # numba's typeof reads this first
+
+        def __wrapper_address__(self) -> int:
+            return self._c_addr
+
+        def jit_address(self) -> int:
+            """Address of the compiled function itself (Numba's calling convention)."""
+            return self._jit_addr
+
+else:
+    def kernel_type(sig):
+        """The Numba type of a kernel argument with signature ``sig``."""
+        return types.FunctionType(sig)
+
+    class Kernel(_KernelBase, types.WrapperAddressProtocol):
+        """A kernel passed to the loops through Numba's wrapper-address
+        protocol: a ``numba.cfunc`` twin of the dispatcher, compiled with the
+        same options, supplies the C-callable address.  The generated kernels
+        never raise (``error_model="numpy"``), so the C calling convention,
+        which cannot carry an exception, loses nothing."""
+
+        def __init__(self, dispatcher, sig, **options):
+            super().__init__(dispatcher, sig, **options)
+            self._cfunc = nb.cfunc(sig, cache=True, **options)(dispatcher.py_func)
+
+        def __wrapper_address__(self) -> int:
+            return self._cfunc.address
+
+
+# --- borrowed views ----------------------------------------------------------------------------
+# A system tuple (``sciode.cpu.systems``) is handed to inlined helpers several
+# times per stage.  When an inlined helper has more than one basic block, Numba
+# increfs and decrefs every array in the tuple at each use (its reference-count
+# pruning works within a basic block), ~5-10 ns of atomic work per array.
+# Views built with ``numba.carray`` from the data pointer carry no meminfo, so
+# those operations become no-ops: measured 68 -> 26 ns per model evaluation on
+# Lorenz (numba 0.68).  Safety rests on where Numba places decrefs: a borrowed
+# view does not keep its array alive, so borrow only arrays that outlive every
+# use of the view: entry-point arguments, or locals that the entry point uses
+# again after the loop (``keep_alive``).
+
+if not PORTABLE:
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def _data_pointer(typingctx, a):
+        """The data pointer of the array ``a``, typed ``CPointer(a.dtype)`` (no reference taken)."""
+        sig = types.CPointer(a.dtype)(a)
+
+        def codegen(context, builder, signature, args):
+            return context.make_array(signature.args[0])(context, builder, args[0]).data
+
+        return sig, codegen
+
+    @nb.njit(cache=True, nogil=True, inline="always")
+    def borrow1(a):
+        """A view of the 1-D C-contiguous ``a`` without a reference count."""
+        return nb.carray(_data_pointer(a), a.shape[0])
+
+    @nb.njit(cache=True, nogil=True, inline="always")
+    def borrow2(a):
+        """A view of the 2-D C-contiguous ``a`` without a reference count."""
+        return nb.carray(_data_pointer(a), (a.shape[0], a.shape[1]))
+
+    @nb.njit(cache=True, nogil=True, inline="always")
+    def borrow3(a):
+        """A view of the 3-D C-contiguous ``a`` without a reference count."""
+        return nb.carray(_data_pointer(a), (a.shape[0], a.shape[1], a.shape[2]))
+
+else:
+    @nb.njit(cache=True, nogil=True, inline="always")
+    def borrow1(a):
+        """``a`` itself (portable path: reference counted as usual)."""
+        return a
+
+    borrow2 = borrow3 = borrow1
+
+
+@nb.njit(cache=True, nogil=True)
+def keep_alive(*arrays):
+    """Use each array once more, so Numba keeps it alive until this point."""
+    acc = 0
+    for a in arrays:
+        acc += a.size
+    return acc
+
+
+# --- the compiled loops' disk cache ------------------------------------------------------------
+
+def install_cache_locator(package_dir: Path, cache_root, stamp: str):
+    """Make Numba cache every function defined under ``package_dir`` in
+    ``cache_root() / stamp / <subpackage>``, stamped ``stamp`` (a hash over
+    the package's sources; see ``sciode._numba_cache``).  Returns the locator
+    class, or ``None`` on the portable path, where Numba's own locator
+    (``NUMBA_CACHE_DIR``) is used."""
+    if PORTABLE:
+        return None
+    from numba.core import caching
+
+    class SciodeCacheLocator(caching._CacheLocator):
+        """Locator for functions defined in the sciode package."""
+
+        def __init__(self, py_func, py_file):
+            self._py_file = py_file
+            rel = Path(py_file).resolve().relative_to(package_dir)
+            self._cache_path = str(cache_root() / stamp / rel.parent)
+
+        def get_cache_path(self):
+            return self._cache_path
+
+        def ensure_cache_path(self):
+            # the cache root is the user's alone (0700), as the kernel modules' directory
+            missing, p = [], cache_root()
+            while not p.exists() and p.parent != p:
+                missing.append(p)
+                p = p.parent
+            for d in reversed(missing):
+                try:
+                    d.mkdir(mode=0o700)
+                except FileExistsError:
+                    pass
+            super().ensure_cache_path()
+
+        def get_source_stamp(self):
+            return stamp
+
+        def get_disambiguator(self):
+            return Path(self._py_file).stem
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            try:
+                Path(py_file).resolve().relative_to(package_dir)
+            except ValueError:
+                return None
+            self = cls(py_func, py_file)
+            try:
+                self.ensure_cache_path()
+            except OSError:
+                return None
+            return self
+
+    for old in [c for c in caching.CacheImpl._locator_classes if c.__name__ == "SciodeCacheLocator"]:
+        caching.CacheImpl._locator_classes.remove(old)
+    caching.CacheImpl._locator_classes.insert(0, SciodeCacheLocator)
+    return SciodeCacheLocator
