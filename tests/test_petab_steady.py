@@ -11,7 +11,9 @@ with closed-form steady states:
   k/d) exp(-d t)``;
 - logistic ``Y' = r Y (1 - Y / K)`` from ``Y0 = 0.01``: Newton from the start
   converges to the unstable root ``Y = 0`` (rejected), the simulation then
-  reaches ``Y_ss = K``.
+  reaches ``Y_ss = K``;
+- ``A <-> B`` across two compartments, one of estimated volume: the
+  conservation law moves with it, and the sensitivities are integrated.
 
 The negative log-likelihoods are written from these closed forms in complex
 arithmetic, and the gradients checked against their complex-step derivatives.
@@ -30,20 +32,23 @@ import sciode
 TOL = {"rtol": 1e-10, "atol": 1e-14}
 
 
-def _write_sbml(path, species, params, reactions):
-    """SBML L3V2 file: ``species`` {id: initial concentration}, ``params`` {id:
-    value}, ``reactions`` [(id, reactants, products, rate formula)] in a
-    compartment of size 1."""
+def _write_sbml(path, species, params, reactions, compartments=None):
+    """SBML L3V2 file: ``species`` {id: initial concentration, or (concentration,
+    compartment)}, ``params`` {id: value}, ``reactions`` [(id, reactants,
+    products, rate formula)] (amount per time), ``compartments`` {id: size}
+    (default one, ``cell``, of size 1)."""
     import libsbml
 
     doc = libsbml.SBMLDocument(3, 2)
     m = doc.createModel()
     m.setId("model")
-    c = m.createCompartment()
-    c.setId("cell"), c.setSize(1.0), c.setConstant(True), c.setSpatialDimensions(3)
+    for cid, size in (compartments or {"cell": 1.0}).items():
+        c = m.createCompartment()
+        c.setId(cid), c.setSize(size), c.setConstant(True), c.setSpatialDimensions(3)
     for sid, value in species.items():
+        value, cid = value if isinstance(value, tuple) else (value, "cell")
         s = m.createSpecies()
-        s.setId(sid), s.setCompartment("cell"), s.setInitialConcentration(value)
+        s.setId(sid), s.setCompartment(cid), s.setInitialConcentration(value)
         s.setHasOnlySubstanceUnits(False), s.setBoundaryCondition(False), s.setConstant(False)
     for pid, value in params.items():
         p = m.createParameter()
@@ -252,3 +257,48 @@ def test_steady_state_option_is_checked(tmp_path):
     yaml = _write_problem(folder, LOGI, LOGI_PARAMS, LOGI_CONDITIONS, LOGI_OBS, LOGI_MEAS)
     with pytest.raises(ValueError, match="steady_state"):
         sciode.petab.import_problem(yaml, steady_state="magic")
+
+
+# --- a conservation law that moves with an estimated parameter ------------------------------
+
+#: A in c1 (V1 = 2), B in c2 (V2 estimated); rates in amount per time, so
+#: V1 A + V2 B is conserved and C depends on V2: the implicit-function
+#: sensitivities (C fixed) do not apply, the integrated ones do.
+#: A_ss = k2 N / (V1 (k1 + k2)), B_ss = k1 N / (V2 (k1 + k2)), N = V1 A0 + V2 B0.
+VOL = ({"A": (1.0, "c1"), "B": (0.5, "c2")}, {"k1": 0.7, "k2": 0.4},
+       [("R1", ["A"], ["B"], "k1 * A * c1"), ("R2", ["B"], ["A"], "k2 * B * c2")], {"c1": 2.0, "c2": 3.0})
+VOL_PARAMS = [("k1", "log10", 0.01, 100, 0.7, 1), ("k2", "lin", 0.01, 100, 0.4, 1),
+              ("c2", "log", 0.1, 10, 3.0, 1), ("sigma", "lin", 0.01, 10, 0.1, 0)]
+VOL_CONDITIONS = (["conditionId", "conditionName"], [("c", "c")])
+VOL_OBS = [("obs_A", "A", "sigma"), ("obs_B", "B", "sigma")]
+VOL_MEAS = [("obs_A", "", "c", 0.5, "inf"), ("obs_B", "", "c", 0.6, "inf")]
+VOL_THETA = np.array([np.log10(0.5), 0.6, np.log(2.5)])
+
+
+def vol_nllh(theta):
+    k1, k2, V2 = 10 ** theta[0], theta[1], np.exp(theta[2])
+    N = 2.0 * 1.0 + V2 * 0.5
+    values = {"obs_A": k2 * N / (2.0 * (k1 + k2)), "obs_B": k1 * N / (V2 * (k1 + k2))}
+    return sum(0.5 * np.log(2 * np.pi * 0.1**2) + 0.5 * ((m - values[o]) / 0.1) ** 2
+               for o, _, _, m, _ in VOL_MEAS)
+
+
+@pytest.mark.parametrize("sensitivity", ["forward", "adjoint"])
+def test_conservation_law_moving_with_a_parameter_integrates_sensitivities(tmp_path, sensitivity):
+    yaml = _write_problem(tmp_path, VOL, VOL_PARAMS, VOL_CONDITIONS, VOL_OBS, VOL_MEAS)
+    prob = sciode.petab.import_problem(yaml, **TOL)
+    value, grad = prob.nllh_and_grad(VOL_THETA, sensitivity=sensitivity)
+    np.testing.assert_allclose(value, vol_nllh(VOL_THETA).real, rtol=1e-9)
+    ref = complex_step_grad(vol_nllh, VOL_THETA)
+    np.testing.assert_allclose(grad, ref, rtol=1e-6, atol=1e-6 * np.abs(ref).max())
+    counts = prob.steady_state_counts
+    assert counts["newton"] == 1 and counts["sensitivities: integrated"] == 1
+    # with V2 fixed, the law no longer moves with the estimated parameters
+    fixed = tmp_path / "fixed"
+    fixed.mkdir()
+    params = [row if row[0] != "c2" else ("c2", "log", 0.1, 10, 2.5, 0) for row in VOL_PARAMS]
+    yaml = _write_problem(fixed, VOL, params, VOL_CONDITIONS, VOL_OBS, VOL_MEAS)
+    prob = sciode.petab.import_problem(yaml, **TOL)
+    value, grad = prob.nllh_and_grad(VOL_THETA[:2], sensitivity=sensitivity)
+    np.testing.assert_allclose(grad, ref[:2], rtol=1e-7, atol=1e-7 * np.abs(ref).max())
+    assert prob.steady_state_counts["sensitivities: implicit"] == 1

@@ -177,7 +177,7 @@ class SteadyStateSolver:
                     Fn, fn = self._residual(x + step, p, C, total, wf, wc)
                     if Fn is not None and Fn @ Fn < F @ F:
                         x = x + step
-                return self._accept(x, p, C)
+                return self._accept(x, p, C, x0)
             if step is None:
                 return None
             lam = 1.0
@@ -200,13 +200,13 @@ class SteadyStateSolver:
         dx, _, rank, _ = np.linalg.lstsq(K, -F, rcond=None)
         return dx if rank == self.n else None
 
-    def _accept(self, x, p, C):
+    def _accept(self, x, p, C, x0):
         """``x`` if it is the state a simulation reaches: finite, species that
         start nonnegative stay so, stable off the conservation laws."""
         if not np.isfinite(x).all():
             return None
         tol = self.atol + self.rtol * float(np.abs(x).max(initial=0.0))
-        if np.any(x[self.nonneg] < -tol):
+        if np.any(x[self.nonneg & (x0 >= 0)] < -tol):
             return None
         J = self.jac(x, p)
         if not np.isfinite(J).all():
