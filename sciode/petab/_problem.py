@@ -50,6 +50,7 @@ import math
 import os
 import re
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -263,7 +264,7 @@ class PetabProblem:
 
     @property
     def steady_state_counts(self):
-        return self._steady_solver().counts
+        return self._steady.counts if self._steady is not None else Counter()
 
     def _steady_solver(self):
         from ._steady import SteadyStateSolver

@@ -88,8 +88,8 @@ class SteadyStateSolver:
                  max_iter: int = 50):
         from ..codegen import model_kernels
 
-        mk = model_kernels(model)
-        self._rhs, self._jy, self._jp = mk["rhs"], mk["jac_y"], mk["jac_p"]
+        self._mk = mk = model_kernels(model)  # jac_p compiled on first use (gradients only)
+        self._rhs, self._jy = mk["rhs"], mk["jac_y"]
         self.model = model
         self.n, self.n_p = model.n_states, model.n_params
         self.rtol, self.atol = float(rtol), float(atol)
@@ -116,7 +116,7 @@ class SteadyStateSolver:
 
     def jac_p(self, x, p) -> np.ndarray:
         out = np.empty((self.n, self.n_p))
-        self._jp(0.0, np.ascontiguousarray(x, dtype=float), p, self._w, out)
+        self._mk["jac_p"](0.0, np.ascontiguousarray(x, dtype=float), p, self._w, out)
         return out
 
     def wrms(self, f, x) -> float:
