@@ -188,8 +188,8 @@ def _copy(tmp_path, edit_file=None, edit=None):
     ("observables.tsv", lambda s: s.replace("A / (A + B)", "A / (A + C)"), ModelError,
      "unknown identifier `C`"),
     ("conditions.tsv", lambda s: s.replace("\tkr\tA\n", "\tkr\tnope\n"), ModelError, "`nope`"),
-    ("measurements.tsv", lambda s: s.replace("\t1.5\tscale_b", "\tinf\tscale_b"), NotImplementedError,
-     "time = inf"),
+    ("measurements.tsv", lambda s: s.replace("\t1.5\tscale_b", "\t-1.5\tscale_b"), ModelError,
+     "negative time"),
     ("problem.yaml", lambda s: s.replace("format_version: 1", "format_version: 2.0.0"),
      NotImplementedError, "PEtab v1"),
 ])

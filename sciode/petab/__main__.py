@@ -1,8 +1,9 @@
 """``python -m sciode.petab PROBLEM.yaml [--fit --starts N]``: the PEtab runner.
 
 Prints the problem's sizes, the log-likelihood at the nominal parameters, the
-gradient there with its agreement with central differences, and timings
-(import, first and warm gradient).  ``--fit`` minimises the negative
+gradient there with its agreement with central differences, timings
+(import, first and warm gradient), and how the steady states (pre-equilibration,
+``time = inf``) were found and differentiated.  ``--fit`` minimises the negative
 log-likelihood in PEtab scale within the parameter table's bounds with
 L-BFGS-B on the gradient, from the nominal point and ``N - 1`` points drawn
 uniformly in the bounds (seeded), and prints the best result.
@@ -63,12 +64,16 @@ def main(argv=None) -> int:
     parser.add_argument("--method", default="kvaerno5", help="integration method (default kvaerno5)")
     parser.add_argument("--rtol", type=float, default=1e-8)
     parser.add_argument("--atol", type=float, default=1e-12)
+    parser.add_argument("--steady-state", choices=("newton", "simulation"), default="newton",
+                        help="how pre-equilibration and time = inf measurements reach steady state "
+                             "(default newton, with a simulation fallback)")
     args = parser.parse_args(argv)
 
     from . import import_problem
 
     t0 = time.perf_counter()
-    prob = import_problem(args.problem, method=args.method, rtol=args.rtol, atol=args.atol)
+    prob = import_problem(args.problem, method=args.method, rtol=args.rtol, atol=args.atol,
+                          steady_state=args.steady_state)
     print(f"{prob}  (import {time.perf_counter() - t0:.2f} s)")
     t0 = time.perf_counter()
     value, grad = prob.nllh_and_grad(sensitivity=args.sensitivity)
@@ -82,6 +87,8 @@ def main(argv=None) -> int:
     scale = max(float(np.max(np.abs(g_fd))), 1e-300)
     print(f"gradient vs central differences (step 1e-5, PEtab scale): max |g - g_fd| / max |g_fd| = "
           f"{float(np.max(np.abs(grad - g_fd))) / scale:.2e}")
+    if prob.steady_state_counts:
+        print("steady states: " + ", ".join(f"{k} {v}" for k, v in sorted(prob.steady_state_counts.items())))
     if args.fit:
         best = _fit(prob, max(args.starts, 1), args.seed, args.sensitivity)
         print(f"best: nllh = {best.fun:.10g}")

@@ -30,9 +30,18 @@ the partial derivatives of the formulas are derived with SymPy, and
 ``dphi_k/dtheta_k = 1, phi_k, phi_k ln 10``.  With ``sensitivity="adjoint"``
 the state part is summed first, ``G(t_i) = sum dell/dx(t_i)``, and
 ``sum_i G(t_i) . dx(t_i)/d[p, x0]`` comes from one adjoint solve per
-simulation (`PetabProblem._vjp_run`).  Pre-equilibration integrates to a
-steady state (`PetabProblem._steady_state`); its ``x_ss`` replaces ``x0`` and
-is differentiated through the same integration, forward or adjoint.
+simulation (`PetabProblem._vjp_run`).
+
+Steady states (`_steady`): pre-equilibration replaces ``x0`` by the steady
+state ``x_ss`` reached from the pre-equilibration condition's initial state,
+and a measurement at ``time = inf`` observes the steady state reached from
+the simulation condition's initial state.  Both are found by Newton's method
+on ``f(x, p) = 0`` with the conservation laws ``C x = C x0`` (a long
+simulation where Newton fails), and differentiated by the implicit function
+theorem, ``dx_ss/d[p, x0] = [J; C]^+ [[-df/dp, 0], [0, C]]`` forward, or
+the steady-state adjoint ``J^T mu + C^T nu = g`` (gradient ``-mu^T df/dp``,
+``nu^T C``); where that does not apply (no Newton root, an ill-conditioned
+``[J; C]``), by the sensitivities of the long integration.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ import math
 import os
 import re
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,13 +64,15 @@ __all__ = ["PetabProblem", "import_problem"]
 
 SCALES = ("lin", "log", "log10")
 SENSITIVITIES = ("forward", "adjoint", "fd")
+STEADY_STATES = ("newton", "simulation")
 #: Noise scale of the least-squares term that carries a vector-Jacobian
 #: product through the adjoint (`PetabProblem._vjp_run`).
 _VJP_SIGMA = 1e3
 
 
 def import_problem(yaml_path, method: str = "kvaerno5", rtol: float = 1e-8, atol: float = 1e-12,
-                   max_steps: int = 200_000, sens_error_control: bool = False) -> PetabProblem:
+                   max_steps: int = 200_000, sens_error_control: bool = False,
+                   steady_state: str = "newton") -> PetabProblem:
     """Read a PEtab v1 problem (YAML file) into a `PetabProblem`.
 
     Parameters
@@ -79,6 +91,13 @@ def import_problem(yaml_path, method: str = "kvaerno5", rtol: float = 1e-8, atol
         Boehm_JProteomeRes2014 (10-200x slower); the states
         stay error-controlled, and the gradient is checked against finite
         differences in ``tests/test_petab.py`` and ``benchmarks/suite_petab.py``.
+    steady_state : {"newton", "simulation"}
+        How pre-equilibration and ``time = inf`` measurements reach their
+        steady state: ``"newton"`` (default) Newton's method first, a long
+        simulation where it fails, with implicit-function sensitivities
+        (AMICI's default); ``"simulation"`` only the long simulation, with
+        integrated sensitivities.  `PetabProblem.steady_state_counts` tallies
+        which was used.
 
     Raises
     ------
@@ -87,7 +106,7 @@ def import_problem(yaml_path, method: str = "kvaerno5", rtol: float = 1e-8, atol
         inconsistent tables; the message names the table, row and id.
     NotImplementedError
         For PEtab features not implemented yet (PEtab v2, non-SBML models,
-        steady-state measurements ``time = inf``, several models).
+        several models).
     ImportError
         Without the ``sbml`` extra (``pip install sciode[sbml]``).
     """
@@ -102,7 +121,7 @@ def import_problem(yaml_path, method: str = "kvaerno5", rtol: float = 1e-8, atol
         warnings.simplefilter("ignore", DeprecationWarning)
         problem = petab.v1.Problem.from_yaml(path)
     return PetabProblem(problem, path, method=method, rtol=rtol, atol=atol, max_steps=max_steps,
-                        sens_error_control=sens_error_control)
+                        sens_error_control=sens_error_control, steady_state=steady_state)
 
 
 def _check_format(path: str) -> None:
@@ -157,19 +176,25 @@ class _Condition:
 class _Simulation:
     sim: _Condition
     preeq: _Condition | None
-    times: np.ndarray         # unique sorted measurement times
-    cost: object              # LeastSquares with rows at `times` (for S_rows)
+    times: np.ndarray         # unique sorted finite measurement times
+    cost: object              # LeastSquares with rows at `times` (for S_rows); None without times
+    steady: bool = False      # measurements at time = inf (row `times.size` of the run)
+
+    @property
+    def n_rows(self) -> int:
+        return self.times.size + int(self.steady)
 
 
 @dataclass
 class _Run:
     """One simulated (pre-equilibration, simulation) pair."""
 
-    X: np.ndarray             # (T, n) states at the simulation's times
+    X: np.ndarray             # (n_rows, n) states at the simulation's times (then at inf)
     p: np.ndarray             # (n_p,) model parameters
     x0: np.ndarray            # (n,) initial state
-    dX: np.ndarray | None     # (T, n, P) dx/dphi (forward mode)
-    pre: tuple | None         # (p, x0, T, x_ss) of the pre-equilibration
+    dX: np.ndarray | None     # (n_rows, n, P) dx/dphi (forward mode)
+    pre: object               # SteadyState of the pre-equilibration, or None
+    post: object = None       # SteadyState of the time = inf measurements, or None
 
 
 @dataclass
@@ -205,15 +230,22 @@ class PetabProblem:
         Bounds in PEtab scale.
     scales : tuple of str
     n_simulations, n_measurements : int
+    steady_state_counts : collections.Counter
+        How the steady states were found since import (``"newton"``,
+        ``"simulation+newton"``: Newton failed from the start and polished a
+        long simulation, ``"simulation"``) and how they were differentiated
+        (``"sensitivities: implicit"``, ``"sensitivities: integrated"``).
     """
 
     def __init_subclass__(cls, **kwargs):
         raise TypeError("PetabProblem is final and cannot be subclassed")
 
     def __init__(self, problem, path: str, method="kvaerno5", rtol=1e-8, atol=1e-12,
-                 max_steps=200_000, sens_error_control=False):
+                 max_steps=200_000, sens_error_control=False, steady_state="newton"):
         from ..sbml import import_sbml
 
+        if steady_state not in STEADY_STATES:
+            raise ValueError(f"`steady_state` must be one of {list(STEADY_STATES)}; got {steady_state!r}")
         self.path = path
         self.method, self.rtol, self.atol, self.max_steps = method, float(rtol), float(atol), max_steps
         self.sens_error_control = bool(sens_error_control)
@@ -227,6 +259,22 @@ class PetabProblem:
         self._read_observables(problem.observable_df)
         self._read_measurements(problem.measurement_df)
         self._compile_model_functions()
+        self._steady = None
+        self._steady_mode = steady_state
+
+    @property
+    def steady_state_counts(self):
+        return self._steady.counts if self._steady is not None else Counter()
+
+    def _steady_solver(self):
+        from ._steady import SteadyStateSolver
+
+        if self._steady is None:
+            species = np.array([self.sbml.state_kinds.get(s.name) in ("concentration", "amount")
+                                for s in self.model.states], dtype=bool)
+            self._steady = SteadyStateSolver(self.model, self.rtol, self.atol, self._solve_kw,
+                                             nonneg=species, newton=self._steady_mode == "newton")
+        return self._steady
 
     # --- tables -------------------------------------------------------------
 
@@ -368,9 +416,8 @@ class PetabProblem:
         if "preequilibrationConditionId" not in df.columns:
             df = df.assign(preequilibrationConditionId=np.nan)
         times = np.asarray(df["time"], dtype=float)
-        if np.isinf(times).any():
-            raise NotImplementedError(f"{self.path!r}: steady-state measurements (time = inf) are not "
-                                      "supported yet")
+        if np.isnan(times).any():
+            raise ModelError("measurement table: time NaN")
         if (times < 0).any():
             raise ModelError("measurement table: negative time")
         meas = np.asarray(df["measurement"], dtype=float)
@@ -395,15 +442,17 @@ class PetabProblem:
         self._tidx = np.empty(times.size, int)
         for (pre, sim), s in keys.items():
             rows = np.nonzero(sim_of_row == s)[0]
-            ts, inv = np.unique(times[rows], return_inverse=True)
+            ts, inv = np.unique(times[rows], return_inverse=True)  # inf sorts last
             self._tidx[rows] = inv
+            steady = bool(ts.size and np.isinf(ts[-1]))
+            ts = ts[:-1] if steady else ts
             # Every state observed: the forward run then reports the states
             # (``H_rows``) with their sensitivities (``S_rows``) at `ts`.
-            cost = LeastSquares(ts, np.zeros((ts.size, self.model.n_states)))
+            cost = LeastSquares(ts, np.zeros((ts.size, self.model.n_states))) if ts.size else None
             self._sims.append(_Simulation(self._conditions[sim], self._conditions.get(pre) if pre else None,
-                                          ts, cost))
+                                          ts, cost, steady))
         self.n_simulations = len(self._sims)
-        self._row_offsets = np.concatenate([[0], np.cumsum([sim.times.size for sim in self._sims])])
+        self._row_offsets = np.concatenate([[0], np.cumsum([sim.n_rows for sim in self._sims])])
 
     def _build_groups(self, df, sim_of_row, times, meas) -> None:
         self._groups = []
@@ -461,7 +510,6 @@ class PetabProblem:
         x0 = sp.Matrix(self.sbml.initial_state)
         self._x0 = sp.lambdify([p], list(x0), "numpy", dummify=True)
         self._dx0dp = sp.lambdify([p], x0.jacobian(p), "numpy", dummify=True)
-        self._rhs = sp.lambdify([model.t, list(model.states), p], list(model.rhs), "numpy", dummify=True)
 
     # --- parameters -----------------------------------------------------------
 
@@ -512,67 +560,69 @@ class PetabProblem:
         kw["sens_error_control"] = self.sens_error_control
         return kw
 
-    def _steady_state(self, p, x0, forward: bool):
-        """Pre-equilibration by long integration: ``(x_ss, S_ss, T)``.
+    def _varying(self, cond: _Condition) -> np.ndarray:
+        """Mask of the model parameters that an estimated parameter sets."""
+        est = np.zeros(len(self._phi_ids), bool)
+        est[self._est] = True
+        idx = cond.params.idx
+        return (idx >= 0) & est[np.maximum(idx, 0)]
 
-        Integrates over ``[10^(k-1), 10^k]`` (k = 0..9, from t = 0) and stops
-        at the first ``T = 10^k`` where ``max_i |f_i(x)| / (atol + rtol |x_i|)
-        <= 1``.  ``S_ss = dx(T)/d[p, x0]`` ``(n, n_p + n)`` from forward
-        sensitivities over ``[0, T]`` when `forward`, else None.  A first
-        version: no Newton solve, no steady-state sensitivity equations.
-        """
+    def _steady_state(self, cond: _Condition, p, x0, start, mode):
+        """The steady state reached from ``x0`` under ``cond`` (`_steady`)."""
+        return self._steady_solver().solve(p, x0, start, sensitivities=mode is not None,
+                                           varying=self._varying(cond))
+
+    def _ss_jacobian(self, ss) -> np.ndarray:
+        """``dx_ss/d[p, x0]`` ``(n, n_p + n)``: implicit-function, else forward
+        sensitivities of the integration over ``[0, T]``."""
         from ..adjoint import value_and_grad
-        from ..api import solve
         from ..cost import LeastSquares
 
-        T, t_prev, y = None, 0.0, np.asarray(x0, dtype=float)
-        for t in 10.0 ** np.arange(0, 10):
-            sol = solve(self.model, y, (t_prev, t), p, t_eval=[t], **self._solve_kw())
-            if not sol.success:
-                raise SolverError(f"pre-equilibration failed before t = {t:g}: {sol.message}")
-            y, t_prev = sol.y[-1], t
-            f = np.asarray(self._rhs(t, y, p), dtype=float)
-            if np.all(np.abs(f) <= self.atol + self.rtol * np.abs(y)):
-                T = t
-                break
-        if T is None:
-            raise SolverError(f"pre-equilibration: no steady state by t = {t_prev:g} "
-                              "(max |dx/dt| / (atol + rtol |x|) > 1)")
-        if not forward:
-            return y, None, T
-        cost = LeastSquares([T], np.zeros((1, self.model.n_states)))
-        res = value_and_grad(self.model, cost, x0, (0.0, T), p, sensitivity="forward", **self._forward_kw())
-        return res.extra["H_rows"][-1], res.extra["S_rows"][-1], T
+        if ss.ift is not None:
+            return ss.jacobian()
+        cost = LeastSquares([ss.T], np.zeros((1, self.model.n_states)))
+        res = value_and_grad(self.model, cost, ss.x0, (0.0, ss.T), ss.p, sensitivity="forward",
+                             **self._forward_kw())
+        return res.extra["S_rows"][-1]
+
+    def _ss_vjp(self, ss, g) -> tuple[np.ndarray, np.ndarray]:
+        """``(g . dx_ss/dp, g . dx_ss/dx0)``: steady-state adjoint, else the adjoint
+        of the integration over ``[0, T]``."""
+        if ss.ift is not None:
+            return ss.vjp(g)
+        return self._vjp_run(ss.x0, ss.p, np.array([ss.T]), ss.x[None], g[None])
 
     def _simulate(self, sim: _Simulation, phi, mode: str | None) -> _Run:
         """Simulate one (pre-equilibration, simulation) pair; with ``mode ==
-        "forward"`` also ``dx/dphi`` at its times."""
+        "forward"`` also ``dx/dphi`` at its times (and at ``inf``)."""
         from ..adjoint import value_and_grad
         from ..api import solve
 
-        P, n_p = phi.size, self.model.n_params
+        P, n_p, n = phi.size, self.model.n_params, self.model.n_states
         forward = mode == "forward"
-        base = dbase = pre = None
+        base = dbase = pre = post = None
         if sim.preeq is not None:
             pp, xp = self._initial(sim.preeq, phi)
-            base, S_ss, T_ss = self._steady_state(pp, xp, forward)
-            pre = (pp, xp, T_ss, base)
+            pre = self._steady_state(sim.preeq, pp, xp, None, mode)
+            base = pre.x
             if forward:
+                S_ss = self._ss_jacobian(pre)
                 dbase = (S_ss[:, :n_p] @ sim.preeq.params.jacobian(P)
                          + S_ss[:, n_p:] @ self._initial_jacobian(sim.preeq, pp, P))
         p, x0 = self._initial(sim.sim, phi, base)
-        T1, nt = float(sim.times[-1]), sim.times.size
+        nt = sim.times.size
+        T1 = float(sim.times[-1]) if nt else 0.0
+        dx0 = self._initial_jacobian(sim.sim, p, P, dbase) if forward else None
         dX = None
-        if T1 <= 0.0:  # every measurement at t = 0
+        if T1 <= 0.0:  # every finite measurement at t = 0
             X = np.repeat(x0[None], nt, axis=0)
             if forward:
-                dX = np.repeat(self._initial_jacobian(sim.sim, p, P, dbase)[None], nt, axis=0)
+                dX = np.repeat(dx0[None], nt, axis=0)
         elif forward:
             res = value_and_grad(self.model, sim.cost, x0, (0.0, T1), p, sensitivity="forward",
                                  **self._forward_kw())
             S = res.extra["S_rows"]                   # (T, n, n_p + n)
             X = res.extra["H_rows"]                   # the cost observes every state
-            dx0 = self._initial_jacobian(sim.sim, p, P, dbase)
             dX = (np.einsum("tij,jk->tik", S[:, :, :n_p], sim.sim.params.jacobian(P))
                   + np.einsum("tij,jk->tik", S[:, :, n_p:], dx0))
         else:
@@ -580,7 +630,15 @@ class PetabProblem:
             if not sol.success:
                 raise SolverError(f"simulation of condition `{sim.sim.id}` failed: {sol.message}")
             X = sol.y
-        return _Run(X, p, x0, dX, pre)
+        X = np.asarray(X, dtype=float).reshape(nt, n)
+        if sim.steady:
+            post = self._steady_state(sim.sim, p, x0, X[-1] if nt else None, mode)
+            X = np.vstack([X, post.x[None]])
+            if forward:
+                S_ss = self._ss_jacobian(post)
+                d_inf = S_ss[:, :n_p] @ sim.sim.params.jacobian(P) + S_ss[:, n_p:] @ dx0
+                dX = np.concatenate([np.asarray(dX).reshape(nt, n, P), d_inf[None]])
+        return _Run(X, p, x0, dX, pre, post)
 
     # --- adjoint (vector-Jacobian products) ------------------------------------
 
@@ -612,8 +670,14 @@ class PetabProblem:
 
     def _vjp(self, sim: _Simulation, run: _Run, Gx, phi) -> np.ndarray:
         """``sum_t Gx[t] . dx(t)/dphi`` for one simulation, ``(P,)``."""
-        P = phi.size
-        gp, gy0 = self._vjp_run(run.x0, run.p, sim.times, run.X, Gx)
+        P, nt = phi.size, sim.times.size
+        if nt:
+            gp, gy0 = self._vjp_run(run.x0, run.p, sim.times, run.X[:nt], Gx[:nt])
+        else:
+            gp, gy0 = np.zeros(run.p.size), np.zeros(run.x0.size)
+        if sim.steady and Gx[nt].any():
+            gp_ss, gy0_ss = self._ss_vjp(run.post, Gx[nt])
+            gp, gy0 = gp + gp_ss, gy0 + gy0_ss
         g = gp @ sim.sim.params.jacobian(P)
         if sim.preeq is None:
             return g + gy0 @ self._initial_jacobian(sim.sim, run.p, P)
@@ -621,9 +685,9 @@ class PetabProblem:
         if over.any():
             g += gy0[over] @ sim.sim.states.jacobian(P)[over]
         v = np.where(over, 0.0, gy0)
-        pp, xp, T_ss, x_ss = run.pre
-        gpp, gyp = self._vjp_run(xp, pp, np.array([T_ss]), x_ss[None], v[None])
-        return g + gpp @ sim.preeq.params.jacobian(P) + gyp @ self._initial_jacobian(sim.preeq, pp, P)
+        pre = run.pre
+        gpp, gyp = self._ss_vjp(pre, v)
+        return g + gpp @ sim.preeq.params.jacobian(P) + gyp @ self._initial_jacobian(sim.preeq, pre.p, P)
 
     # --- objective ------------------------------------------------------------
 
