@@ -477,6 +477,30 @@ def test_rodas5_identities_and_orders():
     assert max(abs(R(z)) for z in (-0.1, -1.0, -10.0, -1e3, 5j, -1 + 20j)) <= 1.0
 
 
+def test_rodas5_error_estimate_is_blind_to_t_only_rates():
+    """Why ``StiffMethod.sees_quadratures`` is False for rodas5: on ``y' = g(t)``
+    the estimate U8 vanishes to rounding while the step's error does not (RODAS4's
+    estimate is of the size of its error there). Every order-4 embedded weight
+    vector of the tableau differs from ``b`` on stages 6-8 only (null space of
+    the order <= 4 conditions), all evaluated at ``t + h`` with zero sum."""
+    g = lambda t, y: np.array([np.exp(-40.0 * t)])
+    jac = lambda t, y: np.zeros((1, 1))
+    dgdt = lambda t, y: np.array([-40.0 * np.exp(-40.0 * t)])
+    h, exact = 0.1, (1.0 - np.exp(-4.0)) / 40.0
+    for tab, blind in ((RODAS5, True), (RODAS4, False)):
+        y1, err, _ = rodas_step(tab, g, jac, dgdt, 0.0, np.zeros(1), h)
+        true = abs(y1[0] - exact)
+        assert true > 1e-4
+        assert (abs(err[0]) < 1e-14) == blind, (tab.name, err, true)
+    alpha_ij, Gamma, b, b_hat = RODAS5.untransformed()
+    B = alpha_ij + Gamma
+    M = np.array([_rosenbrock_phi(alpha_ij, B, t) for n in range(1, 5) for t in TREES[n]])
+    null = np.linalg.svd(M)[2][np.linalg.matrix_rank(M, tol=1e-10):]
+    assert null.shape[0] == 2 and np.max(np.abs(null[:, :5])) < 1e-10
+    np.testing.assert_allclose(null.sum(axis=1), 0.0, atol=1e-12)
+    np.testing.assert_allclose((b - b_hat)[:5], 0.0, atol=1e-12)
+
+
 def test_rodas5_convergence_error_estimate_and_dense():
     """One step as the docstring states it: local error h^6, estimate h^5 (the
     embedded order 4), interpolant h^5 (order 4). From t0 = 2: for t0 <= 1.3
