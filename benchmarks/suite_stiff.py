@@ -8,7 +8,7 @@ from . import frameworks as F
 from . import problems as P
 from ._util import CacheDir, Config, Report, fmt_time, have, median_time, quiet, run_cold
 
-STIFF_SCIODE = ("rodas4", "kvaerno5")
+STIFF_SCIODE = ("rodas4", "rodas5", "kvaerno5")
 
 
 def sciode_stiff_methods(rep):

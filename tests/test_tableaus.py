@@ -17,6 +17,7 @@ from sciode.methods.tableaus import (
     EXPLICIT_TABLEAUS,
     KVAERNO5,
     RODAS4,
+    RODAS5,
     STIFF_TABLEAUS,
     Tableau,
     dense_weights,
@@ -135,7 +136,8 @@ def test_adaptive_needs_zero_sum_error_weights():
 def test_registry_lookup():
     assert get_tableau("DOPRI5") is EXPLICIT_TABLEAUS["dopri5"]
     assert get_tableau("rodas4") is RODAS4
-    assert set(STIFF_TABLEAUS) == {"rodas4", "kvaerno5"}
+    assert get_tableau("RODAS5") is RODAS5
+    assert set(STIFF_TABLEAUS) == {"rodas4", "rodas5", "kvaerno5"}
     with pytest.raises(ValueError, match="`dopri5`"):
         get_tableau("rk45")
 
@@ -387,8 +389,9 @@ def rodas_step(tab, f, jac, dfdt, t, y, h):
 
 
 def rodas_dense(tab, y, y_new, U, theta):
-    d2, d3 = tab.H @ U
-    return (1 - theta) * y + theta * y_new + theta * (1 - theta) * (d2 + theta * d3)
+    """The RosenbrockTableau docstring's interpolant (any number of rows of ``H``)."""
+    d = sum(theta**r * row for r, row in enumerate(tab.H @ U))
+    return (1 - theta) * y + theta * y_new + theta * (1 - theta) * d
 
 
 def test_rodas4_convergence_error_estimate_and_dense():
@@ -405,6 +408,117 @@ def test_rodas4_convergence_error_estimate_and_dense():
     assert abs(slope(local) - 5) < 0.5, local  # order 4: local error h^5
     assert abs(slope(est) - 4) < 0.5, est      # embedded order 3
     assert abs(slope(dens) - 4) < 0.5, dens    # dense order 3
+
+
+def _rosenbrock_phi(alpha_ij, B, tree):
+    """Elementary weight of a Rosenbrock method (Hairer & Wanner II, Sec. IV.7):
+    a vertex with one child carries ``B = alpha_ij + Gamma`` (diagonal included),
+    one with several children the product of ``alpha_ij @ phi(child)``."""
+    if len(tree) == 1:
+        return B @ _rosenbrock_phi(alpha_ij, B, tree[0])
+    out = np.ones(B.shape[0])
+    for child in tree:
+        out = out * (alpha_ij @ _rosenbrock_phi(alpha_ij, B, child))
+    return out
+
+
+def rosenbrock_residuals(tab, weights, order, theta=1.0):
+    """Max |weights . phi(t) - theta^|t| / gamma(t)| over trees of each order;
+    ``weights`` multiply the untransformed increments (``b``, ``b_hat``, or the
+    interpolant's weights at ``theta``)."""
+    alpha_ij, Gamma, _, _ = tab.untransformed()
+    B = alpha_ij + Gamma
+    return {n: max(abs(weights @ _rosenbrock_phi(alpha_ij, B, t) - theta**n / _gamma(t))
+                   for t in TREES[n])
+            for n in range(1, order + 1)}
+
+
+def test_rosenbrock_tree_conditions_reproduce_rodas4_table():
+    """The tree form above agrees with Table IV.7.1 as checked for RODAS4 by hand."""
+    _, _, b, b_hat = RODAS4.untransformed()
+    res = rosenbrock_residuals(RODAS4, b, 5)
+    assert max(res[n] for n in range(1, 5)) < 1e-13 and res[5] > 1e-4, res
+    res_hat = rosenbrock_residuals(RODAS4, b_hat, 4)
+    assert max(res_hat[n] for n in range(1, 4)) < 1e-13 and res_hat[4] > 1e-4, res_hat
+
+
+def test_rodas5_identities_and_orders():
+    tab = RODAS5
+    s = tab.m.size
+    assert s == 8 and tab.gamma == 0.19 and tab.H.shape == (3, 8)
+    # Stiffly accurate: Y7 = Y6 + U6, Y8 = Y7 + U7, y_new = Y8 + U8; error U8.
+    np.testing.assert_array_equal(tab.A[6, :5], tab.A[5, :5])
+    np.testing.assert_array_equal(tab.A[7, :5], tab.A[5, :5])
+    np.testing.assert_array_equal(tab.A[7, 5:7], [1.0, 1.0])
+    np.testing.assert_array_equal(tab.m, np.append(tab.A[7, :7], 1.0))
+    np.testing.assert_array_equal(tab.e, np.eye(s)[7])
+    np.testing.assert_array_equal(tab.alpha[5:], 1.0)
+    alpha_ij, Gamma, b, b_hat = tab.untransformed()
+    np.testing.assert_allclose(np.diag(Gamma), tab.gamma, rtol=1e-14)
+    # Di Marzo's classical coefficients (10 digits as published)
+    np.testing.assert_allclose(alpha_ij[1, 0], 0.38, atol=1e-13)
+    np.testing.assert_allclose(b, [0.464601884, 0.0, -1.72090751, 0.29104802, 1.82177886,
+                                   -0.02674488, -0.01977638, 0.19], atol=1e-8)
+    # order 5, embedded order 4: residuals at rounding level up to the order, not beyond
+    res = rosenbrock_residuals(tab, b, 6)
+    assert max(res[n] for n in range(1, 6)) < 1e-12 and res[6] > 1e-4, res
+    res_hat = rosenbrock_residuals(tab, b_hat, 5)
+    assert max(res_hat[n] for n in range(1, 5)) < 1e-12 and res_hat[5] > 1e-4, res_hat
+    # the continuous extension is of order 4 at every theta (weights of the U's
+    # are theta m + theta (1 - theta) sum_r theta^r H[r], untransformed by Gamma)
+    for theta in (0.2, 0.5, 0.9):
+        w_U = theta * tab.m + theta * (1 - theta) * sum(theta**r * row for r, row in enumerate(tab.H))
+        res_d = rosenbrock_residuals(tab, w_U @ Gamma, 5, theta)
+        assert max(res_d[n] for n in range(1, 5)) < 1e-12 and res_d[5] > 1e-5, (theta, res_d)
+    # L-stable: R(z) = 1 + z b (I - z B)^{-1} 1 -> 0 as z -> -inf (and |R| <= 1 on the left)
+    B = alpha_ij + Gamma
+    R = lambda z: 1 + z * b @ np.linalg.solve(np.eye(s) - z * B, np.ones(s))
+    assert abs(R(-1e12)) < 1e-9
+    assert max(abs(R(z)) for z in (-0.1, -1.0, -10.0, -1e3, 5j, -1 + 20j)) <= 1.0
+
+
+def test_rodas5_error_estimate_is_blind_to_t_only_rates():
+    """Why ``StiffMethod.sees_quadratures`` is False for rodas5: on ``y' = g(t)``
+    the estimate U8 vanishes to rounding while the step's error does not (RODAS4's
+    estimate is of the size of its error there). Every order-4 embedded weight
+    vector of the tableau differs from ``b`` on stages 6-8 only (null space of
+    the order <= 4 conditions), all evaluated at ``t + h`` with zero sum."""
+    g = lambda t, y: np.array([np.exp(-40.0 * t)])
+    jac = lambda t, y: np.zeros((1, 1))
+    dgdt = lambda t, y: np.array([-40.0 * np.exp(-40.0 * t)])
+    h, exact = 0.1, (1.0 - np.exp(-4.0)) / 40.0
+    for tab, blind in ((RODAS5, True), (RODAS4, False)):
+        y1, err, _ = rodas_step(tab, g, jac, dgdt, 0.0, np.zeros(1), h)
+        true = abs(y1[0] - exact)
+        assert true > 1e-4
+        assert (abs(err[0]) < 1e-14) == blind, (tab.name, err, true)
+    alpha_ij, Gamma, b, b_hat = RODAS5.untransformed()
+    B = alpha_ij + Gamma
+    M = np.array([_rosenbrock_phi(alpha_ij, B, t) for n in range(1, 5) for t in TREES[n]])
+    null = np.linalg.svd(M)[2][np.linalg.matrix_rank(M, tol=1e-10):]
+    assert null.shape[0] == 2 and np.max(np.abs(null[:, :5])) < 1e-10
+    np.testing.assert_allclose(null.sum(axis=1), 0.0, atol=1e-12)
+    np.testing.assert_allclose((b - b_hat)[:5], 0.0, atol=1e-12)
+
+
+def test_rodas5_convergence_error_estimate_and_dense():
+    """One step as the docstring states it: local error h^6, estimate h^5 (the
+    embedded order 4), interpolant h^5 (order 4). From t0 = 2: for t0 <= 1.3
+    the embedded solution's h^5 coefficient on this problem is small enough that
+    its h^6 term still competes at h = 0.05 (slopes 3.7..4.6 there)."""
+    hs = [0.1, 0.05, 0.025]
+    t0, theta = 2.0, 0.37
+    local, est, dens = [], [], []
+    for h in hs:
+        y0 = y_nl(t0)
+        y1, err, U = rodas_step(RODAS5, f_nl, _jac_nl, _dfdt_nl, t0, y0, h)
+        local.append(abs(y1 - y_nl(t0 + h))[0])
+        est.append(abs(err)[0])
+        dens.append(abs(rodas_dense(RODAS5, y0, y1, U, theta) - y_nl(t0 + theta * h))[0])
+    slope = lambda e: np.log2(e[1] / e[2])
+    assert abs(slope(local) - 6) < 0.5, local
+    assert abs(slope(est) - 5) < 0.5, est
+    assert abs(slope(dens) - 5) < 0.5, dens
 
 
 def test_kvaerno5_identities_and_orders():

@@ -208,6 +208,15 @@ def augmented_method(prob: Problem, mode: str, exact_jacobian: bool = True):
         raise ValueError(f"sensitivity={mode!r} with a stiff method needs a Newton-based method "
                          f"(the augmented Jacobian is approximated); use method='kvaerno5' instead "
                          f"of {prob.method!r}, or sensitivity='adjoint'")
+    if (mode in ("adjoint", "checkpoint") and not prob.spec.sees_quadratures
+            and prob.cost.running != 0):
+        # the sweep integrates q' = -L(t, y(t)) with the method itself: with an
+        # error estimate blind to t-only rates (StiffMethod.sees_quadratures),
+        # nothing bounds the step over the running cost (errors ~1e-1 measured)
+        raise ValueError(f"sensitivity={mode!r} with method={prob.method!r} does not support a "
+                         f"running cost: {prob.method!r}'s error estimate does not see the "
+                         f"running-cost quadrature of the backward sweep; use method='rodas4' "
+                         f"or 'kvaerno5', or sensitivity='fd'")
     from ..cpu.linalg import linear_mode
 
     empty = np.zeros(0, dtype=np.int64)

@@ -1,4 +1,4 @@
-"""The Rosenbrock stepping loop (RODAS4), with the symbolic Jacobian.
+"""The Rosenbrock stepping loop (RODAS4, RODAS5), with the symbolic Jacobian.
 
 A step of size ``h`` from ``(t, z)`` (stage equations of
 ``sciode.methods.stiff_tableaus.RosenbrockTableau``): with ``J = dF/dz(t, z)``,
@@ -10,18 +10,22 @@ A step of size ``h`` from ``(t, z)`` (stage equations of
 
 The Jacobian is evaluated once per accepted point (a rejected step reuses it
 with a smaller ``h``, refactoring only ``M``).  Step control is Hairer's
-``rodas.f`` strategy: ``h_new/h = 0.9 err^(-1/4)`` clipped to [0.2, 6], and
+``rodas.f`` strategy: ``h_new/h = 0.9 err^(-1/q)`` clipped to [0.2, 6], and
 after the first accepted step the predictive (Gustafsson) controller, whose
-smaller proposal wins.
+smaller proposal wins; ``q`` is the embedded order plus one (4 for RODAS4, as
+in ``rodas.f``; 5 for RODAS5).
 
 Dense output is stored in the explicit loops' polynomial form, so
-``sciode.cpu.dense`` serves it unchanged.  RODAS's interpolant
+``sciode.cpu.dense`` serves it unchanged.  RODAS's interpolant (``d`` rows of
+``H``: 2 for RODAS4, 3 for RODAS5)
 
-    z(t + theta h) = (1 - theta) z + theta z_new + theta (1 - theta) (H[0].U + theta H[1].U)
+    z(t + theta h) = (1 - theta) z + theta z_new
+                     + theta (1 - theta) sum_{r<d} theta^r H[r].U
 
 is, with ``z_new - z = sum_i m[i] U[i]`` and ``K[i] := U[i] / h``,
-``z + h sum_i K[i] (P[i, 0] theta + P[i, 1] theta^2 + P[i, 2] theta^3)`` for
-``P[i] = (m[i] + H[0, i], H[1, i] - H[0, i], -H[1, i])`` (``rodas_P``).
+``z + h sum_i K[i] sum_{j<=d} P[i, j] theta^(j+1)`` for
+``P[i] = (m[i] + H[0, i], H[1, i] - H[0, i], ..., H[d-1, i] - H[d-2, i], -H[d-1, i])``
+(``rodas_P``; for ``d = 2`` that is ``(m + H[0], H[1] - H[0], -H[1])``).
 
 The loop calls only ``sys_rhs``, ``sys_jac`` and ``sys_dfdt``: it integrates
 any registered system (augmented adjoint systems included).  The helpers at
@@ -52,10 +56,12 @@ N_STATS = 6  # nfev, nsteps, naccepted, nrejected, njev, nlu
 
 
 def rodas_P(m, H) -> np.ndarray:
-    """The ``(s, 3)`` dense-output matrix of a Rosenbrock tableau (module doc)."""
+    """The ``(s, d + 1)`` dense-output matrix of a Rosenbrock tableau with
+    ``d`` rows of ``H`` (module doc)."""
     m = np.asarray(m, dtype=np.float64)
     H = np.asarray(H, dtype=np.float64)
-    return np.ascontiguousarray(np.stack([m + H[0], H[1] - H[0], -H[1]], axis=1))
+    cols = [m + H[0], *(H[r] - H[r - 1] for r in range(1, H.shape[0])), -H[-1]]
+    return np.ascontiguousarray(np.stack(cols, axis=1))
 
 
 # -- the loop ---------------------------------------------------------------------------
@@ -88,19 +94,21 @@ def rodas_stages(sys, t, z, h, A, C, alpha, gamma_sum, f0, ft, M, piv, banded, k
 
 
 @nb.njit(cache=True, nogil=True)
-def rodas_ratio(err, h, h_acc, err_acc, n_accepted):
-    """``h_new / h`` from ``rodas.f``'s controller (predictive after the first step)."""
+def rodas_ratio(err, h, h_acc, err_acc, n_accepted, q):
+    """``h_new / h`` from ``rodas.f``'s controller (predictive after the first
+    step), with exponent ``1/q`` (``rodas.f``: ``q = 4``)."""
     if err == 0.0:
         return RATIO_MAX
-    r = min(RATIO_MAX, max(RATIO_MIN, SAFETY * err ** -0.25))
+    k = 1.0 / q
+    r = min(RATIO_MAX, max(RATIO_MIN, SAFETY * err ** -k))
     if n_accepted >= 1 and err <= 1.0:
-        gus = (h / h_acc) * (err_acc / (err * err)) ** 0.25 * SAFETY
+        gus = (h / h_acc) * (err_acc / (err * err)) ** k * SAFETY
         r = min(r, min(RATIO_MAX, max(RATIO_MIN, gus)))
     return r
 
 
 @nb.njit(cache=True, nogil=True)
-def rosenbrock_integrate(sys, z0, t0, t1, A, C, alpha, gamma_sum, m, e, P, gamma, rtol, atol,
+def rosenbrock_integrate(sys, z0, t0, t1, A, C, alpha, gamma_sum, m, e, P, gamma, q, rtol, atol,
                          h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops,
                          banded, kl, ku, perm, perm_inv, jrows, jcols):
     """Integrate ``z' = F(t, z)`` from ``t0`` to ``t1`` (either direction) with RODAS.
@@ -109,7 +117,8 @@ def rosenbrock_integrate(sys, z0, t0, t1, A, C, alpha, gamma_sum, m, e, P, gamma
     ----------
     sys : system NamedTuple with rhs, Jacobian and time derivative registered
     z0 : (n,) initial state
-    A, C : (s, s); alpha, gamma_sum, m, e : (s,); P : (s, 3) (``rodas_P``); gamma : float
+    A, C : (s, s); alpha, gamma_sum, m, e : (s,); P : (s, d + 1) (``rodas_P``); gamma : float
+    q : float, the embedded order plus one (step-size controller exponent ``1/q``)
     rtol : float; atol : (n,)
     h_init : first step (0 = automatic); hmax : largest |h|
     dt : fixed step (0 = adaptive; a fixed step is never rejected)
@@ -160,7 +169,7 @@ def rosenbrock_integrate(sys, z0, t0, t1, A, C, alpha, gamma_sum, m, e, P, gamma
     elif h_init > 0.0:
         h = min(h_init, hmax, span)
     else:
-        h = initial_step(sys, t, z, f0, direction, 3, rtol, atol, hmax, span, work, rhs)
+        h = initial_step(sys, t, z, f0, direction, int(q) - 1, rtol, atol, hmax, span, work, rhs)
         stats[0] += 1
     need_jac = True
     h_fact = 0.0  # the signed step M is factored for (0: none)
@@ -216,7 +225,7 @@ def rosenbrock_integrate(sys, z0, t0, t1, A, C, alpha, gamma_sum, m, e, P, gamma
                     h = abs(hh) * RATIO_MIN
                     rejected_last = True
                     continue
-                r = rodas_ratio(err, abs(hh), h_acc, err_acc, stats[2])
+                r = rodas_ratio(err, abs(hh), h_acc, err_acc, stats[2], q)
                 if err > 1.0:
                     stats[3] += 1
                     h = abs(hh) * (0.1 if stats[2] == 0 else r)

@@ -1,6 +1,6 @@
 """Stiff methods: compiled entry points, Python runners and their registration.
 
-``run_rodas4`` / ``run_kvaerno5`` have the runner signature ``sciode.solve``
+``run_rodas4`` / ``run_rodas5`` / ``run_kvaerno5`` have the runner signature ``sciode.solve``
 expects of ``solvers.STIFF_METHODS`` entries and return a ``RawResult``.  The
 linear-algebra mode (dense, or banded after a reverse Cuthill--McKee
 permutation) is chosen once per model from the Jacobian's sparsity pattern
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
-from ..methods.stiff_tableaus import KVAERNO5, RODAS4
+from ..methods.stiff_tableaus import KVAERNO5, RODAS4, RODAS5, RosenbrockTableau
 from . import solvers
 from .integrate import register_method
 from .linalg import LinearMode, linear_mode
@@ -24,7 +24,7 @@ from .sdirk import sdirk_integrate
 
 #: A Rosenbrock method (RODAS form, see ``RosenbrockTableau``) plus its linear-algebra mode.
 RosenbrockMethod = namedtuple("RosenbrockMethod", [
-    "A", "C", "alpha", "gamma_sum", "m", "e", "P", "gamma",
+    "A", "C", "alpha", "gamma_sum", "m", "e", "P", "gamma", "q",
     "banded", "kl", "ku", "perm", "perm_inv", "jrows", "jcols"])
 #: An ESDIRK method (``DIRKTableau``) plus its linear-algebra mode.
 DIRKMethod = namedtuple("DIRKMethod", [
@@ -36,7 +36,7 @@ DIRKMethod = namedtuple("DIRKMethod", [
 def _rosenbrock_loop(m, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
                      store_dense, t_stops):
     return rosenbrock_integrate(sys, z0, t0, t1, m.A, m.C, m.alpha, m.gamma_sum, m.m, m.e, m.P,
-                                m.gamma, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
+                                m.gamma, m.q, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
                                 store_dense, t_stops, m.banded, m.kl, m.ku, m.perm, m.perm_inv,
                                 m.jrows, m.jcols)
 
@@ -57,8 +57,14 @@ def _copy(a):
     return np.array(a, dtype=np.float64, order="C", copy=True)
 
 
-_RODAS4 = (*(_copy(a) for a in (RODAS4.A, RODAS4.C, RODAS4.alpha, RODAS4.gamma_sum, RODAS4.m,
-                                  RODAS4.e)), rodas_P(RODAS4.m, RODAS4.H), float(RODAS4.gamma))
+def _rosenbrock_arrays(tab: RosenbrockTableau) -> tuple:
+    """The method fields of ``RosenbrockMethod`` before the linear-algebra mode."""
+    return (*(_copy(a) for a in (tab.A, tab.C, tab.alpha, tab.gamma_sum, tab.m, tab.e)),
+            rodas_P(tab.m, tab.H), float(tab.gamma), float(tab.error_order + 1))
+
+
+_RODAS4 = _rosenbrock_arrays(RODAS4)
+_RODAS5 = _rosenbrock_arrays(RODAS5)
 _KVAERNO5 = (*(_copy(a) for a in (KVAERNO5.A, KVAERNO5.b, KVAERNO5.c, KVAERNO5.e, KVAERNO5.P)),
              float(KVAERNO5.gamma), float(KVAERNO5.error_order + 1))
 
@@ -69,14 +75,25 @@ class StiffMethod:
 
     ``exact_jacobian``: Rosenbrock methods lose order with an approximate
     Jacobian, Newton-based ESDIRKs only converge more slowly.
+
+    ``sees_quadratures`` False: the embedded error estimate is identically
+    zero for an entry whose rate depends on ``t`` only (a pure quadrature).
+    RODAS5's is (every order-4 embedded solution of its tableau differs from
+    ``y_new`` only in stages 6-8, which all evaluate ``F`` at ``t + h``; see
+    tests/test_tableaus.py), so its step size never answers to the running-cost
+    quadrature of a costate sweep; ``adjoint.common.augmented_method`` refuses
+    that pairing.
     """
 
     name: str
     build: object
     exact_jacobian: bool
+    sees_quadratures: bool = True
 
 
 RODAS4_METHOD = StiffMethod("rodas4", lambda mode: RosenbrockMethod(*_RODAS4, *mode.args()), True)
+RODAS5_METHOD = StiffMethod("rodas5", lambda mode: RosenbrockMethod(*_RODAS5, *mode.args()), True,
+                            sees_quadratures=False)
 KVAERNO5_METHOD = StiffMethod("kvaerno5", lambda mode: DIRKMethod(*_KVAERNO5, *mode.args()), False)
 
 
@@ -104,6 +121,14 @@ def run_rodas4(mk, p, controls, z0, t0, t1, te, rtol, atol, h_init, hmax, max_st
                        max_steps, dense)
 
 
+def run_rodas5(mk, p, controls, z0, t0, t1, te, rtol, atol, h_init, hmax, max_steps, dense,
+               *, dt=0.0, linalg="auto") -> solvers.RawResult:
+    """Integrate the model ``mk`` with RODAS5 (Di Marzo's 5(4) method); options as ``run_rodas4``."""
+    method = RODAS5_METHOD.build(model_linear_mode(mk, linalg))
+    return solvers.run(mk, method, p, controls, z0, t0, t1, te, rtol, atol, h_init, hmax, dt,
+                       max_steps, dense)
+
+
 def run_kvaerno5(mk, p, controls, z0, t0, t1, te, rtol, atol, h_init, hmax, max_steps, dense,
                  *, dt=0.0, linalg="auto") -> solvers.RawResult:
     """Integrate the model ``mk`` with Kvaerno5 (ESDIRK 5(4)); options as ``run_rodas4``."""
@@ -113,4 +138,5 @@ def run_kvaerno5(mk, p, controls, z0, t0, t1, te, rtol, atol, h_init, hmax, max_
 
 
 solvers.STIFF_METHODS["rodas4"] = RODAS4_METHOD
+solvers.STIFF_METHODS["rodas5"] = RODAS5_METHOD
 solvers.STIFF_METHODS["kvaerno5"] = KVAERNO5_METHOD

@@ -1,4 +1,4 @@
-"""Stiff methods as data: a Rosenbrock method and an ESDIRK method.
+"""Stiff methods as data: Rosenbrock methods and an ESDIRK method.
 
 Like the explicit tableaus, each method is one frozen, validated dataclass;
 the stepping loops (Numba and torch) read these constants. No Jacobian or
@@ -17,6 +17,7 @@ __all__ = [
     "RosenbrockTableau",
     "DIRKTableau",
     "RODAS4",
+    "RODAS5",
     "KVAERNO5",
     "STIFF_TABLEAUS",
 ]
@@ -53,10 +54,11 @@ class RosenbrockTableau:
     ``gamma_sum[i] = sum_{j<=i} gamma_ij``. These identities are checked on
     construction.
 
-    Dense output (Hairer's ``CONTRO`` in ``rodas.f``)::
+    Dense output (Hairer's ``CONTRO`` in ``rodas.f`` for two rows of ``H``;
+    RODAS5's continuous extension has three)::
 
         y(t + theta*h) = (1 - theta) * y + theta * y_new
-                         + theta*(1 - theta) * sum_j (H[0, j] + theta*H[1, j]) U[j]
+                         + theta*(1 - theta) * sum_r theta**r * sum_j H[r, j] U[j]
 
     Parameters
     ----------
@@ -71,8 +73,9 @@ class RosenbrockTableau:
         Stage times ``alpha_i`` and ``f_t`` weights ``gamma_i``.
     m, e : ndarray, shape (s,)
         Solution weights and error weights ``m - m_hat``.
-    H : ndarray, shape (2, s)
-        Dense-output coefficients ``d_2j``, ``d_3j`` of ``rodas.f``.
+    H : ndarray, shape (d, s)
+        Dense-output coefficients (``d_2j``, ``d_3j`` of ``rodas.f`` for RODAS4);
+        the interpolant is a polynomial of degree ``d + 1`` in ``theta``.
 
     Raises
     ------
@@ -100,7 +103,7 @@ class RosenbrockTableau:
         object.__setattr__(self, "gamma", float(self.gamma))
         s = self.m.shape[0]
         for field, shape in (("A", (s, s)), ("C", (s, s)), ("alpha", (s,)),
-                             ("gamma_sum", (s,)), ("e", (s,)), ("H", (2, s))):
+                             ("gamma_sum", (s,)), ("e", (s,)), ("H", (max(1, len(self.H)), s))):
             if getattr(self, field).shape != shape:
                 _fail(self.name, f"`{field}` must have shape {shape}, got {getattr(self, field).shape}.")
         for field in ("A", "C"):
@@ -267,6 +270,70 @@ RODAS4 = RosenbrockTableau(
     ],
 )
 
+# -- RODAS5 --------------------------------------------------------------------
+# G. A. Di Marzo, "RODAS5(4) - Methodes de Rosenbrock d'ordre 5(4) adaptees aux
+# problemes differentiels-algebriques", Memoire de diplome, Universite de Geneve,
+# 1993: 8 stages, gamma = 0.19, L-stable, stiffly accurate like RODAS4 (stages
+# 6-8 evaluate f at t + h; Y7 = Y6 + U6, Y8 = Y7 + U7, y_new = Y8 + U8), so the
+# order-4 embedded solution is Y8 and the error estimate is U8. Its classical
+# coefficients are alpha_21 = 0.38, ..., b = (0.464601884, 0, -1.72090751,
+# 0.29104802, 1.82177886, -0.02674488, -0.01977638, 0.19); the values below are
+# the transformed ones (A, C, alpha, gamma_sum as for RODAS4) as tabulated to 16
+# digits in the literature: Rodas5Tableau of SciML's OrdinaryDiffEq.jl
+# (DifferentialEquations.jl; C. Rackauckas, Q. Nie, J. Open Res. Softw. 5 (2017)
+# 15), whose comment also lists Di Marzo's classical alpha_ij, beta_ij, b_i. The
+# dense-output rows H (the degree-4 continuous extension used for Rodas5 there,
+# order 4) are the h_2j, h_3j, h_4j of that same tableau. tests/test_tableaus.py checks the order conditions: 5 for
+# m, 4 for m - e and 4 for the interpolant at any theta.
+
+_RODAS5_A6 = [-14.09640773051259, 6.925207756232704, -41.47510893210728, 2.343771018586405,
+              24.13215229196062]
+RODAS5 = RosenbrockTableau(
+    name="rodas5",
+    order=5,
+    error_order=4,
+    dense_order=4,
+    gamma=0.19,
+    A=[
+        [0.0] * 8,
+        [2.0, 0, 0, 0, 0, 0, 0, 0],
+        [3.040894194418781, 1.041747909077569, 0, 0, 0, 0, 0, 0],
+        [2.576417536461461, 1.622083060776640, -0.9089668560264532, 0, 0, 0, 0, 0],
+        [2.760842080225597, 1.446624659844071, -0.3036980084553738, 0.2877498600325443,
+         0, 0, 0, 0],
+        _RODAS5_A6 + [0.0, 0.0, 0.0],
+        _RODAS5_A6 + [1.0, 0.0, 0.0],
+        _RODAS5_A6 + [1.0, 1.0, 0.0],
+    ],
+    C=[
+        [0.0] * 8,
+        [-10.31323885133993, 0, 0, 0, 0, 0, 0, 0],
+        [-21.04823117650003, -7.234992135176716, 0, 0, 0, 0, 0, 0],
+        [32.22751541853323, -4.943732386540191, 19.44922031041879, 0, 0, 0, 0, 0],
+        [-20.69865579590063, -8.816374604402768, 1.260436877740897, -0.7495647613787146,
+         0, 0, 0, 0],
+        [-46.22004352711257, -17.49534862857472, -289.6389582892057, 93.60855400400906,
+         318.3822534212147, 0, 0, 0],
+        [34.20013733472935, -14.15535402717690, 57.82335640988400, 25.83362985412365,
+         1.408950972071624, -6.551835421242162, 0, 0],
+        [42.57076742291101, -13.80770672017997, 93.98938432427124, 18.77919633714503,
+         -31.58359187223370, -6.685968952921985, -5.810979938412932, 0],
+    ],
+    alpha=[0.0, 0.38, 0.3878509998321533, 0.4839718937873840, 0.4570477008819580, 1.0, 1.0, 1.0],
+    gamma_sum=[0.19, -0.1823079225333714636, -0.319231832186874912, 0.3449828624725343,
+               -0.377417564392089818, 0.0, 0.0, 0.0],
+    m=_RODAS5_A6 + [1.0, 1.0, 1.0],
+    e=[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0],
+    H=[
+        [27.354592673333357, -6.925207756232857, 26.40037733258859, 0.5635230501052979,
+         -4.699151156849391, -1.6008677469422725, -1.5306074446748028, -1.3929872940716344],
+        [44.19024239501722, 1.3677947663381929e-13, 202.93261852171622, -35.5669339789154,
+         -181.91095152160645, 3.4116351403665033, 2.5793540257308067, 2.2435122582734066],
+        [-44.0988150021747, -5.755396159656812e-13, -181.26175034586677, 56.99302194811676,
+         183.21182741427398, -7.480257918273637, -5.792426076169686, -5.32503859794143],
+    ],
+)
+
 # -- Kvaerno5 ------------------------------------------------------------------
 # A. Kvaerno, "Singly diagonally implicit Runge-Kutta methods with an explicit
 # first stage", BIT 44 (2004) 489-502: the 5(4) method, 7 stages, gamma = 0.26,
@@ -305,5 +372,5 @@ KVAERNO5 = DIRKTableau(
 
 #: Stiff methods by registry name.
 STIFF_TABLEAUS: dict[str, RosenbrockTableau | DIRKTableau] = {
-    tab.name: tab for tab in (RODAS4, KVAERNO5)
+    tab.name: tab for tab in (RODAS4, RODAS5, KVAERNO5)
 }

@@ -26,6 +26,7 @@ from .explicit_tableaus import (
 from .stiff_tableaus import (
     KVAERNO5,
     RODAS4,
+    RODAS5,
     STIFF_TABLEAUS,
     DIRKTableau,
     RosenbrockTableau,
@@ -45,6 +46,7 @@ __all__ = [
     "TSIT5",
     "DOP853",
     "RODAS4",
+    "RODAS5",
     "KVAERNO5",
     "EXPLICIT_TABLEAUS",
     "STIFF_TABLEAUS",
