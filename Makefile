@@ -8,12 +8,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 # torch is pinned: on these machines torch==2.13.0 is a local CPU build,
-# an unpinned torch pulls GBs of CUDA wheels.
+# an unpinned torch pulls GBs of CUDA wheels.  The solver loops are compiled
+# once, here, with a progress display (`sciode precompile`), not inside the
+# first validation case or test.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[test,plot]"
+	$(PY) -m sciode.cli precompile --jobs 2
 	touch $(STAMP)
 
 # The solve and gradient tests again on the portable path (public Numba API

@@ -22,6 +22,7 @@ from .fit import FitResult, fit
 from .optimal import OptimalControlResult, optimal_control
 from .ensemble import (EnsembleGradResult, EnsembleSolution, solve_ensemble,
                        value_and_grad_ensemble)
+from .warmup import precompile
 from . import sbml, petab  # need libsbml/petab only when used (`pip install sciode[sbml]`)
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "value_and_grad_ensemble",
     "EnsembleSolution",
     "EnsembleGradResult",
+    "precompile",
     "sbml",
     "petab",
 ]

@@ -33,7 +33,7 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 #: GPU kernels are compiled per process and never enter this cache.
 #: ``__init__`` is the package's own front door (re-exports only).
 UNCOMPILED = ("torch", "fit", "ensemble", "optimal", "cuda", "sbml", "petab", "gradcheck", "cli",
-              "__init__")
+              "warmup", "__init__")
 
 
 def hashed_sources() -> list[Path]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -63,8 +64,9 @@ def test_no_other_module_touches_numba_internals():
                 offenders.append(f"{rel}:{node.lineno} passes _nrt")
             if isinstance(node, ast.Attribute) and node.attr in ("get_compile_result", "_locator_classes"):
                 offenders.append(f"{rel}:{node.lineno} uses .{node.attr}")
-        if "simplefilter" in path.read_text() and "Numba" in path.read_text():
-            offenders.append(f"{rel} silences a Numba warning")
+        for call in re.findall(r"(?:simplefilter|filterwarnings)\([^)]*\)", path.read_text()):
+            if "Numba" in call or "numba" in call:
+                offenders.append(f"{rel} silences a Numba warning: {call}")
     assert not offenders, offenders
 
 
@@ -135,7 +137,7 @@ def test_planted_layout_mismatch_selects_the_fallback_with_the_same_numbers(tmp_
     env = {k: v for k, v in os.environ.items() if k != "SCIODE_PORTABLE"}
     env["NUMBA_CACHE_DIR"] = portable_cache_dir(tmp_path)
     script = _CHILD.format(tests=str(Path(__file__).resolve().parent))
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False,
                          timeout=1200)
     assert run.returncode == 0, run.stderr[-3000:]
     child = json.loads(run.stdout.strip().splitlines()[-1])

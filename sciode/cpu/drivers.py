@@ -10,6 +10,11 @@ compile per model.  Entry points are compiled lazily, on first use.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import threading
+
 import numba as nb
 import numpy as np
 from numba import types
@@ -81,13 +86,42 @@ def entry(name: str, method=None, method2=None):
         py, argtypes = _ENTRIES[name]
         slots = {METHOD: mtypes[0], METHOD2: mtypes[1]}
         sig = tuple(slots[a] if isinstance(a, str) else a for a in argtypes)
-        with quiet_compile():  # warnings about sciode's own design (see _numba_compat)
+        with quiet_compile(), _compile_notice(name):  # warnings about sciode's design: _numba_compat
             fn = _COMPILED[(name,) + mtypes] = nb.njit(sig, cache=True, nogil=True)(py)
     if len(_BY_IDENTITY) > 256:  # stiff method tuples are rebuilt per call: keep this small
         _BY_IDENTITY.clear()
     # holds the methods: their ids cannot be reused meanwhile
     _BY_IDENTITY[(name, id(method), id(method2))] = (method, method2, fn)
     return fn
+
+
+_NOTICE = {"shown": False}
+#: seconds an entry may take to load before the one-time compile is announced
+NOTICE_AFTER_S = 1.0
+
+
+@contextlib.contextmanager
+def _compile_notice(name: str):
+    """Announce on stderr, once per process, a loop compile that is taking a
+    while (a cache hit loads in well under ``NOTICE_AFTER_S``), so that a first
+    call names what it waits for.  ``SCIODE_QUIET=1`` silences it."""
+    if _NOTICE["shown"] or os.environ.get("SCIODE_QUIET", "") not in ("", "0"):
+        yield
+        return
+
+    def show():
+        _NOTICE["shown"] = True
+        print(f"sciode: compiling the solver loops ({name}), once per installation: about a "
+              "minute per method family on two cores; `sciode precompile` compiles them all "
+              "ahead", file=sys.stderr, flush=True)
+
+    timer = threading.Timer(NOTICE_AFTER_S, show)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def register_entry(name: str, py_func, argtypes) -> None:
