@@ -202,14 +202,42 @@ def test_band_lu_matches_dense_solve(kl, ku):
     rows, cols = np.nonzero(M)
     mode = linalg.linear_mode(n, rows, cols, force="banded")
     d = 0.0  # build_and_factor forms d I - J: pass J = -M
-    T = linalg.matrix_storage(n, True, mode.kl, mode.ku)
+    T = linalg.matrix_storage(n, True, mode.kl, mode.ku, 0)
     piv = np.zeros(n, dtype=np.int64)
     assert linalg.build_and_factor(np.ascontiguousarray(-M), d, *mode.args()[:3], mode.perm_inv,
-                                   mode.rows, mode.cols, T, piv)
+                                   mode.rows, mode.cols, 0, T, piv)
     b = rng.normal(size=n)
     x = b.copy()
-    linalg.solve_in_place(T, piv, True, mode.kl, mode.ku, mode.perm, x, np.empty(n))
+    linalg.solve_in_place(T, piv, True, mode.kl, mode.ku, mode.perm, 0, 0, x, np.empty(n))
     np.testing.assert_allclose(x, np.linalg.solve(M, b), rtol=1e-10, atol=1e-12)
+
+
+def test_block_mode_solves_the_interleaved_block_diagonal_system():
+    """``linalg.block_mode(n, m)``: ``d I - diag(B, B (m copies, interleaved), 0)``
+    solved with one ``n x n`` LU equals NumPy's solve of the whole matrix."""
+    n, m, tail = 4, 3, 5
+    rng = np.random.default_rng(7)
+    B = rng.normal(size=(n, n))
+    N = n * (1 + m) + tail
+    full = np.zeros((N, N))
+    full[:n, :n] = B
+    for c in range(m):
+        idx = n + np.arange(n) * m + c
+        full[np.ix_(idx, idx)] = B
+    d = 2.5
+    mode = linalg.block_mode(n, m)
+    assert mode.args()[-2:] == (n, m)
+    M = linalg.matrix_storage(N, False, 0, 0, n)
+    assert M.shape == (n + 1, n)  # never N x N
+    J = linalg.jacobian_storage(N, n)
+    assert J.shape == (n, n)
+    J[:] = B
+    piv = np.zeros(N, dtype=np.int64)
+    assert linalg.build_and_factor(J, d, False, 0, 0, mode.perm_inv, mode.rows, mode.cols, n, M, piv)
+    b = rng.normal(size=N)
+    x = b.copy()
+    linalg.solve_in_place(M, piv, False, 0, 0, mode.perm, n, m, x, np.empty(N))
+    np.testing.assert_allclose(x, np.linalg.solve(d * np.eye(N) - full, b), rtol=1e-12, atol=1e-13)
 
 
 def test_singular_pivot_detected():

@@ -195,12 +195,14 @@ def model_method(prob: Problem):
     return prob.spec.build(model_linear_mode(prob.mk))
 
 
-def augmented_method(prob: Problem, mode: str, exact_jacobian: bool = True):
+def augmented_method(prob: Problem, mode: str, exact_jacobian: bool = True, block=None):
     """The method tuple for an augmented system of ``mode``.
 
-    Stiff methods factor the augmented Jacobian densely.  ``exact_jacobian``
-    False means the system registers only an approximate Jacobian, which a
-    Rosenbrock method cannot use (it would lose order).
+    Stiff methods factor the augmented Jacobian densely, or, with ``block =
+    (n, m)``, as ``1 + m`` copies of one ``(n, n)`` block (``linalg.block_mode``:
+    the forward-sensitivity system).  ``exact_jacobian`` False means the system
+    registers only an approximate Jacobian, which a Rosenbrock method cannot
+    use (it would lose order).
     """
     if isinstance(prob.spec, Tableau):
         return solvers.rk_method(prob.spec)
@@ -217,8 +219,10 @@ def augmented_method(prob: Problem, mode: str, exact_jacobian: bool = True):
                          f"running cost: {prob.method!r}'s error estimate does not see the "
                          f"running-cost quadrature of the backward sweep; use method='rodas4' "
                          f"or 'kvaerno5', or sensitivity='fd'")
-    from ..cpu.linalg import linear_mode
+    from ..cpu.linalg import block_mode, linear_mode
 
+    if block is not None:
+        return prob.spec.build(block_mode(*block))
     empty = np.zeros(0, dtype=np.int64)
     return prob.spec.build(linear_mode(0, empty, empty, "dense"))
 

@@ -61,7 +61,7 @@ def run(prob) -> common.GradResult:
         rtol = rtol * scale
     mk, ck = prob.mk, prob.ck
     tw, W, wbuf = solvers.control_arrays(prob.controls, prob.model.n_controls)
-    method = common.augmented_method(prob, "forward", exact_jacobian=False)
+    method = common.augmented_method(prob, "forward", exact_jacobian=False, block=(n, m))
     out = entry("sensitivity", method)(
         mk["rhs"], mk["jac_y"], mk["sens_rhs"], ck["L"], ck["dLdy"], ck["dLdp"], mk["vjp_w"],
         ck["dLdw"], prob.p, tw, W, wbuf, n, z0, prob.t0, prob.t1,

@@ -304,6 +304,9 @@ def _sensitivity_jac(sys, t, z, out):
     n = sys.tmp_n.shape[0]
     m = sys.n_cols
     _controls(sys, t)
+    if out.shape[0] == n:  # the block mode of the stiff loops (linalg.block_mode): J alone
+        sys.jac_y(t, z[:n], sys.p, sys.wbuf, out)
+        return
     out[:] = 0.0
     J = np.zeros((n, n))
     sys.jac_y(t, z[:n], sys.p, sys.wbuf, J)

@@ -163,12 +163,23 @@ def band_solve_permuted(T, kl, ku, piv, b):
 
 
 @nb.njit(cache=True, nogil=True)
-def build_and_factor(J, d, banded, kl, ku, perm_inv, jrows, jcols, M, piv):
-    """Form ``M = d I - J`` (dense, or permuted band) and factor it; ``False`` if singular.
+def build_and_factor(J, d, banded, kl, ku, perm_inv, jrows, jcols, block, M, piv):
+    """Form ``M = d I - J`` (dense, permuted band, or one repeated block) and
+    factor it; ``False`` if singular.
 
     ``M`` is ``(n, n)`` in dense mode, ``(n, 2 kl + ku + 1)`` in banded mode;
     ``perm_inv[old] = new`` and the pattern ``jrows, jcols`` serve the band.
+    Block mode (``block > 0``, ``LinearMode`` doc): ``J`` is the ``(block,
+    block)`` diagonal block, ``M`` is ``(block + 1, block)`` and keeps ``d`` in
+    its last row for the entries whose Jacobian rows are zero.
     """
+    if block > 0:
+        for i in range(block):
+            for j in range(block):
+                M[i, j] = -J[i, j]
+            M[i, i] += d
+        M[block, 0] = d
+        return lu_factor(M[:block], piv)
     n = J.shape[0]
     if banded:
         kv = kl + ku
@@ -190,9 +201,27 @@ def build_and_factor(J, d, banded, kl, ku, perm_inv, jrows, jcols, M, piv):
 
 
 @nb.njit(cache=True, nogil=True)
-def solve_in_place(M, piv, banded, kl, ku, perm, b, work):
-    """``b <- M^{-1} b`` for the factored ``M`` of ``build_and_factor`` (``perm[new] = old``)."""
-    if banded:
+def solve_in_place(M, piv, banded, kl, ku, perm, block, stride, b, work):
+    """``b <- M^{-1} b`` for the factored ``M`` of ``build_and_factor`` (``perm[new] = old``).
+
+    Block mode: ``M^{-1}`` is block diagonal, one ``(block, block)`` LU for
+    ``b[:block]`` and for each of the ``stride`` interleaved columns
+    ``b[block + i stride + c]``, ``i < block``; ``1 / d`` for the rest.
+    """
+    if block > 0:
+        L = M[:block]
+        lu_solve(L, piv, b[:block])
+        x = work[:block]
+        for c in range(stride):
+            for i in range(block):
+                x[i] = b[block + i * stride + c]
+            lu_solve(L, piv, x)
+            for i in range(block):
+                b[block + i * stride + c] = x[i]
+        d = M[block, 0]
+        for k in range(block * (1 + stride), b.shape[0]):
+            b[k] /= d
+    elif banded:
         n = b.shape[0]
         for i in range(n):
             work[i] = b[perm[i]]
@@ -204,24 +233,33 @@ def solve_in_place(M, piv, banded, kl, ku, perm, b, work):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def factor_for(hh, h_fact, gamma, J, banded, kl, ku, perm_inv, jrows, jcols, M, piv, stats):
+def factor_for(hh, h_fact, gamma, J, banded, kl, ku, perm_inv, jrows, jcols, block, M, piv, stats):
     """Factor ``M = I / (hh gamma) - J`` unless it already is for the step ``hh``
     (``h_fact``); counts factorizations in ``stats[5]``.  Returns the step ``M``
     is now factored for, 0.0 if it was singular."""
     if hh == h_fact:
         return h_fact
     stats[5] += 1
-    if build_and_factor(J, 1.0 / (hh * gamma), banded, kl, ku, perm_inv, jrows, jcols, M, piv):
+    if build_and_factor(J, 1.0 / (hh * gamma), banded, kl, ku, perm_inv, jrows, jcols, block, M, piv):
         return hh
     return 0.0
 
 
 @nb.njit(cache=True, nogil=True)
-def matrix_storage(n, banded, kl, ku):
+def matrix_storage(n, banded, kl, ku, block):
     """An empty iteration matrix for the mode."""
+    if block > 0:
+        return np.zeros((block + 1, block))
     if banded:
         return np.zeros((n, 2 * kl + ku + 1))
     return np.zeros((n, n))
+
+
+@nb.njit(cache=True, nogil=True)
+def jacobian_storage(n, block):
+    """An empty Jacobian for ``sys_jac``: ``(n, n)``, or the diagonal block."""
+    m = block if block > 0 else n
+    return np.zeros((m, m))
 
 
 # -- choosing the mode (Python, once per model) --------------------------------------
@@ -232,6 +270,15 @@ class LinearMode(NamedTuple):
 
     ``perm[new] = old`` (reverse Cuthill--McKee), ``perm_inv[old] = new``;
     ``rows, cols`` the Jacobian's structural nonzeros (original numbering).
+
+    ``block > 0``: the system's Jacobian is (approximated as) block diagonal,
+    ``diag(B, B, ..., B, 0)`` with ``1 + stride`` copies of the ``(block,
+    block)`` ``B``, the copies after the first interleaved (entry
+    ``block + i stride + c`` of copy ``c``), and zero rows after them: the
+    forward-sensitivity system ``[y, S, quadratures]`` under Newton's
+    approximation (``adjoint.systems._sensitivity_jac``).  One ``B``-sized LU
+    per factorization instead of one of the whole system: ``O(n^3 + m n^2)``
+    per step, not ``O((n m)^3)``.  The system's ``sys_jac`` then fills ``B`` only.
     """
 
     banded: bool
@@ -241,10 +288,20 @@ class LinearMode(NamedTuple):
     perm_inv: np.ndarray
     rows: np.ndarray
     cols: np.ndarray
+    block: int = 0
+    stride: int = 0
 
     def args(self) -> tuple:
         """The positional arguments the compiled loops take."""
-        return (self.banded, self.kl, self.ku, self.perm, self.perm_inv, self.rows, self.cols)
+        return (self.banded, self.kl, self.ku, self.perm, self.perm_inv, self.rows, self.cols,
+                int(self.block), int(self.stride))
+
+
+def block_mode(block: int, stride: int) -> LinearMode:
+    """The block-diagonal mode (see ``LinearMode``) for ``1 + stride`` copies of a
+    ``(block, block)`` Jacobian."""
+    empty = np.zeros(0, dtype=np.int64)
+    return LinearMode(False, 0, 0, empty, empty, empty, empty, int(block), int(stride))
 
 
 def bandwidths(rows, cols, perm_inv) -> tuple[int, int]:

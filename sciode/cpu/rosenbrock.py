@@ -41,7 +41,7 @@ import numpy as np
 
 from .._numba_compat import borrow1, borrow2, keep_alive
 from .explicit import all_finite, initial_step, rms_scaled
-from .linalg import factor_for, matrix_storage, solve_in_place
+from .linalg import factor_for, jacobian_storage, matrix_storage, solve_in_place
 from .stepping import (CONTINUE, borrow_storage, full, grow_storage, next_target, record_step,
                        serve_t_eval, start_storage, step_guard, step_to, stored)
 from .status import NONFINITE, SINGULAR, SUCCESS
@@ -69,7 +69,7 @@ def rodas_P(m, H) -> np.ndarray:
 
 @nb.njit(cache=True, nogil=True)
 def rodas_stages(sys, t, z, h, A, C, alpha, gamma_sum, f0, ft, M, piv, banded, kl, ku, perm,
-                 U, work, rhs, lwork):
+                 block, stride, U, work, rhs, lwork):
     """The ``s`` increments ``U`` of one step (``M`` already factored for ``h``)."""
     n = z.shape[0]
     s = A.shape[0]
@@ -89,7 +89,7 @@ def rodas_stages(sys, t, z, h, A, C, alpha, gamma_sum, f0, ft, M, piv, banded, k
             for j in range(i):
                 acc += C[i, j] * U[j, k]
             rhs[k] += acc / h + gh * ft[k]
-        solve_in_place(M, piv, banded, kl, ku, perm, rhs, lwork)
+        solve_in_place(M, piv, banded, kl, ku, perm, block, stride, rhs, lwork)
         U[i] = rhs
 
 
@@ -110,7 +110,7 @@ def rodas_ratio(err, h, h_acc, err_acc, n_accepted, q):
 @nb.njit(cache=True, nogil=True)
 def rosenbrock_integrate(sys, z0, t0, t1, A, C, alpha, gamma_sum, m, e, P, gamma, q, rtol, atol,
                          h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops,
-                         banded, kl, ku, perm, perm_inv, jrows, jcols):
+                         banded, kl, ku, perm, perm_inv, jrows, jcols, block, stride):
     """Integrate ``z' = F(t, z)`` from ``t0`` to ``t1`` (either direction) with RODAS.
 
     Parameters
@@ -126,7 +126,7 @@ def rosenbrock_integrate(sys, z0, t0, t1, A, C, alpha, gamma_sum, m, e, P, gamma
     t_eval : (m,) output times; store_dense : storage level (``stepping``: 1 with
         ``K = U/h`` of every step, 0 steps, -1 latest state only)
     t_stops : times a step lands on (``rk_integrate``), where ``sys_stop`` may reset the state
-    banded, kl, ku, perm, perm_inv, jrows, jcols : ``linalg.LinearMode.args()``
+    banded, kl, ku, perm, perm_inv, jrows, jcols, block, stride : ``linalg.LinearMode.args()``
 
     Returns
     -------
@@ -143,8 +143,8 @@ def rosenbrock_integrate(sys, z0, t0, t1, A, C, alpha, gamma_sum, m, e, P, gamma
     perm, perm_inv, jrows, jcols = borrow1(perm), borrow1(perm_inv), borrow1(jrows), borrow1(jcols)
     A, C, alpha, gamma_sum, m, e, P = (borrow2(A), borrow2(C), borrow1(alpha), borrow1(gamma_sum),
                                        borrow1(m), borrow1(e), borrow2(P))
-    U_o, K_o, J_o, M_o, piv_o = (np.zeros((s, n)), np.zeros((s, n)), np.zeros((n, n)),
-                                 matrix_storage(n, banded, kl, ku), np.zeros(n, dtype=np.int64))
+    U_o, K_o, J_o, M_o, piv_o = (np.zeros((s, n)), np.zeros((s, n)), jacobian_storage(n, block),
+                                 matrix_storage(n, banded, kl, ku, block), np.zeros(n, dtype=np.int64))
     U, K, J, M, piv = borrow2(U_o), borrow2(K_o), borrow2(J_o), borrow2(M_o), borrow1(piv_o)
     vec_o = np.zeros(7 * n + s)
     vb = borrow1(vec_o)
@@ -195,7 +195,8 @@ def rosenbrock_integrate(sys, z0, t0, t1, A, C, alpha, gamma_sum, m, e, P, gamma
                 stats[4] += 1
                 need_jac = False
                 h_fact = 0.0
-            h_fact = factor_for(hh, h_fact, gamma, J, banded, kl, ku, perm_inv, jrows, jcols, M, piv, stats)
+            h_fact = factor_for(hh, h_fact, gamma, J, banded, kl, ku, perm_inv, jrows, jcols, block, M,
+                                piv, stats)
             if h_fact == 0.0:  # singular: halve the step, a few times at most
                 n_singular += 1
                 if n_singular > MAX_SINGULAR or not adaptive:
@@ -205,7 +206,7 @@ def rosenbrock_integrate(sys, z0, t0, t1, A, C, alpha, gamma_sum, m, e, P, gamma
                 continue
             n_singular = 0
             rodas_stages(sys, t, z, hh, A, C, alpha, gamma_sum, f0, ft, M, piv, banded, kl, ku, perm,
-                         U, work, rhs, lwork)
+                         block, stride, U, work, rhs, lwork)
             stats[0] += s - 1
             stats[1] += 1
             for k in range(n):

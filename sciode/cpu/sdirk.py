@@ -37,7 +37,7 @@ import numpy as np
 
 from .._numba_compat import borrow1, borrow2, keep_alive
 from .explicit import all_finite, initial_step, rms_scaled
-from .linalg import factor_for, matrix_storage, solve_in_place
+from .linalg import factor_for, jacobian_storage, matrix_storage, solve_in_place
 from .rosenbrock import MAX_SINGULAR, N_STATS
 from .stepping import (CONTINUE, EPS, borrow_storage, full, grow_storage, next_target, record_step,
                        serve_t_eval, start_storage, step_guard, step_to, stored)
@@ -58,7 +58,8 @@ SLOW_RATE_BANDED = 0.1
 
 
 @nb.njit(cache=True, nogil=True)
-def newton_stage(sys, tc, psi, hg, Z, M, piv, banded, kl, ku, perm, rtol, atol, tol, fz, dZ, lwork):
+def newton_stage(sys, tc, psi, hg, Z, M, piv, banded, kl, ku, perm, block, stride, rtol, atol, tol,
+                 fz, dZ, lwork):
     """Solve ``Z = psi + hg F(tc, Z)`` from the guess in ``Z``.
 
     Returns ``(converged, n_iter, rate)``; ``rate`` is the last contraction
@@ -72,7 +73,7 @@ def newton_stage(sys, tc, psi, hg, Z, M, piv, banded, kl, ku, perm, rtol, atol, 
         sys_rhs(sys, tc, Z, fz)
         for k in range(n):
             dZ[k] = (psi[k] - Z[k]) * d + fz[k]
-        solve_in_place(M, piv, banded, kl, ku, perm, dZ, lwork)
+        solve_in_place(M, piv, banded, kl, ku, perm, block, stride, dZ, lwork)
         dw = rms_scaled(dZ, Z, Z, rtol, atol)
         at_roundoff = True
         for k in range(n):
@@ -100,8 +101,8 @@ def newton_stage(sys, tc, psi, hg, Z, M, piv, banded, kl, ku, perm, rtol, atol, 
 
 
 @nb.njit(cache=True, nogil=True)
-def dirk_stages(sys, t, z, h, A, c, gamma, K, M, piv, banded, kl, ku, perm, rtol, atol, tol,
-                Z, psi, fz, dZ, lwork, stats):
+def dirk_stages(sys, t, z, h, A, c, gamma, K, M, piv, banded, kl, ku, perm, block, stride, rtol,
+                atol, tol, Z, psi, fz, dZ, lwork, stats):
     """Stages ``1 .. s-1`` into ``K`` (``K[0]`` given); ``Z`` ends as ``z_new``.
 
     Returns ``(converged, slow)``: ``slow`` when Newton needed several
@@ -119,7 +120,7 @@ def dirk_stages(sys, t, z, h, A, c, gamma, K, M, piv, banded, kl, ku, perm, rtol
             psi[k] = z[k] + h * acc
             Z[k] = psi[k] + hg * K[i - 1, k]
         ok, n_iter, rate = newton_stage(sys, t + c[i] * h, psi, hg, Z, M, piv, banded, kl, ku,
-                                        perm, rtol, atol, tol, fz, dZ, lwork)
+                                        perm, block, stride, rtol, atol, tol, fz, dZ, lwork)
         stats[0] += n_iter
         if not ok:
             return False, True
@@ -132,7 +133,8 @@ def dirk_stages(sys, t, z, h, A, c, gamma, K, M, piv, banded, kl, ku, perm, rtol
 
 @nb.njit(cache=True, nogil=True)
 def sdirk_integrate(sys, z0, t0, t1, A, b, c, e, P, gamma, q, rtol, atol, h_init, hmax, dt,
-                    max_steps, t_eval, store_dense, t_stops, banded, kl, ku, perm, perm_inv, jrows, jcols):
+                    max_steps, t_eval, store_dense, t_stops, banded, kl, ku, perm, perm_inv, jrows, jcols,
+                    block, stride):
     """Integrate ``z' = F(t, z)`` from ``t0`` to ``t1`` (either direction) with an ESDIRK.
 
     Parameters
@@ -143,7 +145,7 @@ def sdirk_integrate(sys, z0, t0, t1, A, b, c, e, P, gamma, q, rtol, atol, h_init
     gamma : float, the diagonal; q : error order + 1 (controller exponent)
     rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops : as
         ``rosenbrock_integrate``
-    banded, kl, ku, perm, perm_inv, jrows, jcols : ``linalg.LinearMode.args()``
+    banded, kl, ku, perm, perm_inv, jrows, jcols, block, stride : ``linalg.LinearMode.args()``
 
     Returns
     -------
@@ -159,8 +161,8 @@ def sdirk_integrate(sys, z0, t0, t1, A, b, c, e, P, gamma, q, rtol, atol, h_init
     atol, t_eval, t_stops = borrow1(atol), borrow1(t_eval), borrow1(t_stops)
     perm, perm_inv, jrows, jcols = borrow1(perm), borrow1(perm_inv), borrow1(jrows), borrow1(jcols)
     A, b, c, e, P = borrow2(A), borrow1(b), borrow1(c), borrow1(e), borrow2(P)
-    K_o, J_o, M_o, piv_o = (np.zeros((s, n)), np.zeros((n, n)), matrix_storage(n, banded, kl, ku),
-                            np.zeros(n, dtype=np.int64))
+    K_o, J_o, M_o, piv_o = (np.zeros((s, n)), jacobian_storage(n, block),
+                            matrix_storage(n, banded, kl, ku, block), np.zeros(n, dtype=np.int64))
     K, J, M, piv = borrow2(K_o), borrow2(J_o), borrow2(M_o), borrow1(piv_o)
     vec_o = np.zeros(7 * n + s)
     vb = borrow1(vec_o)
@@ -211,7 +213,8 @@ def sdirk_integrate(sys, z0, t0, t1, A, b, c, e, P, gamma, q, rtol, atol, h_init
                 need_jac = False
                 jac_current = True
                 h_fact = 0.0
-            h_fact = factor_for(hh, h_fact, gamma, J, banded, kl, ku, perm_inv, jrows, jcols, M, piv, stats)
+            h_fact = factor_for(hh, h_fact, gamma, J, banded, kl, ku, perm_inv, jrows, jcols, block, M,
+                                piv, stats)
             if h_fact == 0.0:  # singular: halve the step, a few times at most
                 n_singular += 1
                 if n_singular > MAX_SINGULAR or not adaptive:
@@ -222,7 +225,7 @@ def sdirk_integrate(sys, z0, t0, t1, A, b, c, e, P, gamma, q, rtol, atol, h_init
             n_singular = 0
             stats[1] += 1
             ok, slow = dirk_stages(sys, t, z, hh, A, c, gamma, K, M, piv, banded, kl, ku, perm,
-                                   rtol, atol, tol, Z, psi, fz, dZ, lwork, stats)
+                                   block, stride, rtol, atol, tol, Z, psi, fz, dZ, lwork, stats)
             if not ok:
                 # Newton failed: first refresh a stale Jacobian, then shrink the step.
                 stats[3] += 1

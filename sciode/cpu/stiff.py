@@ -25,11 +25,11 @@ from .sdirk import sdirk_integrate
 #: A Rosenbrock method (RODAS form, see ``RosenbrockTableau``) plus its linear-algebra mode.
 RosenbrockMethod = namedtuple("RosenbrockMethod", [
     "A", "C", "alpha", "gamma_sum", "m", "e", "P", "gamma", "q",
-    "banded", "kl", "ku", "perm", "perm_inv", "jrows", "jcols"])
+    "banded", "kl", "ku", "perm", "perm_inv", "jrows", "jcols", "block", "stride"])
 #: An ESDIRK method (``DIRKTableau``) plus its linear-algebra mode.
 DIRKMethod = namedtuple("DIRKMethod", [
     "A", "b", "c", "e", "P", "gamma", "q",
-    "banded", "kl", "ku", "perm", "perm_inv", "jrows", "jcols"])
+    "banded", "kl", "ku", "perm", "perm_inv", "jrows", "jcols", "block", "stride"])
 
 
 @nb.njit(cache=True, nogil=True)
@@ -38,7 +38,7 @@ def _rosenbrock_loop(m, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps
     return rosenbrock_integrate(sys, z0, t0, t1, m.A, m.C, m.alpha, m.gamma_sum, m.m, m.e, m.P,
                                 m.gamma, m.q, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
                                 store_dense, t_stops, m.banded, m.kl, m.ku, m.perm, m.perm_inv,
-                                m.jrows, m.jcols)
+                                m.jrows, m.jcols, m.block, m.stride)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -46,7 +46,7 @@ def _dirk_loop(m, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_ev
                t_stops):
     return sdirk_integrate(sys, z0, t0, t1, m.A, m.b, m.c, m.e, m.P, m.gamma, m.q, rtol, atol,
                            h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops, m.banded,
-                           m.kl, m.ku, m.perm, m.perm_inv, m.jrows, m.jcols)
+                           m.kl, m.ku, m.perm, m.perm_inv, m.jrows, m.jcols, m.block, m.stride)
 
 
 register_method(RosenbrockMethod, _rosenbrock_loop)
