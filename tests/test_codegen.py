@@ -526,3 +526,26 @@ def test_printed_adjoint_is_what_the_compiled_costate_computes(name, request):
             vw = _call(mk["vjp_w"], (t, y, p, w), lam, (n_w,))
             dw = _call(ck["dLdw"], (t, y, p, w), None, (n_w,))
             np.testing.assert_allclose(printed_w, vw + dw, rtol=RTOL, atol=ATOL)
+
+
+def test_structurally_zero_kernels_are_one_shared_kernel(lorenz):
+    """An autonomous model's ``dfdt`` and a data-only cost's terminal and running
+    kernels are the shared zero kernels (compiled once per installation), they
+    write zeros, and a kernel that is not zero keeps its own code."""
+    import sympy as sp
+
+    mk = codegen.model_kernels(lorenz)
+    ck = codegen.cost_kernels(lorenz, sciode.LeastSquares(np.array([0.5, 1.0]), np.ones((2, 3))))
+    vec0, vjp0 = codegen.zero_kernel(abi.VEC_SIG), codegen.zero_kernel(abi.VJP_SIG)
+    assert mk["dfdt"] is vec0 and mk["vjp_w"] is vjp0
+    for name in ("Phi", "dPhidy", "dPhidp", "L", "L_grad", "dLdw"):
+        assert ck[name] is vec0, name
+    assert ck["obs"] is not vec0 and mk["rhs"] is not vec0
+    out = np.full(3, 7.0)
+    vec0(0.0, np.ones(3), np.ones(3), np.zeros(0), out)
+    assert np.array_equal(out, np.zeros(3))
+    x, t = sp.symbols("x t")
+    forced = sciode.Model([x], [sp.sin(t) - x], t=t, name="forced_zero_check")
+    assert codegen.model_kernels(forced)["dfdt"] is not vec0
+    with pytest.raises(ValueError, match="no zero kernel"):
+        codegen.zero_kernel(abi.SENS_SIG)

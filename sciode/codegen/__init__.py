@@ -39,6 +39,40 @@ KERNEL_FASTMATH = {"reassoc"}
 KERNEL_OPTIONS = {"fastmath": KERNEL_FASTMATH, "error_model": "numpy"}
 
 
+def _zero_vec(t, y, p, w, out):
+    for i in range(out.shape[0]):
+        out[i] = 0.0
+
+
+def _zero_vjp(t, y, p, w, v, out):
+    for i in range(out.shape[0]):
+        out[i] = 0.0
+
+
+def _zero_mat(t, y, p, w, out):
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] = 0.0
+
+
+_ZERO_KERNELS: dict = {}
+
+
+def zero_kernel(sig) -> Kernel:
+    """The shared kernel that writes zeros, for the ABI signature ``sig``: it
+    stands for every generated kernel whose outputs are structurally zero (an
+    autonomous model's ``dfdt``, a cost without a terminal term's ``Phi``...),
+    compiled once per installation with the loops instead of once per model."""
+    for kind, fn in ((abi.VEC_SIG, _zero_vec), (abi.VJP_SIG, _zero_vjp), (abi.MAT_SIG, _zero_mat)):
+        if sig == kind:
+            k = _ZERO_KERNELS.get(fn.__name__)
+            if k is None:
+                k = _ZERO_KERNELS[fn.__name__] = Kernel(
+                    numba.njit(sig, cache=True, nogil=True, **KERNEL_OPTIONS)(fn), sig, **KERNEL_OPTIONS)
+            return k
+    raise ValueError(f"no zero kernel for the signature {sig}")
+
+
 class KernelSet:
     """Compiled kernels of one generated module, compiled lazily by name.
 
@@ -63,6 +97,9 @@ class KernelSet:
             if name not in self._signatures:
                 raise KeyError(f"no kernel `{name}`; kernels are {sorted(self._signatures)}")
             sig = self._signatures[name]
+            if name in getattr(self.module, "ZERO_KERNELS", ()):
+                fn = self._compiled[name] = zero_kernel(sig)
+                return fn
             fn = Kernel(numba.njit(sig, cache=True, nogil=True, **KERNEL_OPTIONS)(
                 getattr(self.module, name)), sig, **KERNEL_OPTIONS)
             self._compiled[name] = fn
@@ -192,4 +229,4 @@ def _memo(cls, module, signatures, digest):
     return ks
 
 
-__all__ = ["KernelSet", "ModelKernels", "CostKernels", "model_kernels", "cost_kernels", "cache_dir", "STATS"]
+__all__ = ["zero_kernel", "KernelSet", "ModelKernels", "CostKernels", "model_kernels", "cost_kernels", "cache_dir", "STATS"]

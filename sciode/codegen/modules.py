@@ -80,6 +80,10 @@ def _sens_function(w: KernelWriter, der: ModelDerivatives, subs, n: int) -> None
                outer="for k in range(S.shape[1]):", after=fp)
 
 
+def _all_zero(exprs) -> bool:
+    return all(sp.sympify(e) == 0 for e in exprs)
+
+
 def model_module_source(der: ModelDerivatives, header: str, use_cse: bool = True) -> str:
     """Source of the model-kernel module (see ``sciode.abi`` for the kernels)."""
     model = der.model
@@ -92,6 +96,11 @@ def model_module_source(der: ModelDerivatives, header: str, use_cse: bool = True
     w.constant("N_CONTROLS", n_w)
     w.constant("JAC_ROWS", tuple(i for i, _ in sorted(der.dfdy)))
     w.constant("JAC_COLS", tuple(j for _, j in sorted(der.dfdy)))
+    # kernels whose outputs are all structurally zero: ``KernelSet`` hands out one
+    # shared compiled zero kernel for them instead of compiling (or loading) each
+    zero = {"dfdt": _all_zero(der.dfdt), "jac_p": not der.dfdp, "vjp_p": not der.dfdp,
+            "vjp_w": not der.dfdw}
+    w.constant("ZERO_KERNELS", tuple(sorted(k for k, z in zero.items() if z)))
     w.function("rhs", VEC_ARGS, _vector_outputs(der.f, subs, "f"), "out = f(t, y, p, w)")
     w.function("dfdt", VEC_ARGS, _vector_outputs(der.dfdt, subs, "df/dt"), "out = df/dt")
     w.function("jac_y", VEC_ARGS, _matrix_outputs(der.dfdy, subs, "df/dy"),
@@ -115,6 +124,12 @@ def cost_module_source(model, der: CostDerivatives, header: str, use_cse: bool =
     v, vnames = cotangent_symbols(n_h)
     w = KernelWriter(names, use_cse)
     w.constant("N_OBS", n_h)
+    zero = {"L": _all_zero([der.L]), "dLdy": _all_zero(der.dLdy), "dLdp": _all_zero(der.dLdp),
+            "dLdw": _all_zero(der.dLdw), "L_grad": _all_zero([*der.dLdy, *der.dLdp, der.L]),
+            "Phi": _all_zero([der.Phi]), "dPhidy": _all_zero(der.dPhidy),
+            "dPhidp": _all_zero(der.dPhidp), "obs": _all_zero(der.h), "obs_vjp_y": not der.dhdy,
+            "obs_vjp_p": not der.dhdp}
+    w.constant("ZERO_KERNELS", tuple(sorted(k for k, z in zero.items() if z)))  # see model_module_source
     w.function("L", VEC_ARGS, _vector_outputs([der.L], subs, "L"), "out[0] = L(t, y, p, w)")
     w.function("dLdy", VEC_ARGS, _vector_outputs(der.dLdy, subs, "dL/dy"), "out = dL/dy")
     w.function("dLdp", VEC_ARGS, _vector_outputs(der.dLdp, subs, "dL/dp"), "out = dL/dp")
