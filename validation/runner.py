@@ -23,7 +23,7 @@ from .cases import Case, Problem
 from .independent import reference as independent
 from .independent.engine import rel_error, rk4_complex_step
 
-STIFF = ("rodas4", "kvaerno5")
+STIFF = ("rodas4", "rodas5", "kvaerno5")
 #: an error this small has converged: round-off, not a tolerance effect
 CONVERGED = 1e-10
 

@@ -58,7 +58,7 @@ def _explicit(tab) -> MethodInfo:
 _STIFF = {
     "rodas4": ("rosenbrock", ("adjoint", "checkpoint", "fd"),
                "Gustafsson's predictive controller, exponent 1/4"),
-    "rodas5": ("rosenbrock", ("adjoint", "checkpoint", "fd"),
+    "rodas5": ("rosenbrock", ("fd",),
                "Gustafsson's predictive controller, exponent 1/5"),
     "kvaerno5": ("esdirk", ("adjoint", "checkpoint", "forward", "fd"),
                  "PI, exponents 0.7/q and 0.4/q, q = 5"),
