@@ -317,7 +317,7 @@ def run(cfg: Config, folder: Path = DEFAULT_DIR, amici: bool = True) -> Report:
             r["cold"] = sciode_cold(name, folder)
             print(f"{name}: sciode fresh process {r['cold']}", flush=True)
             r["am"] = amici_run(name, folder, r["theta"], cfg)
-            print(f"{name}: AMICI {({k: v for k, v in r['am'].items() if not k.startswith('grad')})}", flush=True)
+            print(f"{name}: AMICI {({k: v for k, v in r['am'].items() if not k.startswith(('grad', 'stderr', 'parameter_ids'))})}", flush=True)
     rep.table(["problem", "states", "model params", "estimated", "simulations", "measurements"],
               [[r["name"], r["n"], r["n_p"], r["n_est"], r["n_sim"], r["n_meas"]] for r in rows])
     rep.table(["problem", "llh (sciode)", "llh (reference)", "rel. diff"],
