@@ -22,6 +22,11 @@ a failed solve returns to the line search as a failed point.  pyPESTO runs
 ``pypesto.optimize.minimize`` with ``ScipyOptimizer("L-BFGS-B")`` and the
 start points as ``x_guesses``.
 
+``--fallback-forward``: where sciode's adjoint gradient raises ``SolverError``
+(its backward pass can fail at extreme start points of Boehm where the forward
+solve does not), retry that evaluation with forward sensitivities (written to
+``benchmarks/results/petab_fit_amici_fallback.md``).
+
 Reported: wall time of the starts (and, apart, import / compile), the best
 objective, and how many starts end within 1e-3 of the best objective known
 (the smaller of both runs' best and the collection's value at the nominal
