@@ -223,21 +223,29 @@ def run_cold(task: str, cache_dir: str | None, extra_env: dict | None = None) ->
     if cache_dir is not None:
         env["SCIODE_CACHE_DIR"] = cache_dir
     env.update(extra_env or {})
-    cmd = [sys.executable, "-m", "benchmarks.cold", task]
+    return run_child([sys.executable, "-m", "benchmarks.cold", task], env)
+
+
+def run_child(cmd: list, env: dict, cwd=ROOT) -> dict:
+    """Run ``cmd`` (a child that prints one JSON line last) and return that JSON,
+    with ``process_s`` (its wall time) and ``stderr`` (the tail); on failure a
+    dict with ``error`` (the last lines of its output, or the timeout)."""
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+        proc = subprocess.run(cmd, check=False, cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=CHILD_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {CHILD_TIMEOUT_S} s"}
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return {"error": " / ".join(tail)[:300], "process_s": wall}
+        return {"error": " / ".join(tail)[:400], "process_s": wall}
     try:
         out = json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         return {"error": "no JSON from child", "process_s": wall}
     out["process_s"] = wall
+    out["stderr"] = proc.stderr[-2000:]
     return out
 
 

@@ -38,7 +38,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._util import CHILD_TIMEOUT_S, ROOT, Config, Report, fmt, fmt_time, median_time
+from ._util import ROOT, Config, Report, fmt, fmt_time, median_time, run_child
 
 PROBLEMS = ["Boehm_JProteomeRes2014", "Crauste_CellSystems2017", "Elowitz_Nature2000",
             "Fujita_SciSignal2010", "Zheng_PNAS2012"]
@@ -158,25 +157,6 @@ def cold_child(name: str, folder: Path) -> dict:
     return out
 
 
-def _child(cmd, env, cwd=ROOT) -> dict:
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {CHILD_TIMEOUT_S} s"}
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return {"error": " / ".join(tail)[:400], "process_s": wall}
-    try:
-        out = json.loads(proc.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        return {"error": "no JSON from child", "process_s": wall}
-    out["process_s"] = wall
-    out["stderr"] = proc.stderr[-2000:]
-    return out
-
-
 def sciode_cold(name: str, folder: Path) -> dict:
     """SBML to first gradient in a fresh sciode process: empty kernel cache,
     stepping loops copied from the current (populated) cache."""
@@ -189,7 +169,7 @@ def sciode_cold(name: str, folder: Path) -> dict:
         _loops_only_cache(sources, tmp / "cache")
         env = dict(os.environ, SCIODE_CACHE_DIR=str(tmp / "cache"), NUMBA_CACHE_DIR=str(tmp / "cache" / "numba"))
         before = _loop_files(tmp / "cache" / "numba")
-        out = _child([sys.executable, "-m", "benchmarks.suite_petab", "--dir", str(folder), "--child-cold", name],
+        out = run_child([sys.executable, "-m", "benchmarks.suite_petab", "--dir", str(folder), "--child-cold", name],
                      env)
         # new files under numba/<source hash>: the child compiled stepping loops (not only kernels)
         out["loops_recompiled"] = bool(_loop_files(tmp / "cache" / "numba") - before)
@@ -211,7 +191,7 @@ def amici_run(name: str, folder: Path, theta: dict, cfg: Config) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     env.setdefault("AMICI_PARALLEL_COMPILE", "1")   # one compiler process, as sciode's Numba compile
     try:
-        return _child([str(AMICI_PYTHON), str(ROOT / "benchmarks" / "amici_child.py"), str(yaml),
+        return run_child([str(AMICI_PYTHON), str(ROOT / "benchmarks" / "amici_child.py"), str(yaml),
                        "--theta", f.name, "--repeats", str(cfg.repeats), "--min-time", str(cfg.min_time),
                        "--max-repeats", str(cfg.max_repeats)], env, cwd=tempfile.gettempdir())
     finally:

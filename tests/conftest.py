@@ -63,3 +63,15 @@ def controlled():
     """Scalar linear system ``x' = a x + b u``; state x, control u, params (a, b)."""
     x, u, a, b = sp.symbols("x u a b")
     return sciode.Model(states=[x], rhs=[a * x + b * u], params=[a, b], controls=[u], name="controlled")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensors on a shared 2-core machine: one torch thread (restored afterwards).
+    Torch is imported here, not at the top: most tests run without it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

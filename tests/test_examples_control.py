@@ -27,13 +27,7 @@ torch = pytest.importorskip("torch")
 from examples import mean_field_resnet, neural_ode_adjoint  # after the torch skip
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors on a shared 2-core machine: one thread (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_adjoint_matches_backprop_with_flat_memory():

@@ -23,13 +23,7 @@ from examples import (  # after the torch skip
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors on a shared 2-core machine: one thread (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # -- 1. ResNet = forward Euler; backpropagation = discrete adjoint ---------------------------

@@ -24,6 +24,7 @@ pytest.importorskip("libsbml")
 pytest.importorskip("petab")
 
 import sciode
+from references import complex_step_grad  # tests/references.py
 from sciode.errors import ModelError
 
 DATA = Path(__file__).parent / "data" / "petab_small"
@@ -96,15 +97,6 @@ def test_noise_models_match_petab_reference_and_derivatives(distribution, transf
         fd = (negative_log_likelihood(*args(e), distribution, transformation)[0]
               - negative_log_likelihood(*args(-e), distribution, transformation)[0]) / (2 * e)
         np.testing.assert_allclose(d, fd, rtol=1e-7, atol=1e-8)
-
-
-def complex_step_grad(f, x, h=1e-30):
-    g = np.empty(x.size)
-    for k in range(x.size):
-        z = x.astype(complex)
-        z[k] += 1j * h
-        g[k] = f(z).imag / h
-    return g
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ pytest.importorskip("libsbml")
 pytest.importorskip("petab")
 
 import sciode
+from references import complex_step_grad  # tests/references.py
 
 TOL = {"rtol": 1e-10, "atol": 1e-14}
 
@@ -96,15 +97,6 @@ def _nllh(rows, value, sigma):
         h = value(obs, pre, sim, float(t))
         total += 0.5 * np.log(2 * np.pi * sigma**2) + 0.5 * ((m - h) / sigma) ** 2
     return total
-
-
-def complex_step_grad(f, x, h=1e-30):
-    g = np.empty(x.size)
-    for k in range(x.size):
-        z = x.astype(complex)
-        z[k] += 1j * h
-        g[k] = f(z).imag / h
-    return g
 
 
 # --- A <-> B and -> X ->: pre-equilibration and time = inf ----------------------------------

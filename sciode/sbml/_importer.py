@@ -269,23 +269,21 @@ class _Importer:
         self.rate_rules: dict[str, object] = {}
         self.assignment_rules: dict[str, object] = {}
         for rule in self.m.getListOfRules():
-            var = rule.getVariable()
-            if var in self.species_refs:
-                raise ModelError(f"SBML rule for species reference `{var}` (a variable "
-                                 "stoichiometry) is not supported")
-            if var not in self.sym or var in self.reactions:
-                raise ModelError(f"SBML rule for `{var}`: no species, compartment or parameter has that id")
+            var = self._rule_target(rule.getVariable(), "rule for")
             (self.rate_rules if rule.isRate() else self.assignment_rules)[var] = rule
         self.initial_assignments = {}
         for ia in self.m.getListOfInitialAssignments():
-            sym = ia.getSymbol()
-            if sym in self.species_refs:
-                raise ModelError(f"SBML initial assignment to species reference `{sym}` (a variable "
-                                 "stoichiometry) is not supported")
-            if sym not in self.sym or sym in self.reactions:
-                raise ModelError(f"SBML initial assignment `{sym}`: no species, compartment or "
-                                 "parameter has that id")
-            self.initial_assignments[sym] = ia
+            self.initial_assignments[self._rule_target(ia.getSymbol(), "initial assignment to")] = ia
+
+    def _rule_target(self, var: str, what: str) -> str:
+        """``var`` if a rule or initial assignment may set it (a species, compartment
+        or parameter), else a ``ModelError`` naming the SBML element."""
+        if var in self.species_refs:
+            raise ModelError(f"SBML {what} species reference `{var}` (a variable "
+                             "stoichiometry) is not supported")
+        if var not in self.sym or var in self.reactions:
+            raise ModelError(f"SBML {what} `{var}`: no species, compartment or parameter has that id")
+        return var
 
     # --- math ---------------------------------------------------------------
 
