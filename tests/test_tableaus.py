@@ -484,7 +484,7 @@ def test_rodas5_identities_and_orders():
 
 
 def test_rodas5_error_estimate_is_blind_to_t_only_rates():
-    """Why ``StiffMethod.sees_quadratures`` is False for rodas5: on ``y' = g(t)``
+    """Why the registry refuses rodas5's backward sweeps (one reason): on ``y' = g(t)``
     the estimate U8 vanishes to rounding while the step's error does not (RODAS4's
     estimate is of the size of its error there). Every order-4 embedded weight
     vector of the tableau differs from ``b`` on stages 6-8 only (null space of

@@ -20,6 +20,7 @@ from ..cpu import solvers
 from ..cpu.drivers import entry
 from ..cpu.status import SUCCESS, message
 from ..errors import SolverError
+from ..methods import registry
 from ..methods.tableaus import Tableau
 from ..model import Model
 
@@ -210,24 +211,10 @@ def augmented_method(prob: Problem, mode: str, exact_jacobian: bool = True, bloc
         raise ValueError(f"sensitivity={mode!r} with a stiff method needs a Newton-based method "
                          f"(the augmented Jacobian is approximated); use method='kvaerno5' instead "
                          f"of {prob.method!r}, or sensitivity='adjoint'")
-    if mode in ("adjoint", "checkpoint") and not prob.spec.sweeps:
-        # validation/ (stiff Van der Pol, mu = 1000, against an independent
-        # reference): rodas5's costate sweep gave dJ/dp off by 6e-4 at rtol 1e-6
-        # and 1e-5 at rtol 1e-8 and 1e-10 (rodas4: 1.6e-6, 2e-8); the cause is
-        # not found, so the sweep is refused rather than trusted
-        raise ValueError(f"sensitivity={mode!r} with method={prob.method!r} is not supported: its "
-                         f"backward sweep's gradients failed the independent validation (stiff Van "
-                         f"der Pol: errors that do not fall with the tolerance); use method='rodas4' "
-                         f"or 'kvaerno5' for the gradient, or sensitivity='fd' with {prob.method!r}")
-    if (mode in ("adjoint", "checkpoint") and not prob.spec.sees_quadratures
-            and prob.cost.running != 0):
-        # the sweep integrates q' = -L(t, y(t)) with the method itself: with an
-        # error estimate blind to t-only rates (StiffMethod.sees_quadratures),
-        # nothing bounds the step over the running cost (errors ~1e-1 measured)
-        raise ValueError(f"sensitivity={mode!r} with method={prob.method!r} does not support a "
-                         f"running cost: {prob.method!r}'s error estimate does not see the "
-                         f"running-cost quadrature of the backward sweep; use method='rodas4' "
-                         f"or 'kvaerno5', or sensitivity='fd'")
+    if mode in ("adjoint", "checkpoint", "forward"):
+        # every driver (value_and_grad, ensembles, PEtab) reaches the method tuple
+        # here: the registry's table of (method, mode) pairs is the one authority
+        registry.check(prob.method, sensitivity=mode)
     from ..cpu.linalg import block_mode, linear_mode
 
     if block is not None:

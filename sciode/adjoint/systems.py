@@ -298,23 +298,14 @@ def _sensitivity_rhs(sys, t, z, out):
 
 @nb.njit(cache=True, nogil=True)
 def _sensitivity_jac(sys, t, z, out):
-    # Block-diagonal approximation diag(J, J, ..., J, 0): it drops d(J S)/dy
-    # (second derivatives).  Good enough for Newton (ESDIRK), not for a
-    # Rosenbrock method, which ``augmented_method`` refuses for this system.
+    # Newton's block-diagonal approximation diag(J, J, ..., J, 0), which drops
+    # d(J S)/dy (second derivatives): good enough for Newton (ESDIRK), not for a
+    # Rosenbrock method (the registry refuses that pair).  The stiff loops run
+    # this system in ``linalg.block_mode`` (``augmented_method``), so ``out`` is
+    # the one (n, n) block J.
     n = sys.tmp_n.shape[0]
-    m = sys.n_cols
     _controls(sys, t)
-    if out.shape[0] == n:  # the block mode of the stiff loops (linalg.block_mode): J alone
-        sys.jac_y(t, z[:n], sys.p, sys.wbuf, out)
-        return
-    out[:] = 0.0
-    J = np.zeros((n, n))
-    sys.jac_y(t, z[:n], sys.p, sys.wbuf, J)
-    for i in range(n):
-        for j in range(n):
-            out[i, j] = J[i, j]
-            for c in range(m):
-                out[n + i * m + c, n + j * m + c] = J[i, j]
+    sys.jac_y(t, z[:n], sys.p, sys.wbuf, out)
 
 
 register_system(SensitivitySystem, _sensitivity_rhs, _sensitivity_jac)

@@ -75,29 +75,16 @@ class StiffMethod:
 
     ``exact_jacobian``: Rosenbrock methods lose order with an approximate
     Jacobian, Newton-based ESDIRKs only converge more slowly.
-
-    ``sees_quadratures`` False: the embedded error estimate is identically
-    zero for an entry whose rate depends on ``t`` only (a pure quadrature).
-    RODAS5's is (every order-4 embedded solution of its tableau differs from
-    ``y_new`` only in stages 6-8, which all evaluate ``F`` at ``t + h``; see
-    tests/test_tableaus.py), so its step size never answers to the running-cost
-    quadrature of a costate sweep; ``adjoint.common.augmented_method`` refuses
-    that pairing.
+    Which sensitivity modes a method supports is ``sciode.methods.registry``'s table.
     """
 
     name: str
     build: object
     exact_jacobian: bool
-    sees_quadratures: bool = True
-    #: False: the backward sweeps (adjoint, checkpoint) are refused with this
-    #: method, because the validation suite measured gradients that do not
-    #: converge with the tolerance (see ``adjoint.common.augmented_method``)
-    sweeps: bool = True
 
 
 RODAS4_METHOD = StiffMethod("rodas4", lambda mode: RosenbrockMethod(*_RODAS4, *mode.args()), True)
-RODAS5_METHOD = StiffMethod("rodas5", lambda mode: RosenbrockMethod(*_RODAS5, *mode.args()), True,
-                            sees_quadratures=False, sweeps=False)
+RODAS5_METHOD = StiffMethod("rodas5", lambda mode: RosenbrockMethod(*_RODAS5, *mode.args()), True)
 KVAERNO5_METHOD = StiffMethod("kvaerno5", lambda mode: DIRKMethod(*_KVAERNO5, *mode.args()), False)
 
 
