@@ -15,6 +15,7 @@ what is compiled is exactly what a user's call would compile.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -46,6 +47,20 @@ def _problem():
     return model, cost, np.array([1.0, 0.5]), (0.0, 1.0), np.array([2.0, 1.0]), t_obs
 
 
+@contextlib.contextmanager
+def _quiet():
+    """No per-loop compile notice (``cpu.drivers``): precompile has its own display."""
+    old = os.environ.get("SCIODE_QUIET")
+    os.environ["SCIODE_QUIET"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("SCIODE_QUIET", None)
+        else:
+            os.environ["SCIODE_QUIET"] = old
+
+
 def _run_unit(unit: tuple) -> tuple[str, float]:
     """Compile one family's loops (in a worker process); returns (name, seconds)."""
     import warnings
@@ -56,11 +71,10 @@ def _run_unit(unit: tuple) -> tuple[str, float]:
     from .api import solve
     from .ensemble import solve_ensemble, value_and_grad_ensemble
 
-    os.environ["SCIODE_QUIET"] = "1"  # this worker's progress is precompile's own display
     name, method, modes, ensembles = unit
     model, cost, y0, span, p, t_obs = _problem()
     start = time.perf_counter()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet():
         warnings.simplefilter("ignore")  # a tiny problem: tolerance advice is not the point
         if ensembles:
             P = np.tile(p, (2, 1))
@@ -97,15 +111,8 @@ def precompile(jobs: int | None = None, progress: bool = True, stream=None) -> d
         f"{jobs} process{'es' if jobs > 1 else ''}; a few minutes on two cores)")
     start, out = time.perf_counter(), {}
     if jobs == 1:
-        quiet = os.environ.get("SCIODE_QUIET")
         for k, unit in enumerate(UNITS, 1):
-            try:
-                name, sec = _run_unit(unit)
-            finally:
-                if quiet is None:
-                    os.environ.pop("SCIODE_QUIET", None)
-                else:
-                    os.environ["SCIODE_QUIET"] = quiet
+            name, sec = _run_unit(unit)
             out[name] = sec
             say(f"  [{k}/{len(UNITS)}] {name:<11} {sec:6.1f} s")
     else:
