@@ -64,8 +64,7 @@ def solve(model, y0, t_span, params=None, t_eval=None, method="dopri5", rtol=1e-
     else:
         from .cpu.stiff import model_linear_mode
 
-        method = spec.build(model_linear_mode(mk))
-        raw = solvers.run(mk, method, p, controls, z0, t0, t1, te, rtol, atol_arr,
+        raw = solvers.run(mk, spec.build(model_linear_mode(mk)), p, controls, z0, t0, t1, te, rtol, atol_arr,
                           h_init, float(max_step), 0.0,
                           int(max_steps), bool(dense))
     return finish(raw, te, method, max_steps, raise_on_failure, dense)

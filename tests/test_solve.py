@@ -362,6 +362,39 @@ def test_huge_finite_derivative_starts_without_dividing_by_zero():
     np.testing.assert_allclose(sol.y[:, 0], [1.0, 0.5e300, 1e300], rtol=1e-12)
 
 
+@pytest.mark.parametrize("method", ["dopri5", "dop853", "kvaerno5", "rodas4"])
+def test_first_step_is_never_below_the_resolution_of_t(method):
+    """A component that starts at zero with a huge rate (a costate sweep's
+    gradient quadrature, PEtab Boehm at a random start: rates ~1e12, atol
+    1e-12) beside a large one: Hairer's starting-step estimate
+    ``0.01 d0 / d1`` is then ~1e-18, far below ``eps t`` at ``t0 = 240``, and
+    the solve used to end as a step-size underflow before its first trial.
+    The first step is now floored at CVODES's ``100 eps max(|t0|, |t1|)``
+    (the error test shortens it if it must) and the solve follows the closed
+    form ``y1 = a e^{-k s}``, ``y2 = c a (1 - e^{-k s}) / k``, ``s = t - t0``."""
+    model = _quadrature_model()
+    a, kv, cv, t0, t1 = 1e6, 0.01, 1e6, 240.0, 300.0
+    ts = np.array([t0, 250.0, t1])
+    sol = sciode.solve(model, [a, 0.0], (t0, t1), [kv, cv], t_eval=ts, method=method,
+                       rtol=1e-8, atol=1e-12)
+    assert sol.success, sol.message
+    assert sol.method == method  # the name, for stiff methods too (not the loop's tuple)
+    e = np.exp(-kv * (ts - t0))
+    exact = np.stack([a * e, cv * a * (1.0 - e) / kv], axis=1)
+    np.testing.assert_allclose(sol.y, exact, rtol=1e-6)
+
+
+_QUAD = {}
+
+
+def _quadrature_model():
+    if "m" not in _QUAD:
+        y1, y2, k, c = sp.symbols("y1 y2 k c")
+        _QUAD["m"] = sciode.Model(states=[y1, y2], rhs=[-k * y1, c * y1], params=[k, c],
+                                  name="huge_quadrature")
+    return _QUAD["m"]
+
+
 def test_blowup_fixed_step_is_nonfinite(blowup):
     sol = sciode.solve(blowup, [1.0], (0.0, 2.0), method="rk4", dt=0.01)
     assert not sol.success and sol.status == NONFINITE and "non-finite" in sol.message

@@ -26,7 +26,7 @@ import numpy as np
 
 from .._numba_compat import NO_NRT
 from .status import NONFINITE, SUCCESS
-from .stepping import (CONTINUE, full, grow_storage, next_target, record_step, scaled_sum,
+from .stepping import (CONTINUE, EPS, full, grow_storage, next_target, record_step, scaled_sum,
                        serve_t_eval, start_storage, step_guard, step_to, stored, weighted_sum)
 from .systems import sys_coupled, sys_rhs, sys_stop
 
@@ -72,9 +72,17 @@ def initial_step(sys, t0, z0, f0, direction, order, rtol, atol, hmax, span, work
     d2 = rms_scaled(work, z0, z0, rtol, atol) / h0
     dmax = max(d1, d2)
     if not math.isfinite(dmax):
-        return h0 * 1e-3
-    h1 = max(1e-6, h0 * 1e-3) if dmax <= 1e-15 else (0.01 / dmax) ** (1.0 / (order + 1))
-    return min(100.0 * h0, h1, hmax, span)
+        h = h0 * 1e-3
+    else:
+        h1 = max(1e-6, h0 * 1e-3) if dmax <= 1e-15 else (0.01 / dmax) ** (1.0 / (order + 1))
+        h = min(100.0 * h0, h1, hmax, span)
+    # CVODES's lower bound (``cvHin``: 100 uround max(|t0|, |t1|)).  A component
+    # at zero with a huge rate beside a large one (a costate sweep's gradient
+    # quadrature) makes ``0.01 d0 / d1`` tiny; a first step below the
+    # resolution of t would end the solve as an underflow before any trial,
+    # while the error test shortens a floor that is too long.
+    floor = 100.0 * EPS * max(abs(t0), abs(t0 + direction * span))
+    return max(h, min(floor, span))
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
