@@ -229,7 +229,14 @@ def run_cold(task: str, cache_dir: str | None, extra_env: dict | None = None) ->
 def run_child(cmd: list, env: dict, cwd=ROOT) -> dict:
     """Run ``cmd`` (a child that prints one JSON line last) and return that JSON,
     with ``process_s`` (its wall time) and ``stderr`` (the tail); on failure a
-    dict with ``error`` (the last lines of its output, or the timeout)."""
+    dict with ``error`` (the last lines of its output, or the timeout).
+
+    ``cpu_s`` is the child's CPU time (user + system, its own children
+    included): unlike the wall time it hardly moves when other work shares
+    the machine, so compile-time comparisons across runs read it."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, check=False, cwd=cwd, env=env, capture_output=True, text=True,
@@ -244,7 +251,9 @@ def run_child(cmd: list, env: dict, cwd=ROOT) -> dict:
         out = json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         return {"error": "no JSON from child", "process_s": wall}
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     out["process_s"] = wall
+    out["cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     out["stderr"] = proc.stderr[-2000:]
     return out
 

@@ -148,7 +148,7 @@ def error_norm(h, e, e3, K, z, z_new, rtol, atol, work, n_err):
     return err5 / math.sqrt(n * deno)
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, inline="always")  # see ``integrate``: one compiled layer
 def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptive,
                  order, q, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops):
     """Integrate ``z' = F(t, z)`` from ``t0`` to ``t1`` (either direction).

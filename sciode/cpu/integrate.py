@@ -8,6 +8,21 @@ implicit, and compiled once per (system, method) kind.
 
 Every loop returns ``(status, t_reached, n_stored, ts, zs, hs, Ks, z_eval,
 stats)``; ``stats`` starts with ``nfev, nsteps, naccepted, nrejected``.
+
+Compile time (a fresh install's first gradient) sets how the layers are
+built.  Every separately compiled function links in its callees' LLVM IR
+and optimises the whole again, so each wrapper layer above a loop costs as
+much LLVM time as the loop itself.  Hence ``integrate``'s implementation is
+the one compiled layer per (method, system) kind: the per-family wrapper
+(``_rk_loop``, ``_rosenbrock_loop``, ``_dirk_loop``) and ``rk_integrate``
+are inlined into it at Numba's IR level, and ``integrate`` itself is an
+ordinary (not inlined) overload, whose implementation an inlining overload
+would compile once more only to type it.  Below it, only the stepping cores
+(``rk_steps``; the stiff loops, which Numba cannot inline because they call
+``keep_alive(*arrays)``) and small helpers are compiled on their own.
+Measured on the Lotka-Volterra adjoint gradient with empty caches: 78 s of
+CPU before, 50 s after (with slice copies replaced by
+``stepping.copy_flat``), warm speed unchanged.
 """
 
 from __future__ import annotations
@@ -37,7 +52,7 @@ def integrate(method, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, 
     raise NotImplementedError
 
 
-@overload(integrate, inline="always")
+@overload(integrate)  # not inline="always": see the module doc
 def _integrate(method, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
                store_dense, t_stops):
     loop = _LOOPS.get(getattr(method, "instance_class", None))
@@ -52,7 +67,7 @@ def _integrate(method, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps,
     return impl
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, inline="always")
 def _rk_loop(m, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops):
     return rk_integrate(sys, z0, t0, t1, m.A, m.b, m.c, m.e, m.e3, m.P, m.A_ext, m.c_ext, m.fsal,
                         m.adaptive, m.order, m.q, rtol, atol, h_init, hmax, dt, max_steps, t_eval,

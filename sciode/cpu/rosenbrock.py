@@ -42,7 +42,7 @@ import numpy as np
 from .._numba_compat import borrow1, borrow2, keep_alive
 from .explicit import all_finite, initial_step, rms_scaled
 from .linalg import factor_for, jacobian_storage, matrix_storage, solve_in_place
-from .stepping import (CONTINUE, borrow_storage, full, grow_storage, next_target, record_step,
+from .stepping import (CONTINUE, borrow_storage, copy_flat, full, grow_storage, next_target, record_step,
                        serve_t_eval, start_storage, step_guard, step_to, stored)
 from .status import NONFINITE, SINGULAR, SUCCESS
 from .systems import sys_dfdt, sys_jac, sys_rhs, sys_stop
@@ -75,7 +75,7 @@ def rodas_stages(sys, t, z, h, A, C, alpha, gamma_sum, f0, ft, M, piv, banded, k
     s = A.shape[0]
     for i in range(s):
         if i == 0:
-            rhs[:] = f0
+            copy_flat(rhs, f0)
         else:
             for k in range(n):
                 acc = 0.0
@@ -90,7 +90,7 @@ def rodas_stages(sys, t, z, h, A, C, alpha, gamma_sum, f0, ft, M, piv, banded, k
                 acc += C[i, j] * U[j, k]
             rhs[k] += acc / h + gh * ft[k]
         solve_in_place(M, piv, banded, kl, ku, perm, block, stride, rhs, lwork)
-        U[i] = rhs
+        copy_flat(U[i], rhs)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -253,7 +253,7 @@ def rosenbrock_integrate(sys, z0, t0, t1, A, C, alpha, gamma_sum, m, e, P, gamma
             n_stored = record_step(ts, hs, zs, Ks, n_stored, t_new, hh, z_new, K, store_dense)
             stats[2] += 1
             t = t_new
-            z[:] = z_new
+            copy_flat(z, z_new)
             rejected_last = False
             h = h_next
             sys_rhs(sys, t, z, f0)

@@ -39,7 +39,7 @@ from .._numba_compat import borrow1, borrow2, keep_alive
 from .explicit import all_finite, initial_step, rms_scaled
 from .linalg import factor_for, jacobian_storage, matrix_storage, solve_in_place
 from .rosenbrock import MAX_SINGULAR, N_STATS
-from .stepping import (CONTINUE, EPS, borrow_storage, full, grow_storage, next_target, record_step,
+from .stepping import (CONTINUE, EPS, borrow_storage, copy_flat, full, grow_storage, next_target, record_step,
                        serve_t_eval, start_storage, step_guard, step_to, stored)
 from .status import NONFINITE, SINGULAR, STEP_UNDERFLOW, SUCCESS
 from .systems import sys_jac, sys_rhs, sys_stop
@@ -282,14 +282,14 @@ def sdirk_integrate(sys, z0, t0, t1, A, b, c, e, P, gamma, q, rtol, atol, h_init
             n_stored = record_step(ts, hs, zs, Ks, n_stored, t_new, hh, Z, K, store_dense)
             stats[2] += 1
             t = t_new
-            z[:] = Z
+            copy_flat(z, Z)
             rejected_last = False
             h = h_next
             if reset:
                 sys_rhs(sys, t, z, K[0])
                 stats[0] += 1
             else:
-                K[0] = K[s - 1]  # stiffly accurate: f(t_new, z_new) up to the Newton tolerance
+                copy_flat(K[0], K[s - 1])  # stiffly accurate: f(t_new, z_new) up to the Newton tolerance
             jac_current = False
             if slow:
                 need_jac = True

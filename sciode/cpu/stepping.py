@@ -78,11 +78,24 @@ def dense_point(z, h, K, P, theta, wbuf, out):
     weighted_sum(z, h, wbuf, K, out)
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def copy_flat(dst, src):
+    """``dst[:src.size] = src`` for 1-D arrays, element by element.
+
+    Compiled loops copy arrays with this rather than slice assignment: a
+    slice assignment may fail to broadcast, and the code that formats that
+    error (shapes into a message) costs seconds of compilation per process
+    on a fresh install, for an error that cannot happen here.
+    """
+    for i in range(src.shape[0]):
+        dst[i] = src[i]
+
+
 @nb.njit(cache=True, nogil=True)
 def grow_rows(a, n_rows):
     """A copy of ``a`` with room for ``n_rows`` along axis 0 (used rows kept)."""
     out = np.empty((n_rows,) + a.shape[1:], dtype=a.dtype)
-    out[: a.shape[0]] = a
+    copy_flat(out.reshape(-1), a.reshape(-1))
     return out
 
 
@@ -168,7 +181,7 @@ def serve_initial(t_eval, t0, z, z_eval):
     """Fill the output times equal to ``t0``; returns the next index."""
     i = 0
     while i < t_eval.shape[0] and t_eval[i] == t0:
-        z_eval[i] = z
+        copy_flat(z_eval[i], z)
         i += 1
     return i
 

@@ -32,7 +32,7 @@ DIRKMethod = namedtuple("DIRKMethod", [
     "banded", "kl", "ku", "perm", "perm_inv", "jrows", "jcols", "block", "stride"])
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, inline="always")
 def _rosenbrock_loop(m, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
                      store_dense, t_stops):
     return rosenbrock_integrate(sys, z0, t0, t1, m.A, m.C, m.alpha, m.gamma_sum, m.m, m.e, m.P,
@@ -41,7 +41,7 @@ def _rosenbrock_loop(m, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps
                                 m.jrows, m.jcols, m.block, m.stride)
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, inline="always")
 def _dirk_loop(m, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense,
                t_stops):
     return sdirk_integrate(sys, z0, t0, t1, m.A, m.b, m.c, m.e, m.P, m.gamma, m.q, rtol, atol,
