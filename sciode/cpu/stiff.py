@@ -9,7 +9,6 @@ permutation) is chosen once per model from the Jacobian's sparsity pattern
 
 from __future__ import annotations
 
-from collections import namedtuple
 from dataclasses import dataclass
 
 import numba as nb
@@ -17,40 +16,20 @@ import numpy as np
 
 from ..methods.stiff_tableaus import KVAERNO5, RODAS4, RODAS5, RosenbrockTableau
 from . import solvers
+from .implicit import ESDIRK, ROSENBROCK, ImplicitMethod, implicit_integrate
 from .integrate import register_method
 from .linalg import LinearMode, linear_mode
-from .rosenbrock import rodas_P, rosenbrock_integrate
-from .sdirk import sdirk_integrate
-
-#: A Rosenbrock method (RODAS form, see ``RosenbrockTableau``) plus its linear-algebra mode.
-RosenbrockMethod = namedtuple("RosenbrockMethod", [
-    "A", "C", "alpha", "gamma_sum", "m", "e", "P", "gamma", "q",
-    "banded", "kl", "ku", "perm", "perm_inv", "jrows", "jcols", "block", "stride"])
-#: An ESDIRK method (``DIRKTableau``) plus its linear-algebra mode.
-DIRKMethod = namedtuple("DIRKMethod", [
-    "A", "b", "c", "e", "P", "gamma", "q",
-    "banded", "kl", "ku", "perm", "perm_inv", "jrows", "jcols", "block", "stride"])
+from .rosenbrock import rodas_P
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _rosenbrock_loop(m, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
-                     store_dense, t_stops):
-    return rosenbrock_integrate(sys, z0, t0, t1, m.A, m.C, m.alpha, m.gamma_sum, m.m, m.e, m.P,
-                                m.gamma, m.q, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
-                                store_dense, t_stops, m.banded, m.kl, m.ku, m.perm, m.perm_inv,
-                                m.jrows, m.jcols, m.block, m.stride)
+def _implicit_loop(m, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense,
+                   t_stops):
+    return implicit_integrate(m, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
+                              store_dense, t_stops)
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
-def _dirk_loop(m, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense,
-               t_stops):
-    return sdirk_integrate(sys, z0, t0, t1, m.A, m.b, m.c, m.e, m.P, m.gamma, m.q, rtol, atol,
-                           h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops, m.banded,
-                           m.kl, m.ku, m.perm, m.perm_inv, m.jrows, m.jcols, m.block, m.stride)
-
-
-register_method(RosenbrockMethod, _rosenbrock_loop)
-register_method(DIRKMethod, _dirk_loop)
+register_method(ImplicitMethod, _implicit_loop)
 
 
 def _copy(a):
@@ -58,15 +37,17 @@ def _copy(a):
 
 
 def _rosenbrock_arrays(tab: RosenbrockTableau) -> tuple:
-    """The method fields of ``RosenbrockMethod`` before the linear-algebra mode."""
+    """The fields of ``ImplicitMethod`` before the linear-algebra mode."""
     return (*(_copy(a) for a in (tab.A, tab.C, tab.alpha, tab.gamma_sum, tab.m, tab.e)),
-            rodas_P(tab.m, tab.H), float(tab.gamma), float(tab.error_order + 1))
+            rodas_P(tab.m, tab.H), float(tab.gamma), float(tab.error_order + 1), ROSENBROCK)
 
 
 _RODAS4 = _rosenbrock_arrays(RODAS4)
 _RODAS5 = _rosenbrock_arrays(RODAS5)
-_KVAERNO5 = (*(_copy(a) for a in (KVAERNO5.A, KVAERNO5.b, KVAERNO5.c, KVAERNO5.e, KVAERNO5.P)),
-             float(KVAERNO5.gamma), float(KVAERNO5.error_order + 1))
+# an ESDIRK has no C or gamma_sum: empty arrays of the same types
+_KVAERNO5 = (_copy(KVAERNO5.A), np.zeros((0, 0)), _copy(KVAERNO5.c), np.zeros(0), _copy(KVAERNO5.b),
+             _copy(KVAERNO5.e), _copy(KVAERNO5.P), float(KVAERNO5.gamma),
+             float(KVAERNO5.error_order + 1), ESDIRK)
 
 
 @dataclass(frozen=True)
@@ -83,9 +64,9 @@ class StiffMethod:
     exact_jacobian: bool
 
 
-RODAS4_METHOD = StiffMethod("rodas4", lambda mode: RosenbrockMethod(*_RODAS4, *mode.args()), True)
-RODAS5_METHOD = StiffMethod("rodas5", lambda mode: RosenbrockMethod(*_RODAS5, *mode.args()), True)
-KVAERNO5_METHOD = StiffMethod("kvaerno5", lambda mode: DIRKMethod(*_KVAERNO5, *mode.args()), False)
+RODAS4_METHOD = StiffMethod("rodas4", lambda mode: ImplicitMethod(*_RODAS4, *mode.args()), True)
+RODAS5_METHOD = StiffMethod("rodas5", lambda mode: ImplicitMethod(*_RODAS5, *mode.args()), True)
+KVAERNO5_METHOD = StiffMethod("kvaerno5", lambda mode: ImplicitMethod(*_KVAERNO5, *mode.args()), False)
 
 
 _MODES: dict = {}

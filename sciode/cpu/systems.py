@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import namedtuple
 
 import numba as nb
+import numpy as np
 from numba.extending import overload
 
 from .controls import control_at
@@ -101,7 +102,30 @@ def _sys_coupled(sys, n):
 
 overload(sys_rhs, inline="always")(_dispatch(_RHS, "rhs"))
 overload(sys_jac, inline="always")(_dispatch(_JAC, "Jacobian"))
-overload(sys_dfdt, inline="always")(_dispatch(_DFDT, "time derivative"))
+
+
+@overload(sys_dfdt, inline="always")
+def _sys_dfdt(sys, t, z, out):
+    impl = _DFDT.get(getattr(sys, "instance_class", None))
+    if impl is None:
+        # one loop serves the Rosenbrock and ESDIRK families (``implicit.py``),
+        # so every system it runs needs a dF/dt: a forward difference unless
+        # the system registers its own (its error, ~1e-7 relative, is far below
+        # the tolerances used; the registry keeps such systems off Rosenbrock
+        # methods anyway where the Jacobian itself is approximate)
+        return lambda sys, t, z, out: _dfdt_by_difference(sys, t, z, out)
+    return lambda sys, t, z, out: impl(sys, t, z, out)
+
+
+@nb.njit(cache=True, nogil=True)
+def _dfdt_by_difference(sys, t, z, out):
+    n = z.shape[0]
+    f0 = np.empty(n)
+    sys_rhs(sys, t, z, f0)
+    dt = 1e-7 * max(1.0, abs(t))
+    sys_rhs(sys, t + dt, z, out)
+    for i in range(n):
+        out[i] = (out[i] - f0[i]) / dt
 
 
 @nb.njit(cache=True, nogil=True, inline="always")

@@ -1,0 +1,283 @@
+"""The stepping loop of the one-step stiff methods: Rosenbrock (RODAS4, RODAS5)
+and ESDIRK (Kvaerno5), written once.
+
+What a family supplies is its attempt-step and its controller:
+
+- Rosenbrock (``rosenbrock.py``): ``rodas_stages`` solves the ``s`` linear
+  stages with ``M = I/(h gamma) - J`` (``J`` and ``dF/dt`` evaluated at every
+  accepted point), ``z_new = z + sum m_i U_i``, ``err = sum e_i U_i``; the
+  controller is ``rodas.f``'s with Gustafsson's predictive step
+  (``rodas_ratio``).
+- ESDIRK (``sdirk.py``): ``dirk_stages`` solves the implicit stages by
+  simplified Newton with the same ``M`` (``J`` kept across steps, refreshed
+  when Newton fails or converges slowly); ``z_new`` is the last stage
+  (stiffly accurate), ``err = h sum e_i K_i``; a PI controller that holds
+  ``h`` (and the LU) for ratios in [1, 1.2] (``dirk_ratio``).
+
+Everything else is this loop's: the prologue (first ``F``, starting step
+with the method's error order), the guards (``step_guard``), landing on
+stops (``next_target``/``step_to``), refactoring ``M`` only when ``h``
+changes (``linalg.factor_for``) and halving on a singular ``M``, rejecting
+non-finite trials, dense output (``K[i]`` of the accepted step, ``P`` in the
+explicit loops' polynomial form), storage and its regrowth, and the
+statuses.  The family is the method tuple's ``kind`` (``ROSENBROCK`` or
+``ESDIRK``), a run-time value: one compiled loop serves both families, and
+the branch costs nothing next to a step's LU solves.
+
+Both families keep ``F(t, z)`` in ``K[0]`` at the start of a step: the
+ESDIRK's first (explicit) stage, the Rosenbrock's ``f0``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import namedtuple
+
+import numba as nb
+import numpy as np
+
+from .._numba_compat import borrow1, borrow2, keep_alive
+from .explicit import all_finite, initial_step, rms_scaled
+from .linalg import factor_for, jacobian_storage, matrix_storage
+from .rosenbrock import MAX_SINGULAR, N_STATS, RATIO_MIN, rodas_ratio, rodas_stages
+from .sdirk import dirk_ratio, dirk_stages
+from .stepping import (CONTINUE, EPS, borrow_storage, copy_flat, full, grow_storage, next_target,
+                       record_step, serve_t_eval, start_storage, step_guard, step_to, stored)
+from .status import NONFINITE, SINGULAR, STEP_UNDERFLOW, SUCCESS
+from .systems import sys_dfdt, sys_jac, sys_rhs, sys_stop
+
+#: ``ImplicitMethod.kind``
+ROSENBROCK, ESDIRK = 0, 1
+
+#: A one-step stiff method plus its linear-algebra mode (``linalg.LinearMode.args()``).
+#: Rosenbrock: ``A, C, alpha, gamma_sum, m, e`` of ``RosenbrockTableau``;
+#: ESDIRK: ``A``, ``alpha = c``, ``m = b``, ``e`` of ``DIRKTableau`` (``C``,
+#: ``gamma_sum`` empty).  ``P`` the dense output, ``gamma`` the diagonal,
+#: ``q`` the embedded order plus one (controller exponent ``1/q``).
+ImplicitMethod = namedtuple("ImplicitMethod", [
+    "A", "C", "alpha", "gamma_sum", "m", "e", "P", "gamma", "q", "kind",
+    "banded", "kl", "ku", "perm", "perm_inv", "jrows", "jcols", "block", "stride"])
+
+
+@nb.njit(cache=True, nogil=True)
+def implicit_integrate(meth, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
+                       store_dense, t_stops):
+    """Integrate ``z' = F(t, z)`` from ``t0`` to ``t1`` (either direction) with ``meth``.
+
+    Parameters
+    ----------
+    meth : ``ImplicitMethod``
+    sys : system NamedTuple with rhs and Jacobian (and, for Rosenbrock, time
+        derivative) registered (``sciode.cpu.systems``)
+    z0 : (n,) initial state
+    rtol : float; atol : (n,)
+    h_init : first step (0 = automatic); hmax : largest |h|
+    dt : fixed step (0 = adaptive; a fixed step is never rejected)
+    max_steps : bound on attempted steps
+    t_eval : (m,) output times; store_dense : storage level (``stepping``: 1
+        with the stages ``K`` of every step, 0 steps, -1 latest state only)
+    t_stops : times a step lands on (``rk_integrate``), where ``sys_stop`` may reset the state
+
+    Returns
+    -------
+    status, t_reached, n_stored, ts, zs, hs, Ks (n_stored - 1, s, n) or empty,
+    z_eval (m, n), stats (nfev, nsteps, naccepted, nrejected, njev, nlu);
+    ``nfev`` counts every rhs evaluation of Newton.
+    """
+    n = z0.shape[0]
+    s = meth.A.shape[0]
+    rosen = meth.kind == ROSENBROCK
+    gamma, q = meth.gamma, meth.q
+    banded, kl, ku, block, stride = meth.banded, meth.kl, meth.ku, meth.block, meth.stride
+    direction = 1.0 if t1 >= t0 else -1.0
+    span = abs(t1 - t0)
+    adaptive = dt <= 0.0
+    tol = max(10.0 * EPS / rtol, min(0.03, rtol ** 0.5))  # Newton's (ESDIRK)
+    # borrowed views of every array handed to a helper (see ``rk_integrate``)
+    atol, t_eval, t_stops = borrow1(atol), borrow1(t_eval), borrow1(t_stops)
+    perm, perm_inv = borrow1(meth.perm), borrow1(meth.perm_inv)
+    jrows, jcols = borrow1(meth.jrows), borrow1(meth.jcols)
+    A, C, alpha, gamma_sum = borrow2(meth.A), borrow2(meth.C), borrow1(meth.alpha), borrow1(meth.gamma_sum)
+    mw, e, P = borrow1(meth.m), borrow1(meth.e), borrow2(meth.P)
+    U_o, K_o = np.zeros((s if rosen else 0, n)), np.zeros((s, n))
+    J_o, M_o = jacobian_storage(n, block), matrix_storage(n, banded, kl, ku, block)
+    piv_o = np.zeros(n, dtype=np.int64)
+    U, K, J, M, piv = borrow2(U_o), borrow2(K_o), borrow2(J_o), borrow2(M_o), borrow1(piv_o)
+    vec_o = np.zeros(7 * n + s)
+    vb = borrow1(vec_o)
+    z, z_new, work, lwork = vb[:n], vb[n:2 * n], vb[2 * n:3 * n], vb[3 * n:4 * n]
+    # family scratch: Rosenbrock dF/dt and the stage right-hand side; ESDIRK psi, F(Z), dZ
+    a1, a2, a3, wbuf = vb[4 * n:5 * n], vb[5 * n:6 * n], vb[6 * n:7 * n], vb[7 * n:]
+    for k in range(n):
+        z[k] = z0[k]
+    stats = np.zeros(N_STATS, dtype=np.int64)
+    ts_o, hs_o, zs_o, Ks_o, z_eval_own, i_eval = start_storage(t0, z, s, store_dense, t_eval)
+    ts, hs, zs, Ks = borrow_storage(ts_o, hs_o, zs_o, Ks_o)  # owned ones kept for the result
+    z_eval = borrow2(z_eval_own)
+    n_stored = 1
+    t = t0
+    if span == 0.0:
+        return SUCCESS, t, n_stored, ts_o[:1], zs_o[:1], hs_o[:0], Ks_o[:0], z_eval_own, stats
+    f0 = K[0]
+    sys_rhs(sys, t, z, f0)
+    stats[0] += 1
+    if not all_finite(f0) or not all_finite(z):
+        return NONFINITE, t, n_stored, ts_o[:1], zs_o[:1], hs_o[:0], Ks_o[:0], z_eval_own, stats
+    if not adaptive:
+        h = dt
+    elif h_init > 0.0:
+        h = min(h_init, hmax, span)
+    else:
+        h = initial_step(sys, t, z, f0, direction, int(q) - 1, rtol, atol, hmax, span, work, a3)
+        stats[0] += 1
+    need_jac = True
+    jac_current = False  # J was evaluated at the current (t, z)
+    h_fact = 0.0  # the signed step M is factored for (0: none)
+    err_prev = 1e-4  # ESDIRK's PI memory; Rosenbrock's last accepted step and error:
+    h_acc = 1.0
+    err_acc = 1.0
+    n_singular = 0
+    rejected_last = False
+    saw_nonfinite = False
+    status = SUCCESS
+    i_stop = 0
+    # storage regrown outside the stepping loop (see ``rk_integrate``)
+    while True:
+        while (t1 - t) * direction > 0.0 and not full(ts, n_stored, store_dense):
+            status = step_guard(stats[1], max_steps, h, t, saw_nonfinite)
+            if status != CONTINUE:
+                break
+            status = SUCCESS
+            i_stop, target = next_target(t_stops, i_stop, t, t1, direction)
+            last, hh = step_to(t, h, target, direction, span)
+            if need_jac:
+                sys_jac(sys, t, z, J)
+                if rosen:
+                    sys_dfdt(sys, t, z, a1)
+                stats[4] += 1
+                need_jac = False
+                jac_current = True
+                h_fact = 0.0
+            h_fact = factor_for(hh, h_fact, gamma, J, banded, kl, ku, perm_inv, jrows, jcols, block, M,
+                                piv, stats)
+            if h_fact == 0.0:  # singular: halve the step, a few times at most
+                n_singular += 1
+                if n_singular > MAX_SINGULAR or not adaptive:
+                    status = SINGULAR
+                    break
+                h = 0.5 * abs(hh)
+                continue
+            n_singular = 0
+            # -- the family's attempt: z_new, and (Rosenbrock) the error vector in work
+            slow = False
+            if rosen:
+                rodas_stages(sys, t, z, hh, A, C, alpha, gamma_sum, f0, a1, M, piv, banded, kl, ku,
+                             perm, block, stride, U, work, a2, lwork)
+                stats[0] += s - 1
+                stats[1] += 1
+                for k in range(n):
+                    acc = 0.0
+                    ek = 0.0
+                    for i in range(s):
+                        acc += mw[i] * U[i, k]
+                        ek += e[i] * U[i, k]
+                    z_new[k] = z[k] + acc
+                    work[k] = ek
+            else:
+                stats[1] += 1
+                ok, slow = dirk_stages(sys, t, z, hh, A, alpha, gamma, K, M, piv, banded, kl, ku, perm,
+                                       block, stride, rtol, atol, tol, z_new, a1, a2, a3, lwork, stats)
+                if not ok:
+                    # Newton failed: first refresh a stale Jacobian, then shrink the step.
+                    stats[3] += 1
+                    if not jac_current:
+                        need_jac = True
+                    elif adaptive:
+                        h = 0.5 * abs(hh)
+                        if not all_finite(z_new):
+                            saw_nonfinite = True
+                    else:
+                        status = NONFINITE if not all_finite(z_new) else STEP_UNDERFLOW
+                        break
+                    rejected_last = True
+                    continue
+            finite = all_finite(z_new)
+            if adaptive:
+                if finite:
+                    if not rosen:
+                        for k in range(n):
+                            acc = 0.0
+                            for i in range(s):
+                                acc += e[i] * K[i, k]
+                            work[k] = hh * acc
+                    err = rms_scaled(work, z, z_new, rtol, atol)
+                else:
+                    err = np.inf
+                if not math.isfinite(err):
+                    saw_nonfinite = True
+                    stats[3] += 1
+                    h = abs(hh) * RATIO_MIN
+                    rejected_last = True
+                    continue
+                # -- the family's controller: the ratio h_new / h, and whether to reject
+                if rosen:
+                    r = rodas_ratio(err, abs(hh), h_acc, err_acc, stats[2], q)
+                    if err > 1.0:
+                        r = 0.1 if stats[2] == 0 else r
+                    else:
+                        h_acc = abs(hh)
+                        err_acc = max(1e-2, err)
+                else:
+                    r = dirk_ratio(err, err_prev, q, rejected_last)
+                    if err <= 1.0:
+                        err_prev = max(err, 1e-4)
+                if err > 1.0:
+                    stats[3] += 1
+                    h = abs(hh) * r
+                    rejected_last = True
+                    continue
+                if rosen and rejected_last:
+                    r = min(r, 1.0)
+                h_next = min(abs(hh) * r, hmax)
+            else:
+                if not finite:
+                    status = NONFINITE
+                    break
+                h_next = dt
+            # -- accepted
+            if rosen:  # dense output in the stages' form: K[i] = U[i] / h
+                for i in range(s):
+                    for k in range(n):
+                        K[i, k] = U[i, k] / hh
+            t_new = target if last else t + hh
+            i_eval = serve_t_eval(t_eval, i_eval, t, t_new, hh, z, K, P, wbuf, z_eval, direction)
+            reset = last and target != t1 and sys_stop(sys, t_new, z_new)
+            n_stored = record_step(ts, hs, zs, Ks, n_stored, t_new, hh, z_new, K, store_dense)
+            stats[2] += 1
+            t = t_new
+            copy_flat(z, z_new)
+            rejected_last = False
+            h = h_next
+            jac_current = False
+            if rosen or reset:
+                sys_rhs(sys, t, z, f0)
+                stats[0] += 1
+                if not all_finite(f0):
+                    status = NONFINITE
+                    break
+            else:  # stiffly accurate: f(t_new, z_new) up to the Newton tolerance
+                copy_flat(f0, K[s - 1])
+            if rosen or slow:
+                need_jac = True
+        if status != SUCCESS or (t1 - t) * direction <= 0.0:
+            break
+        ts_o, hs_o, zs_o, Ks_o = grow_storage(ts_o, hs_o, zs_o, Ks_o, store_dense)
+        ts, hs, zs, Ks = borrow_storage(ts_o, hs_o, zs_o, Ks_o)
+    ts, zs, hs, Ks = stored(ts_o, hs_o, zs_o, Ks_o, n_stored, store_dense)
+    keep_alive(U_o, K_o, J_o, M_o)  # one array type per call
+    keep_alive(vec_o)
+    keep_alive(piv_o)
+    return status, t, n_stored, ts, zs, hs, Ks, z_eval_own, stats
+
+
+__all__ = ["ESDIRK", "ROSENBROCK", "ImplicitMethod", "implicit_integrate"]
