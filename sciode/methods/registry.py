@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .bdf_coefficients import BDF
 from .explicit_tableaus import EXPLICIT_TABLEAUS
 from .stiff_tableaus import STIFF_TABLEAUS
 
@@ -22,7 +23,7 @@ ALL_MODES = ("adjoint", "backsolve", "checkpoint", "forward", "discrete", "fd")
 
 @dataclass(frozen=True)
 class MethodInfo:
-    """One method: ``family`` (``explicit``, ``rosenbrock``, ``esdirk``),
+    """One method: ``family`` (``explicit``, ``rosenbrock``, ``esdirk``, ``bdf``),
     ``order`` (of the solution; ``error_order`` of its embedded estimate, 0
     without), ``controller``, the sensitivity ``modes`` it supports and the
     ``devices`` it runs on (``cpu``: ``solve`` and the CPU ensembles;
@@ -62,6 +63,11 @@ _STIFF = {
                "Gustafsson's predictive controller, exponent 1/5"),
     "kvaerno5": ("esdirk", ("adjoint", "checkpoint", "forward", "fd"),
                  "PI, exponents 0.7/q and 0.4/q, q = 5"),
+    # orders 1-5 (NDFs, Shampine & Reichelt 1997); error_order: the estimate is of
+    # the current order's own local error
+    "bdf": ("bdf", ("adjoint", "checkpoint", "forward", "fd"),
+            ("variable order 1-5 (Shampine-Reichelt): quasi-constant step, exponent 1/(k+1), "
+             "order k-1/k/k+1 with the largest step after k+1 equal steps")),
 }
 
 #: Why one method lacks a mode that its family has (the error says it).
@@ -85,13 +91,15 @@ _WHY = {
                                "method='kvaerno5'",
     ("rosenbrock", "backsolve"): "re-integrating a stiff state backward in time is unstable",
     ("esdirk", "backsolve"): "re-integrating a stiff state backward in time is unstable",
+    ("bdf", "backsolve"): "re-integrating a stiff state backward in time is unstable",
+    ("bdf", "discrete"): "the discrete adjoint differentiates an explicit Runge-Kutta scheme",
     ("rosenbrock", "discrete"): "the discrete adjoint differentiates an explicit Runge-Kutta scheme",
     ("esdirk", "discrete"): "the discrete adjoint differentiates an explicit Runge-Kutta scheme",
 }
 
 METHODS: dict[str, MethodInfo] = {name: _explicit(tab) for name, tab in EXPLICIT_TABLEAUS.items()}
 for _name, (_family, _modes, _controller) in _STIFF.items():
-    _tab = STIFF_TABLEAUS[_name]
+    _tab = BDF if _name == "bdf" else STIFF_TABLEAUS[_name]
     METHODS[_name] = MethodInfo(_name, _family, _tab.order, _tab.error_order, True, _controller,
                                 _modes, ("cpu",))
 
