@@ -330,6 +330,35 @@ def test_t_eval_on_robertson_against_radau(scipy_runs):
     assert err < 50 * rtol, err
 
 
+def test_steps_land_on_control_kinks_and_restart(scipy_runs):
+    """A piecewise-linear control: the loop lands on each grid point (a stop) and
+    restarts its history at order 1 there (the solution's second derivative
+    jumps).  Against Radau on the hand-written f, integrated piece by piece."""
+    x, u, a = sp.symbols("x u a")
+    model = sciode.Model([x], [-a * x + u], [a], controls=[u], name="bdf_controlled")
+    grid = np.linspace(0.0, 4.0, 9)
+    values = np.sin(3.0 * grid) + 0.5 * grid
+    t_eval = np.linspace(0.05, 4.0, 40)
+    rtol = 1e-8
+    sol = sciode.solve(model, [1.0], (0.0, 4.0), [30.0], controls=sciode.Controls(grid, values),
+                       method="bdf", t_eval=t_eval, rtol=rtol, atol=1e-10)
+    assert sol.success, sol.message
+
+    def f(t, y):
+        return [-30.0 * y[0] + np.interp(t, grid, values)]
+
+    ref, y = [], [1.0]
+    for lo, hi in zip(grid[:-1], grid[1:]):
+        inside = t_eval[(t_eval > lo) & (t_eval <= hi)]
+        r = solve_ivp(f, (lo, hi), y, method="Radau", dense_output=True, rtol=1e-12, atol=1e-14)
+        ref.extend(r.sol(inside)[0])
+        y = [r.y[0, -1]]
+    assert tol_units(sol.y[:, 0], np.array(ref), rtol, 1e-10) < 20
+    # one restart per interior grid point, each climbing from order 1 again:
+    # more steps than the same span with a smooth forcing would need
+    assert sol.stats["naccepted"] > 7 * 5
+
+
 # --- banded linear algebra ----------------------------------------------------------
 
 

@@ -17,7 +17,8 @@ it as a step change does)::
     M dy = F(t + h, z) - (psi + d) / c,     z += dy,  d += dy
 
 ``J`` is kept across steps and re-evaluated (at ``(t + h, z_pred)``) only
-when Newton fails with a stale ``J`` or converged slowly in the last step;
+when Newton fails with a stale ``J`` or converged slowly (3 or more
+iterations at a rate above 0.3) with a stale ``J`` in the last step;
 Newton stops as in SciPy's ``BDF`` (at most 4 iterations; converged when
 ``rate/(1 - rate) |dy| < tol``, abandoned when the rate is >= 1 or the
 predicted final error exceeds ``tol``).  On acceptance the differences are
@@ -334,7 +335,9 @@ def bdf_integrate(sys, z0, t0, t1, gamma, alpha, error_const, W, P, max_order, f
                     status = NONFINITE if saw_nonfinite else STEP_UNDERFLOW
                     break
                 continue
-            slow = n_iter >= SLOW_ITER and rate > SLOW_RATE
+            # slow convergence asks for a new J only if this one is stale: a J
+            # evaluated for this very step would not converge faster
+            slow = n_iter >= SLOW_ITER and rate > SLOW_RATE and not jac_current
             safety = 0.9 * (2 * NEWTON_MAXITER + 1) / (2 * NEWTON_MAXITER + n_iter)
             finite = all_finite(Z)
             err = 0.0
@@ -438,7 +441,8 @@ def bdf_integrate(sys, z0, t0, t1, gamma, alpha, error_const, W, P, max_order, f
                 best = f_hi
                 new_order = order + 1
             order = new_order
-            r = min(RATIO_MAX, safety * best)
+            # (best = 0 only when every estimate was non-finite: shrink, never zero)
+            r = max(RATIO_MIN, min(RATIO_MAX, safety * best))
             if h * r > hmax:
                 r = hmax / h
             rescale_history(D, order, r, RU, tmp)

@@ -80,7 +80,7 @@ _WHY_METHOD = {
     # quadrature, so nothing there bounds the step
     **{("rodas5", mode): "its backward sweep's gradients failed the independent validation "
                          "(stiff Van der Pol: errors that do not fall with the tolerance); use "
-                         "method='rodas4' or 'kvaerno5' for the gradient, or sensitivity='fd'"
+                         "method='rodas4', 'kvaerno5' or 'bdf' for the gradient, or sensitivity='fd'"
        for mode in ("adjoint", "checkpoint")},
 }
 
@@ -88,7 +88,7 @@ _WHY_METHOD = {
 _WHY = {
     ("rosenbrock", "forward"): "the forward-sensitivity system's Jacobian is approximated, which "
                                "a Rosenbrock method cannot use (it would lose order); use "
-                               "method='kvaerno5'",
+                               "method='kvaerno5' or 'bdf'",
     ("rosenbrock", "backsolve"): "re-integrating a stiff state backward in time is unstable",
     ("esdirk", "backsolve"): "re-integrating a stiff state backward in time is unstable",
     ("bdf", "backsolve"): "re-integrating a stiff state backward in time is unstable",
