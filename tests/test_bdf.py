@@ -13,6 +13,8 @@ are expected; it is not an accuracy reference).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -348,7 +350,7 @@ def test_steps_land_on_control_kinks_and_restart(scipy_runs):
         return [-30.0 * y[0] + np.interp(t, grid, values)]
 
     ref, y = [], [1.0]
-    for lo, hi in zip(grid[:-1], grid[1:]):
+    for lo, hi in itertools.pairwise(grid):
         inside = t_eval[(t_eval > lo) & (t_eval <= hi)]
         r = solve_ivp(f, (lo, hi), y, method="Radau", dense_output=True, rtol=1e-12, atol=1e-14)
         ref.extend(r.sol(inside)[0])
