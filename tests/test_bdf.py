@@ -492,3 +492,16 @@ def test_gradient_of_a_failed_solve_raises(forced):
     with pytest.raises(sciode.SolverError):
         sciode.value_and_grad(forced, sciode.Cost(terminal=forced.states[0] ** 2), [1.0], (0.0, 5.0),
                               [-1e3], sensitivity="adjoint", method="bdf")
+
+
+def test_ensemble_members_equal_solve():
+    """``solve_ensemble`` runs the same loop per member: bit-for-bit ``solve``."""
+    model, params = problem_model("rober")
+    P = np.array([params, [0.05, 2e7, 1e4], [0.03, 3e7, 2e4]])
+    te = np.array([0.0, 1.0, 100.0, 1e4])
+    tol = {"rtol": 1e-6, "atol": 1e-10}
+    ens = sciode.solve_ensemble(model, [1.0, 0.0, 0.0], (0.0, 1e4), P, t_eval=te, method="bdf", **tol)
+    assert ens.success.all()
+    for m in range(3):
+        ref = sciode.solve(model, [1.0, 0.0, 0.0], (0.0, 1e4), P[m], t_eval=te, method="bdf", **tol)
+        np.testing.assert_array_equal(ens.y[m], ref.y)
