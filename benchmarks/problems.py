@@ -234,6 +234,52 @@ def robertson(t1: float = 1e5) -> Problem:
                    np.array([0.04, 3e7, 1e4]), _rober_rhs, jac=_rober_jac, atol_scale=1e-6)
 
 
+def _hires_rhs(t, y, p, B):
+    k1, k2, k3, k4, k5, k6, k7, k8, k9, oks = (p[i] for i in range(10))
+    r = k7 * y[5] * y[7]
+    return B.stack([-k1 * y[0] + k2 * y[1] + k6 * y[2] + oks,
+                    k1 * y[0] - (k2 + k3) * y[1],
+                    -(k6 + k1) * y[2] + k2 * y[3] + k5 * y[4],
+                    k3 * y[1] + k1 * y[2] - (k4 + k2) * y[3],
+                    -(k5 + k1) * y[4] + k2 * (y[5] + y[6]),
+                    -r + k8 * y[3] + k1 * y[4] - k2 * y[5] + k8 * y[6],
+                    r - (k2 + k8 + k9) * y[6],
+                    -r + (k2 + k8 + k9) * y[6]])
+
+
+def _hires_jac(t, y, p):
+    k1, k2, k3, k4, k5, k6, k7, k8, k9, _ = p
+    J = np.zeros((8, 8))
+    J[0, :3] = [-k1, k2, k6]
+    J[1, :2] = [k1, -(k2 + k3)]
+    J[2, 2:5] = [-(k6 + k1), k2, k5]
+    J[3, 1:4] = [k3, k1, -(k4 + k2)]
+    J[4, 4:7] = [-(k5 + k1), k2, k2]
+    J[5, 3:8] = [k8, k1, -k2 - k7 * y[7], k8, -k7 * y[5]]
+    J[6, 5:8] = [k7 * y[7], -(k2 + k8 + k9), k7 * y[5]]
+    J[7, 5:8] = [-k7 * y[7], k2 + k8 + k9, -k7 * y[5]]
+    return J
+
+
+def hires(t1: float = 321.8122) -> Problem:
+    """HIRES (Hairer & Wanner, Solving ODEs II, IV.10; the IVP test set's hires.f):
+    8 species, rate constants k1..k9 and source oks as parameters."""
+    def build():
+        import sciode
+        y = _sym("y1 y2 y3 y4 y5 y6 y7 y8")
+        k1, k2, k3, k4, k5, k6, k7, k8, k9, oks = _sym("k1 k2 k3 k4 k5 k6 k7 k8 k9 oks")
+        r = k7 * y[5] * y[7]
+        rhs = [-k1 * y[0] + k2 * y[1] + k6 * y[2] + oks, k1 * y[0] - (k2 + k3) * y[1],
+               -(k6 + k1) * y[2] + k2 * y[3] + k5 * y[4], k3 * y[1] + k1 * y[2] - (k4 + k2) * y[3],
+               -(k5 + k1) * y[4] + k2 * (y[5] + y[6]), -r + k8 * y[3] + k1 * y[4] - k2 * y[5] + k8 * y[6],
+               r - (k2 + k8 + k9) * y[6], -r + (k2 + k8 + k9) * y[6]]
+        return sciode.Model(states=list(y), rhs=rhs, params=[k1, k2, k3, k4, k5, k6, k7, k8, k9, oks],
+                            name="hires")
+    return Problem("hires", build, np.array([1.0, 0, 0, 0, 0, 0, 0, 0.0057]), (0.0, t1),
+                   np.array([1.71, 0.43, 8.32, 0.69, 0.035, 8.32, 280.0, 0.69, 0.69, 0.0007]),
+                   _hires_rhs, jac=_hires_jac, atol_scale=1e-4)
+
+
 def _vdp_rhs(t, y, p, B):
     return B.stack([y[1], p[0] * (1 - y[0] ** 2) * y[1] - y[0]])
 

@@ -84,7 +84,7 @@ _VALUE_RTOL_FACTOR = 1e3
 
 #: Methods whose value is compared with SciPy's Radau (with a Jacobian)
 #: rather than DOP853.
-STIFF_METHODS = ("rodas4", "rodas5", "kvaerno5")
+STIFF_METHODS = ("rodas4", "rodas5", "kvaerno5", "bdf")
 
 
 @dataclass

@@ -28,6 +28,7 @@ UNITS = (
     ("explicit", "dopri5", ("adjoint", "checkpoint", "forward", "discrete", "backsolve"), False),
     ("esdirk", "kvaerno5", ("adjoint", "checkpoint", "forward"), False),
     ("rosenbrock", "rodas4", ("adjoint", "checkpoint"), False),
+    ("bdf", "bdf", ("adjoint", "checkpoint", "forward"), False),
     ("ensembles", "dopri5", (), True),
 )
 

@@ -77,18 +77,19 @@ def _lotka_volterra():
 
 def _numbers() -> dict:
     """Solutions and gradients through every family's loops (explicit, Rosenbrock,
-    ESDIRK) and the sensitivity entries that borrow arrays."""
+    ESDIRK, BDF) and the sensitivity entries that borrow arrays."""
     model = _lotka_volterra()
     t = np.linspace(0.0, 3.0, 7)
     p, y0 = [1.5, 1.0, 1.0, 3.0], [1.0, 1.0]
     data = np.cos(t)[:, None] * np.array([1.0, 0.5]) + 1.0
     cost = sciode.LeastSquares(t, data)
     out = {}
-    for method in ("dopri5", "rodas4", "kvaerno5"):
+    for method in ("dopri5", "rodas4", "kvaerno5", "bdf"):
         out[f"solve_{method}"] = sciode.solve(model, y0, (0.0, 3.0), p, t_eval=t, method=method,
                                               rtol=1e-8, atol=1e-10).y.tolist()
     for method, mode in (("dopri5", "adjoint"), ("dopri5", "forward"), ("dopri5", "checkpoint"),
-                         ("dopri5", "discrete"), ("rodas4", "adjoint"), ("kvaerno5", "forward")):
+                         ("dopri5", "discrete"), ("rodas4", "adjoint"), ("kvaerno5", "forward"),
+                         ("bdf", "forward")):
         g = sciode.value_and_grad(model, cost, y0, (0.0, 3.0), p, method=method, sensitivity=mode,
                                   rtol=1e-8, atol=1e-10)
         out[f"grad_{method}_{mode}"] = [float(g.value), *np.asarray(g.grad_params).tolist(),

@@ -9,7 +9,7 @@ extended precision, so it is exact at the accuracies tested here.
 Two independent transcriptions meet the same published digits:
 
 - ``validation/stiff_literature.py`` declares each problem as a
-  ``sciode.Model``; ``rodas4`` and ``kvaerno5`` solve it;
+  ``sciode.Model``; ``rodas4``, ``rodas5``, ``kvaerno5`` and ``bdf`` solve it;
 - ``validation/independent/stiff_set.py`` writes each ``f`` and ``jac`` by hand
   in NumPy and SciPy's Radau solves it, which checks that transcription.
 
@@ -40,6 +40,12 @@ NAMES = [p.name for p in STIFF_SET]
 # >= 2.5e-4 (measured; HIRES k5 the least), except VDPOL's eps, whose slow
 # branches barely depend on it (5e-7: above the bound at rtol 1e-8 only).
 BOUND_IN_RTOL = 20.0
+#: The variable-order BDF (a multistep method: Shampine-Reichelt NDFs) on OREGO,
+#: whose relaxation spikes amplify a local error into a phase shift: measured 26
+#: and 139 rtol at rtol 1e-5 and 1e-8 (60 at 1e-6); SciPy's BDF, the same
+#: algorithm on the hand-written f, measured 3.9, 64 and 138 rtol at 1e-5, 1e-6,
+#: 1e-8.  At rtol 1e-8 the bound still catches a 0.1% slip in a constant.
+BOUND_EXCEPTIONS = {("orego", "bdf"): 300.0}
 RTOLS = (1e-5, 1e-8)
 
 # At rtol 1e-8 the most any pair needs is ~7.8e3 accepted steps (OREGO, rodas4).
@@ -74,7 +80,7 @@ def solved():
 def test_matches_published_solution(solved, name, method, rtol):
     r = solved(name, method, rtol)
     assert r["success"], r["message"]
-    assert r["max_error"] < BOUND_IN_RTOL * rtol, (
+    assert r["max_error"] < BOUND_EXCEPTIONS.get((name, method), BOUND_IN_RTOL) * rtol, (
         f"{name}/{method} at rtol={rtol:g}: mixed errors {r['errors']} "
         f"(y={r['y']}, ref={r['reference']}), steps={r['steps']}")
 

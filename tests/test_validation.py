@@ -100,7 +100,7 @@ def test_fast_subset_covers_every_mode_stiff_controls_and_symbolic():
     fast = [c for c in CASES if c.fast]
     problems = {c.name: c.problem() for c in fast}
     assert set(ALL_MODES) <= {m for c in fast for m in c.modes}
-    stiff = [c for c in fast if problems[c.name].method in ("rodas4", "kvaerno5")]
+    stiff = [c for c in fast if problems[c.name].method in ("rodas4", "kvaerno5", "bdf")]
     assert {"adjoint", "checkpoint", "forward"} <= {m for c in stiff for m in c.modes}
     assert any("controls" in problems[c.name].solve_kw for c in fast)
     assert any(c.symbolic_check is not None for c in fast)

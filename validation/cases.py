@@ -282,4 +282,9 @@ CASES = [
          "robertson", modes=STIFF_MODES, fast=True, tolerances=STIFF_TOLS),
     Case("robertson_kvaerno5", "Robertson to t=40 in log-rate parameters, Kvaerno5", robertson("kvaerno5"),
          "robertson", modes=STIFF_MODES + ("forward",), tolerances=STIFF_TOLS, fast=True),
+    Case("van_der_pol_stiff_bdf", "Van der Pol mu=1000 on [0, 500], variable-order BDF (gate 1e-7: the reference routes agree to 4e-9)",
+         van_der_pol_stiff("bdf"), "van_der_pol_stiff", modes=STIFF_MODES + ("forward",),
+         tolerances=STIFF_TOLS, grad_tol=VDP_STIFF_GATE),
+    Case("robertson_bdf", "Robertson to t=40 in log-rate parameters, variable-order BDF", robertson("bdf"),
+         "robertson", modes=STIFF_MODES + ("forward",), tolerances=STIFF_TOLS, fast=True),
 ]

@@ -23,7 +23,7 @@ from .cases import Case, Problem
 from .independent import reference as independent
 from .independent.engine import rel_error, rk4_complex_step
 
-STIFF = ("rodas4", "rodas5", "kvaerno5")
+STIFF = ("rodas4", "rodas5", "kvaerno5", "bdf")
 #: an error this small has converged: round-off, not a tolerance effect
 CONVERGED = 1e-10
 
@@ -169,6 +169,10 @@ def run_case(case: Case, progress=None) -> list:
 #: steps; measured at most 2.2 x rtol, see tests/test_stiff_literature.py)
 LITERATURE_RTOL = 1e-8
 LITERATURE_GATE = 20 * LITERATURE_RTOL
+#: per (problem, method) exceptions, each measured: the multistep BDF on OREGO's
+#: relaxation spikes carries ~1.4e2 rtol (SciPy's BDF, the same algorithm: 1.38e2);
+#: see tests/test_stiff_literature.py
+LITERATURE_GATES = {("orego", "bdf"): 300 * LITERATURE_RTOL}
 
 
 def run_literature_set(progress=None) -> list:
@@ -184,10 +188,11 @@ def run_literature_set(progress=None) -> list:
             err = out["max_error"] if out["success"] else float("inf")
             note = (f"{out['steps']} steps, all {out['errors'].size} components" if out["success"]
                     else out["message"])
+            gate = LITERATURE_GATES.get((problem.name, method), LITERATURE_GATE)
             rows.append(Row(f"testset_{problem.name}", f"solve {method}", LITERATURE_RTOL, err,
-                            bool(err < LITERATURE_GATE), note, out["seconds"],
+                            bool(err < gate), note, out["seconds"],
                             reference="published solution (Mazzia & Magherini, IVP test set 2.4)",
-                            gate=LITERATURE_GATE))
+                            gate=gate))
             if progress is not None:
                 progress.update(1)
     return rows

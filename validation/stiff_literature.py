@@ -33,7 +33,7 @@ import sciode
 
 from .independent.stiff_set import BY_NAME
 
-STIFF_METHODS = ("rodas4", "rodas5", "kvaerno5")
+STIFF_METHODS = ("rodas4", "rodas5", "kvaerno5", "bdf")
 
 
 def rober() -> tuple[sciode.Model, list[float]]:

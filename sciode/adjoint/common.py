@@ -209,8 +209,8 @@ def augmented_method(prob: Problem, mode: str, exact_jacobian: bool = True, bloc
         return solvers.rk_method(prob.spec)
     if prob.spec.exact_jacobian and not exact_jacobian:
         raise ValueError(f"sensitivity={mode!r} with a stiff method needs a Newton-based method "
-                         f"(the augmented Jacobian is approximated); use method='kvaerno5' instead "
-                         f"of {prob.method!r}, or sensitivity='adjoint'")
+                         f"(the augmented Jacobian is approximated); use method='kvaerno5' or 'bdf' "
+                         f"instead of {prob.method!r}, or sensitivity='adjoint'")
     if mode in ("adjoint", "checkpoint", "forward"):
         # every driver (value_and_grad, ensembles, PEtab) reaches the method tuple
         # here: the registry's table of (method, mode) pairs is the one authority

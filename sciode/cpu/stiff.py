@@ -1,6 +1,6 @@
 """Stiff methods: compiled entry points, Python runners and their registration.
 
-``run_rodas4`` / ``run_rodas5`` / ``run_kvaerno5`` have the runner signature ``sciode.solve``
+``run_rodas4`` / ``run_rodas5`` / ``run_kvaerno5`` / ``run_bdf`` have the runner signature ``sciode.solve``
 expects of ``solvers.STIFF_METHODS`` entries and return a ``RawResult``.  The
 linear-algebra mode (dense, or banded after a reverse Cuthill--McKee
 permutation) is chosen once per model from the Jacobian's sparsity pattern
@@ -9,17 +9,26 @@ permutation) is chosen once per model from the Jacobian's sparsity pattern
 
 from __future__ import annotations
 
+from collections import namedtuple
 from dataclasses import dataclass
 
 import numba as nb
 import numpy as np
 
+from ..methods.bdf_coefficients import BDF
 from ..methods.stiff_tableaus import KVAERNO5, RODAS4, RODAS5, RosenbrockTableau
 from . import solvers
+from .bdf import bdf_integrate
 from .implicit import ESDIRK, ROSENBROCK, ImplicitMethod, implicit_integrate
 from .integrate import register_method
 from .linalg import LinearMode, linear_mode
 from .rosenbrock import rodas_P
+
+#: The variable-order BDF/NDF method (``BDFCoefficients``; ``max_order`` and
+#: ``fixed_order`` are ``bdf_integrate``'s order cap and convergence-study switch).
+BDFMethod = namedtuple("BDFMethod", [
+    "gamma", "alpha", "error_const", "W", "P", "max_order", "fixed_order",
+    "banded", "kl", "ku", "perm", "perm_inv", "jrows", "jcols", "block", "stride"])
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -29,7 +38,17 @@ def _implicit_loop(m, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, 
                               store_dense, t_stops)
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _bdf_loop(m, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense,
+              t_stops):
+    return bdf_integrate(sys, z0, t0, t1, m.gamma, m.alpha, m.error_const, m.W, m.P, m.max_order,
+                         m.fixed_order, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense,
+                         t_stops, m.banded, m.kl, m.ku, m.perm, m.perm_inv, m.jrows, m.jcols,
+                         m.block, m.stride)
+
+
 register_method(ImplicitMethod, _implicit_loop)
+register_method(BDFMethod, _bdf_loop)
 
 
 def _copy(a):
@@ -50,6 +69,15 @@ _KVAERNO5 = (_copy(KVAERNO5.A), np.zeros((0, 0)), _copy(KVAERNO5.c), np.zeros(0)
              float(KVAERNO5.error_order + 1), ESDIRK)
 
 
+def _bdf_arrays(max_order: int = 5, fixed_order: bool = False) -> tuple:
+    """The method fields of ``BDFMethod`` before the linear-algebra mode."""
+    return (*(_copy(a) for a in (BDF.gamma, BDF.alpha, BDF.error_const, BDF.W, BDF.P)),
+            int(max_order), bool(fixed_order))
+
+
+_BDF = _bdf_arrays()
+
+
 @dataclass(frozen=True)
 class StiffMethod:
     """A stiff method by name: ``build(mode)`` gives the loop's method tuple.
@@ -67,6 +95,7 @@ class StiffMethod:
 RODAS4_METHOD = StiffMethod("rodas4", lambda mode: ImplicitMethod(*_RODAS4, *mode.args()), True)
 RODAS5_METHOD = StiffMethod("rodas5", lambda mode: ImplicitMethod(*_RODAS5, *mode.args()), True)
 KVAERNO5_METHOD = StiffMethod("kvaerno5", lambda mode: ImplicitMethod(*_KVAERNO5, *mode.args()), False)
+BDF_METHOD = StiffMethod("bdf", lambda mode: BDFMethod(*_BDF, *mode.args()), False)
 
 
 _MODES: dict = {}
@@ -109,6 +138,20 @@ def run_kvaerno5(mk, p, controls, z0, t0, t1, te, rtol, atol, h_init, hmax, max_
                        max_steps, dense)
 
 
+def run_bdf(mk, p, controls, z0, t0, t1, te, rtol, atol, h_init, hmax, max_steps, dense,
+            *, dt=0.0, linalg="auto", max_order=5, fixed_order=False) -> solvers.RawResult:
+    """Integrate the model ``mk`` with the variable-order BDF (NDF form, orders 1-5).
+
+    Options as ``run_rodas4``; ``max_order`` caps the order, and
+    ``fixed_order=True`` (convergence studies) raises the order to
+    ``max_order`` and keeps it there, adapting only the step.
+    """
+    method = BDFMethod(*_bdf_arrays(max_order, fixed_order), *model_linear_mode(mk, linalg).args())
+    return solvers.run(mk, method, p, controls, z0, t0, t1, te, rtol, atol, h_init, hmax, dt,
+                       max_steps, dense)
+
+
 solvers.STIFF_METHODS["rodas4"] = RODAS4_METHOD
 solvers.STIFF_METHODS["rodas5"] = RODAS5_METHOD
 solvers.STIFF_METHODS["kvaerno5"] = KVAERNO5_METHOD
+solvers.STIFF_METHODS["bdf"] = BDF_METHOD

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .bdf_coefficients import BDF
 from .explicit_tableaus import EXPLICIT_TABLEAUS
 from .stiff_tableaus import STIFF_TABLEAUS
 
@@ -22,7 +23,7 @@ ALL_MODES = ("adjoint", "backsolve", "checkpoint", "forward", "discrete", "fd")
 
 @dataclass(frozen=True)
 class MethodInfo:
-    """One method: ``family`` (``explicit``, ``rosenbrock``, ``esdirk``),
+    """One method: ``family`` (``explicit``, ``rosenbrock``, ``esdirk``, ``bdf``),
     ``order`` (of the solution; ``error_order`` of its embedded estimate, 0
     without), ``controller``, the sensitivity ``modes`` it supports and the
     ``devices`` it runs on (``cpu``: ``solve`` and the CPU ensembles;
@@ -62,6 +63,11 @@ _STIFF = {
                "Gustafsson's predictive controller, exponent 1/5"),
     "kvaerno5": ("esdirk", ("adjoint", "checkpoint", "forward", "fd"),
                  "PI, exponents 0.7/q and 0.4/q, q = 5"),
+    # orders 1-5 (NDFs, Shampine & Reichelt 1997); error_order: the estimate is of
+    # the current order's own local error
+    "bdf": ("bdf", ("adjoint", "checkpoint", "forward", "fd"),
+            ("variable order 1-5 (Shampine-Reichelt): quasi-constant step, exponent 1/(k+1), "
+             "order k-1/k/k+1 with the largest step after k+1 equal steps")),
 }
 
 #: Why one method lacks a mode that its family has (the error says it).
@@ -74,7 +80,7 @@ _WHY_METHOD = {
     # quadrature, so nothing there bounds the step
     **{("rodas5", mode): "its backward sweep's gradients failed the independent validation "
                          "(stiff Van der Pol: errors that do not fall with the tolerance); use "
-                         "method='rodas4' or 'kvaerno5' for the gradient, or sensitivity='fd'"
+                         "method='rodas4', 'kvaerno5' or 'bdf' for the gradient, or sensitivity='fd'"
        for mode in ("adjoint", "checkpoint")},
 }
 
@@ -82,16 +88,18 @@ _WHY_METHOD = {
 _WHY = {
     ("rosenbrock", "forward"): "the forward-sensitivity system's Jacobian is approximated, which "
                                "a Rosenbrock method cannot use (it would lose order); use "
-                               "method='kvaerno5'",
+                               "method='kvaerno5' or 'bdf'",
     ("rosenbrock", "backsolve"): "re-integrating a stiff state backward in time is unstable",
     ("esdirk", "backsolve"): "re-integrating a stiff state backward in time is unstable",
+    ("bdf", "backsolve"): "re-integrating a stiff state backward in time is unstable",
+    ("bdf", "discrete"): "the discrete adjoint differentiates an explicit Runge-Kutta scheme",
     ("rosenbrock", "discrete"): "the discrete adjoint differentiates an explicit Runge-Kutta scheme",
     ("esdirk", "discrete"): "the discrete adjoint differentiates an explicit Runge-Kutta scheme",
 }
 
 METHODS: dict[str, MethodInfo] = {name: _explicit(tab) for name, tab in EXPLICIT_TABLEAUS.items()}
 for _name, (_family, _modes, _controller) in _STIFF.items():
-    _tab = STIFF_TABLEAUS[_name]
+    _tab = BDF if _name == "bdf" else STIFF_TABLEAUS[_name]
     METHODS[_name] = MethodInfo(_name, _family, _tab.order, _tab.error_order, True, _controller,
                                 _modes, ("cpu",))
 
