@@ -9,7 +9,8 @@
 - ``second_s``: the same call again (warm), for reference.
 
 It prints one JSON line.  Tasks are ``<kind>:<framework>:<problem>``, e.g.
-``grad:sciode-adjoint:lv``, ``solve:diffrax-Dopri5:lorenz``; append ``:new``
+``grad:sciode-adjoint:lv``, ``solve:diffrax-Dopri5:lorenz``, ``grad:sciode-adjoint+kvaerno5:lv`` (a
+sciode gradient with another method than dopri5); append ``:new``
 to rename the sciode model's states (its kernels miss the cache while the
 shared stepping loops still hit it).
 """
@@ -76,7 +77,8 @@ def main(task: str) -> dict:
     else:
         rtol = atol = 1e-6
         if base == "sciode":
-            make = lambda: F.sciode_grad(prob, variant or "adjoint")  # noqa: E731
+            mode, _, method = (variant or "adjoint").partition("+")
+            make = lambda: F.sciode_grad(prob, mode, method=method or "dopri5")  # noqa: E731
         elif base == "diffrax":
             make = lambda: F.diffrax_grad(prob, variant or "RecursiveCheckpointAdjoint")  # noqa: E731
         elif base == "torchdiffeq":
