@@ -58,25 +58,13 @@ import numba as nb
 import numpy as np
 
 from .._numba_compat import borrow1, borrow2, keep_alive
-from .explicit import all_finite, initial_step, rms_scaled
+from .explicit import all_finite, first_step, initial_step, rms_scaled
 from .linalg import factor_for, jacobian_storage, matrix_storage, solve_in_place
 from .rosenbrock import MAX_SINGULAR, N_STATS
 from .status import NONFINITE, SINGULAR, STEP_UNDERFLOW, SUCCESS
-from .stepping import (
-    CONTINUE,
-    EPS,
-    borrow_storage,
-    full,
-    grow_storage,
-    next_target,
-    record_step,
-    serve_t_eval,
-    start_storage,
-    step_guard,
-    step_to,
-    stored,
-)
-from .systems import sys_jac, sys_rhs, sys_stop
+from .stepping import (EPS, begin_borrowed, borrow_storage, copy_flat, full, grow_storage, land_step,
+                       next_attempt, stored)
+from .systems import sys_jac, sys_rhs
 
 MAX_ORDER = 5
 NEWTON_MAXITER = 4
@@ -243,27 +231,16 @@ def bdf_integrate(sys, z0, t0, t1, gamma, alpha, error_const, W, P, max_order, f
     Z, zp, psi, d, fz = vb[:n], vb[n:2 * n], vb[2 * n:3 * n], vb[3 * n:4 * n], vb[4 * n:5 * n]
     dy, lwork, work, z = vb[5 * n:6 * n], vb[6 * n:7 * n], vb[7 * n:8 * n], vb[8 * n:9 * n]
     f1, wbuf = vb[9 * n:10 * n], vb[10 * n:]
-    for k in range(n):
-        z[k] = z0[k]
-    stats = np.zeros(N_STATS, dtype=np.int64)
-    ts_o, hs_o, zs_o, Ks_o, z_eval_own, i_eval = start_storage(t0, z, s, store_dense, t_eval)
-    ts, hs, zs, Ks = borrow_storage(ts_o, hs_o, zs_o, Ks_o)  # owned ones kept for the result
-    z_eval = borrow2(z_eval_own)
+    (stats, ts_o, hs_o, zs_o, Ks_o, z_eval_own, i_eval,
+     ts, hs, zs, Ks, z_eval) = begin_borrowed(t0, z0, z, s, store_dense, t_eval, N_STATS)
     n_stored = 1
     t = t0
     if span == 0.0:
         return SUCCESS, t, n_stored, ts_o[:1], zs_o[:1], hs_o[:0], Ks_o[:0], z_eval_own, stats
-    sys_rhs(sys, t, z, fz)
-    stats[0] += 1
-    if not all_finite(fz) or not all_finite(z):
+    finite, h = first_step(sys, t, z, fz, direction, 1, rtol, atol, h_init, dt, hmax, span, work, f1,
+                           stats)
+    if not finite:
         return NONFINITE, t, n_stored, ts_o[:1], zs_o[:1], hs_o[:0], Ks_o[:0], z_eval_own, stats
-    if not adaptive:
-        h = dt
-    elif h_init > 0.0:
-        h = min(h_init, hmax, span)
-    else:
-        h = initial_step(sys, t, z, fz, direction, 1, rtol, atol, hmax, span, work, f1)
-        stats[0] += 1
     restart_history(D, z, fz, direction * h)
     order = 1
     n_equal = 0  # accepted steps of the current size and order
@@ -277,12 +254,10 @@ def bdf_integrate(sys, z0, t0, t1, gamma, alpha, error_const, W, P, max_order, f
     # storage regrown outside the stepping loop (see ``rk_integrate``)
     while True:
         while (t1 - t) * direction > 0.0 and not full(ts, n_stored, store_dense):
-            status = step_guard(stats[1], max_steps, h, t, saw_nonfinite)
-            if status != CONTINUE:
+            status, i_stop, target, last, hh = next_attempt(stats, max_steps, h, t, t1, saw_nonfinite,
+                                                             t_stops, i_stop, direction, span)
+            if status != SUCCESS:
                 break
-            status = SUCCESS
-            i_stop, target = next_target(t_stops, i_stop, t, t1, direction)
-            last, hh = step_to(t, h, target, direction, span)
             if abs(hh) != h:  # landing on the target: the history follows the step
                 rescale_history(D, order, abs(hh) / h, RU, tmp)
                 h = abs(hh)
@@ -373,14 +348,11 @@ def bdf_integrate(sys, z0, t0, t1, gamma, alpha, error_const, W, P, max_order, f
                 for x in range(n):
                     D[j, x] += D[j + 1, x]
             dense_coefficients(D, order, W, hh, K)
-            i_eval = serve_t_eval(t_eval, i_eval, t, t_new, hh, z, K, P, wbuf, z_eval, direction)
-            at_stop = last and target != t1
-            if at_stop:  # the system may reset Z there; the history restarts below either way
-                sys_stop(sys, t_new, Z)
-            n_stored = record_step(ts, hs, zs, Ks, n_stored, t_new, hh, Z, K, store_dense)
-            stats[2] += 1
-            t = t_new
-            z[:] = Z
+            # at a stop the system may reset Z; the history restarts below either way
+            t, i_eval, at_stop, _, n_stored = land_step(sys, t, hh, target, last, t1, z, Z, K, P, wbuf,
+                                                        t_eval, i_eval, z_eval, direction, ts, hs, zs,
+                                                        Ks, n_stored, store_dense, stats)
+            copy_flat(z, Z)
             jac_current = False
             if slow:
                 need_jac = True

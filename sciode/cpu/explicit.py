@@ -26,9 +26,9 @@ import numpy as np
 
 from .._numba_compat import NO_NRT
 from .status import NONFINITE, SUCCESS
-from .stepping import (CONTINUE, EPS, full, grow_storage, next_target, record_step, scaled_sum,
-                       serve_t_eval, start_storage, step_guard, step_to, stored, weighted_sum)
-from .systems import sys_coupled, sys_rhs, sys_stop
+from .stepping import (EPS, full, grow_storage, land_step, next_attempt, scaled_sum, start_storage,
+                       stored, weighted_sum)
+from .systems import sys_coupled, sys_rhs
 
 SAFETY = 0.9
 FAC_MIN = 0.2
@@ -83,6 +83,24 @@ def initial_step(sys, t0, z0, f0, direction, order, rtol, atol, hmax, span, work
     # while the error test shortens a floor that is too long.
     floor = 100.0 * EPS * max(abs(t0), abs(t0 + direction * span))
     return max(h, min(floor, span))
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def first_step(sys, t0, z0, f0, direction, order, rtol, atol, h_init, dt, hmax, span, work, f1, stats):
+    """The implicit loops' start: ``f0 = F(t0, z0)`` and the first step
+    (``dt`` for fixed steps, else ``h_init`` capped by ``hmax`` and the
+    span, else ``initial_step`` for a method of ``order``).  Returns
+    ``(finite, h)``: ``finite`` False when ``z0`` or ``f0`` is not finite."""
+    sys_rhs(sys, t0, z0, f0)
+    stats[0] += 1
+    if not all_finite(f0) or not all_finite(z0):
+        return False, 0.0
+    if dt > 0.0:
+        return True, dt
+    if h_init > 0.0:
+        return True, min(h_init, hmax, span)
+    stats[0] += 1
+    return True, initial_step(sys, t0, z0, f0, direction, order, rtol, atol, hmax, span, work, f1)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -249,12 +267,10 @@ def rk_steps(sys, t1, direction, span, A, b, c, e, e3, P, A_ext, c_ext, fsal, ad
     beta = 0.04 if q >= 5.0 and e3.shape[0] == 0 else 0.0
     expo = 1.0 / q - 0.75 * beta
     while (t1 - t) * direction > 0.0 and not full(ts, n_stored, store_dense):
-        status = step_guard(stats[1], max_steps, h, t, saw_nonfinite)
-        if status != CONTINUE:
+        status, i_stop, target, reach, hh = next_attempt(stats, max_steps, h, t, t1, saw_nonfinite,
+                                                         t_stops, i_stop, direction, span)
+        if status != SUCCESS:
             break
-        status = SUCCESS
-        i_stop, target = next_target(t_stops, i_stop, t, t1, direction)
-        reach, hh = step_to(t, h, target, direction, span)
         rk_stages(sys, t, z, hh, A, c, K, 1, work)
         stats[0] += s - 1
         stats[1] += 1
@@ -289,13 +305,10 @@ def rk_steps(sys, t1, direction, span, A, b, c, e, e3, P, A_ext, c_ext, fsal, ad
                                           (t_eval[i_eval] - t) * direction <= abs(hh))):
             extra_stages(sys, t, z, hh, A_ext, c_ext, s, K, work)
             stats[0] += A_ext.shape[0]
-        t_new = target if reach else t + hh
-        i_eval = serve_t_eval(t_eval, i_eval, t, t_new, hh, z, K, P, wbuf, z_eval, direction)
         # on a stop the system may reset its state (stored as the next step's start)
-        reset = reach and target != t1 and sys_stop(sys, t_new, z_new)
-        n_stored = record_step(ts, hs, zs, Ks, n_stored, t_new, hh, z_new, K, store_dense)
-        stats[2] += 1
-        t = t_new
+        t, i_eval, _, reset, n_stored = land_step(sys, t, hh, target, reach, t1, z, z_new, K, P, wbuf,
+                                                  t_eval, i_eval, z_eval, direction, ts, hs, zs, Ks,
+                                                  n_stored, store_dense, stats)
         for m in range(n):
             z[m] = z_new[m]
         rejected_last = False

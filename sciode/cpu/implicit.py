@@ -37,14 +37,14 @@ import numba as nb
 import numpy as np
 
 from .._numba_compat import borrow1, borrow2, keep_alive
-from .explicit import all_finite, initial_step, rms_scaled
+from .explicit import all_finite, first_step, rms_scaled
 from .linalg import factor_for, jacobian_storage, matrix_storage
 from .rosenbrock import MAX_SINGULAR, N_STATS, RATIO_MIN, rodas_ratio, rodas_stages
 from .sdirk import dirk_ratio, dirk_stages
-from .stepping import (CONTINUE, EPS, borrow_storage, copy_flat, full, grow_storage, next_target,
-                       record_step, serve_t_eval, start_storage, step_guard, step_to, stored)
+from .stepping import (EPS, begin_borrowed, borrow_storage, copy_flat, full, grow_storage, land_step,
+                       next_attempt, stored)
 from .status import NONFINITE, SINGULAR, STEP_UNDERFLOW, SUCCESS
-from .systems import sys_dfdt, sys_jac, sys_rhs, sys_stop
+from .systems import sys_dfdt, sys_jac, sys_rhs
 
 #: ``ImplicitMethod.kind``
 ROSENBROCK, ESDIRK = 0, 1
@@ -108,28 +108,17 @@ def implicit_integrate(meth, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_
     z, z_new, work, lwork = vb[:n], vb[n:2 * n], vb[2 * n:3 * n], vb[3 * n:4 * n]
     # family scratch: Rosenbrock dF/dt and the stage right-hand side; ESDIRK psi, F(Z), dZ
     a1, a2, a3, wbuf = vb[4 * n:5 * n], vb[5 * n:6 * n], vb[6 * n:7 * n], vb[7 * n:]
-    for k in range(n):
-        z[k] = z0[k]
-    stats = np.zeros(N_STATS, dtype=np.int64)
-    ts_o, hs_o, zs_o, Ks_o, z_eval_own, i_eval = start_storage(t0, z, s, store_dense, t_eval)
-    ts, hs, zs, Ks = borrow_storage(ts_o, hs_o, zs_o, Ks_o)  # owned ones kept for the result
-    z_eval = borrow2(z_eval_own)
+    (stats, ts_o, hs_o, zs_o, Ks_o, z_eval_own, i_eval,
+     ts, hs, zs, Ks, z_eval) = begin_borrowed(t0, z0, z, s, store_dense, t_eval, N_STATS)
     n_stored = 1
     t = t0
     if span == 0.0:
         return SUCCESS, t, n_stored, ts_o[:1], zs_o[:1], hs_o[:0], Ks_o[:0], z_eval_own, stats
     f0 = K[0]
-    sys_rhs(sys, t, z, f0)
-    stats[0] += 1
-    if not all_finite(f0) or not all_finite(z):
+    finite, h = first_step(sys, t, z, f0, direction, int(q) - 1, rtol, atol, h_init, dt, hmax, span,
+                           work, a3, stats)
+    if not finite:
         return NONFINITE, t, n_stored, ts_o[:1], zs_o[:1], hs_o[:0], Ks_o[:0], z_eval_own, stats
-    if not adaptive:
-        h = dt
-    elif h_init > 0.0:
-        h = min(h_init, hmax, span)
-    else:
-        h = initial_step(sys, t, z, f0, direction, int(q) - 1, rtol, atol, hmax, span, work, a3)
-        stats[0] += 1
     need_jac = True
     jac_current = False  # J was evaluated at the current (t, z)
     h_fact = 0.0  # the signed step M is factored for (0: none)
@@ -144,12 +133,10 @@ def implicit_integrate(meth, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_
     # storage regrown outside the stepping loop (see ``rk_integrate``)
     while True:
         while (t1 - t) * direction > 0.0 and not full(ts, n_stored, store_dense):
-            status = step_guard(stats[1], max_steps, h, t, saw_nonfinite)
-            if status != CONTINUE:
+            status, i_stop, target, last, hh = next_attempt(stats, max_steps, h, t, t1, saw_nonfinite,
+                                                             t_stops, i_stop, direction, span)
+            if status != SUCCESS:
                 break
-            status = SUCCESS
-            i_stop, target = next_target(t_stops, i_stop, t, t1, direction)
-            last, hh = step_to(t, h, target, direction, span)
             if need_jac:
                 sys_jac(sys, t, z, J)
                 if rosen:
@@ -249,12 +236,9 @@ def implicit_integrate(meth, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_
                 for i in range(s):
                     for k in range(n):
                         K[i, k] = U[i, k] / hh
-            t_new = target if last else t + hh
-            i_eval = serve_t_eval(t_eval, i_eval, t, t_new, hh, z, K, P, wbuf, z_eval, direction)
-            reset = last and target != t1 and sys_stop(sys, t_new, z_new)
-            n_stored = record_step(ts, hs, zs, Ks, n_stored, t_new, hh, z_new, K, store_dense)
-            stats[2] += 1
-            t = t_new
+            t, i_eval, _, reset, n_stored = land_step(sys, t, hh, target, last, t1, z, z_new, K, P,
+                                                      wbuf, t_eval, i_eval, z_eval, direction, ts, hs,
+                                                      zs, Ks, n_stored, store_dense, stats)
             copy_flat(z, z_new)
             rejected_last = False
             h = h_next

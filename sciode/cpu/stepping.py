@@ -17,7 +17,8 @@ import numba as nb
 import numpy as np
 
 from .._numba_compat import NO_NRT, borrow1, borrow2, borrow3
-from .status import MAX_STEPS, NONFINITE, STEP_UNDERFLOW
+from .status import MAX_STEPS, NONFINITE, STEP_UNDERFLOW, SUCCESS
+from .systems import sys_stop
 
 EPS = np.finfo(np.float64).eps
 CONTINUE = -1  # ``step_guard``: no reason to stop
@@ -126,6 +127,20 @@ def start_storage(t0, z0, s_tot, store, t_eval):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
+def begin_borrowed(t0, z0, z, s_tot, store, t_eval, n_stats):
+    """The start of a loop that works on borrowed views: ``z[:] = z0``, zeroed
+    ``stats`` (``n_stats``), the storage with the initial point and the output
+    times at ``t0`` served (``start_storage``), and borrowed views of it.
+    Returns ``stats, (ts, hs, zs, Ks, z_eval) owned, i_eval, (ts, hs, zs, Ks,
+    z_eval) borrowed``: the owned arrays are the loop's result and keep the views valid."""
+    copy_flat(z, z0)
+    stats = np.zeros(n_stats, dtype=np.int64)
+    ts_o, hs_o, zs_o, Ks_o, z_eval_o, i_eval = start_storage(t0, z, s_tot, store, t_eval)
+    ts, hs, zs, Ks = borrow_storage(ts_o, hs_o, zs_o, Ks_o)
+    return stats, ts_o, hs_o, zs_o, Ks_o, z_eval_o, i_eval, ts, hs, zs, Ks, borrow2(z_eval_o)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
 def borrow_storage(ts, hs, zs, Ks):
     """Borrowed views (``borrow.py``) of the storage, for a loop with reference counting."""
     return borrow1(ts), borrow1(hs), borrow2(zs), borrow3(Ks)
@@ -196,6 +211,26 @@ def serve_t_eval(t_eval, i_eval, t, t_new, hh, z, K, P, wbuf, z_eval, direction)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
+def land_step(sys, t, hh, target, lands, t1, z, z_new, K, P, wbuf, t_eval, i_eval, z_eval, direction,
+              ts, hs, zs, Ks, n_stored, store_dense, stats):
+    """Every loop's record of an accepted step from ``(t, z)`` to ``z_new``
+    (stages ``K``): serve the output times inside it from its interpolant,
+    give the system its say on an interior stop (``sys_stop`` may reset
+    ``z_new``), store the step and count it.
+
+    Returns ``(t_new, i_eval, at_stop, reset, n_stored)``; ``at_stop``: the
+    step landed on a stop before ``t1``; ``reset``: the system changed the state there.
+    """
+    t_new = target if lands else t + hh
+    i_eval = serve_t_eval(t_eval, i_eval, t, t_new, hh, z, K, P, wbuf, z_eval, direction)
+    at_stop = lands and target != t1
+    reset = at_stop and sys_stop(sys, t_new, z_new)
+    n_stored = record_step(ts, hs, zs, Ks, n_stored, t_new, hh, z_new, K, store_dense)
+    stats[2] += 1
+    return t_new, i_eval, at_stop, reset, n_stored
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
 def step_guard(n_steps, max_steps, h, t, saw_nonfinite):
     """Why the loop must stop before the next attempt, or ``CONTINUE``."""
     if n_steps >= max_steps:
@@ -204,6 +239,23 @@ def step_guard(n_steps, max_steps, h, t, saw_nonfinite):
         # a step shrunk to nothing after non-finite trials is a non-finite failure
         return NONFINITE if saw_nonfinite else STEP_UNDERFLOW
     return CONTINUE
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def next_attempt(stats, max_steps, h, t, t1, saw_nonfinite, t_stops, i_stop, direction, span):
+    """Where every loop's attempt starts: ``(status, i_stop, target, lands, hh)``.
+
+    ``status`` is ``step_guard``'s reason to stop (the loop then breaks) or
+    ``SUCCESS``; else the attempt is the step ``hh`` towards ``target``, the
+    next stop or ``t1`` (``next_target``), which it ``lands`` on exactly
+    (``step_to``).  ``stats[1]`` counts the attempts so far.
+    """
+    status = step_guard(stats[1], max_steps, h, t, saw_nonfinite)
+    if status != CONTINUE:
+        return status, i_stop, t1, False, 0.0
+    i_stop, target = next_target(t_stops, i_stop, t, t1, direction)
+    lands, hh = step_to(t, h, target, direction, span)
+    return SUCCESS, i_stop, target, lands, hh
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
