@@ -1,7 +1,7 @@
 """Multistart fit of a PEtab problem: sciode vs pyPESTO + AMICI.
 
 ``python -m benchmarks.petab_fit_amici [--problem Boehm_JProteomeRes2014]
-[--starts 100] [--seed 0] [--sensitivity adjoint] [--amici-sensitivity forward]
+[--starts 100] [--seed 0] [--sensitivity adjoint] [--method kvaerno5] [--amici-sensitivity forward]
 [--dir SHARED/petab]``
 
 Run from the repository root with sciode's venv; the pyPESTO side runs in the
@@ -17,7 +17,7 @@ forward for AMICI, both switchable), from the *same* start points: the nominal p
 points uniform in the bounds (``numpy.random.default_rng(seed)``, as
 ``python -m sciode.petab --fit``), one start after the other on one core.
 The integration tolerances are the same (rtol 1e-8, atol 1e-12; sciode
-kvaerno5, AMICI CVODES).  sciode's loop is ``python -m sciode.petab --fit``'s:
+kvaerno5 unless ``--method``, AMICI CVODES).  sciode's loop is ``python -m sciode.petab --fit``'s:
 a failed solve returns to the line search as a failed point.  pyPESTO runs
 ``pypesto.optimize.minimize`` with ``ScipyOptimizer("L-BFGS-B")`` and the
 start points as ``x_guesses``.
@@ -59,7 +59,8 @@ TOL = 1e-3
 # --- sciode -----------------------------------------------------------------------
 
 
-def sciode_fit(yaml: Path, starts: int, seed: int, sensitivity: str, fallback: bool = False) -> dict:
+def sciode_fit(yaml: Path, starts: int, seed: int, sensitivity: str, fallback: bool = False,
+               method: str = "kvaerno5") -> dict:
     from scipy.optimize import minimize
 
     import sciode
@@ -67,7 +68,7 @@ def sciode_fit(yaml: Path, starts: int, seed: int, sensitivity: str, fallback: b
     from sciode.fit.optimize import failed_point
 
     t0 = time.perf_counter()
-    prob = sciode.petab.import_problem(yaml, rtol=RTOL, atol=ATOL)
+    prob = sciode.petab.import_problem(yaml, method=method, rtol=RTOL, atol=ATOL)
     prob.nllh_and_grad(sensitivity=sensitivity)        # kernels: generated or loaded from the cache
     t_setup = time.perf_counter() - t0
     lo, hi = prob.lower, prob.upper
@@ -169,6 +170,7 @@ def main(argv=None) -> int:
     ap.add_argument("--starts", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sensitivity", choices=("forward", "adjoint"), default="adjoint", help="sciode's")
+    ap.add_argument("--method", default="kvaerno5", help="sciode's stiff method (kvaerno5, bdf, rodas4)")
     ap.add_argument("--amici-sensitivity", choices=("forward", "adjoint"), default="forward", help="AMICI's")
     ap.add_argument("--fallback-forward", action="store_true",
                     help="sciode: where an adjoint gradient fails (SolverError), retry with forward sensitivities")
@@ -185,7 +187,7 @@ def main(argv=None) -> int:
     refs = json.loads((args.dir / "reference_llh.json").read_text())["models"]
     ref_nllh = -refs[args.problem]["llh"] if args.problem in refs else np.inf
 
-    sc = sciode_fit(yaml, args.starts, args.seed, args.sensitivity, args.fallback_forward)
+    sc = sciode_fit(yaml, args.starts, args.seed, args.sensitivity, args.fallback_forward, args.method)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump({"yaml": str(yaml), "rtol": RTOL, "atol": ATOL, "sensitivity": args.amici_sensitivity,
                    "options": OPTIONS, "parameter_ids": sc["parameter_ids"], "points": sc["points"]}, f)
@@ -203,7 +205,7 @@ def main(argv=None) -> int:
 
     best = min(min(s["fval"] for s in sc["starts"]), min(s["fval"] for s in pp["starts"]), ref_nllh)
     rows = []
-    sc_label = "sciode (kvaerno5" + (", forward where the adjoint fails)" if args.fallback_forward else ")")
+    sc_label = f"sciode ({args.method}, {args.sensitivity}" + (", forward where the adjoint fails)" if args.fallback_forward else ")")
     for label, r in ((sc_label, sc), (f"pyPESTO {pp['pypesto_version']} + AMICI {pp['amici_version']}", pp)):
         f = np.array([s["fval"] for s in r["starts"]])
         hits = int(np.sum(f <= best + TOL))
