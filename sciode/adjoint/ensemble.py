@@ -19,6 +19,7 @@ from .._numba_compat import borrow1, borrow2
 from ..cpu.drivers import METHOD, METHOD2, register_entry
 from ..cpu.integrate import integrate
 from ..cpu.status import SUCCESS
+from ..cpu.stepping import copy_flat
 from ..cpu.systems import ModelSystem
 from .entries import _RATE_FNS, _adjoint_gradient, costate_sweep
 
@@ -58,7 +59,7 @@ def _ensemble_gradient(rhs, jac_y, dfdt, vjp_yp, L_grad, has_L, vjp_w, dLdw, jac
             stats[m, k] = fs[k]
             stats[m, 6 + k] = bs[k]
         value[m] = v
-        Z[m, :] = z
+        copy_flat(Z[m], z)  # no slice assignment: see cpu.stepping.copy_flat
     return 0
 
 

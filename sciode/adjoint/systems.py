@@ -216,27 +216,14 @@ def _costate_jac(sys, t, z, out):
                 out[n + j, i] = -Fp[i, j]
 
 
-@nb.njit(cache=True, nogil=True)
-def _costate_dfdt(sys, t, z, out):
-    # The costate system is non-autonomous through y(t); Rosenbrock methods
-    # need dF/dt, taken by a forward difference (its error is far below the
-    # tolerances used).
-    n = z.shape[0]
-    f0 = np.empty(n)
-    _costate_rhs(sys, t, z, f0)
-    dt = 1e-7 * max(1.0, abs(t))
-    _costate_rhs(sys, t + dt, z, out)
-    for i in range(n):
-        out[i] = (out[i] - f0[i]) / dt
-
-
 @nb.njit(cache=True, nogil=True, inline="always")
 def _costate_coupled(sys, n):
     return sys.mu_off  # z = [(y,) lambda, mu, q, G]: F reads up to lambda
 
 
-register_system(CostateSystem, _costate_rhs, _costate_jac, _costate_dfdt, apply_jumps,
-                _costate_coupled)
+# dF/dt (Rosenbrock methods: the costate system is non-autonomous through
+# y(t)): ``cpu.systems``' forward difference
+register_system(CostateSystem, _costate_rhs, _costate_jac, stop=apply_jumps, coupled=_costate_coupled)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -328,22 +315,12 @@ def _quadrature_jac(sys, t, z, out):
     out[:] = 0.0
     J = np.zeros((n, n))
     sys.jac_y(t, z[:n], sys.p, sys.wbuf, J)
-    out[:n, :n] = J
+    for i in range(n):  # not a slice assignment: see ``cpu.stepping.copy_flat``
+        for j in range(n):
+            out[i, j] = J[i, j]
     sys.dLdy(t, z[:n], sys.p, sys.wbuf, sys.tmp_n)
     for j in range(n):
         out[n, j] = sys.tmp_n[j]
 
 
-@nb.njit(cache=True, nogil=True)
-def _quadrature_dfdt(sys, t, z, out):
-    # dF/dt by a forward difference (Rosenbrock methods need it for
-    # non-autonomous systems; the error is far below usual tolerances)
-    f0 = np.empty_like(z)
-    _quadrature_rhs(sys, t, z, f0)
-    dt = 1e-7 * max(1.0, abs(t))
-    _quadrature_rhs(sys, t + dt, z, out)
-    for i in range(z.shape[0]):
-        out[i] = (out[i] - f0[i]) / dt
-
-
-register_system(QuadratureSystem, _quadrature_rhs, _quadrature_jac, _quadrature_dfdt)
+register_system(QuadratureSystem, _quadrature_rhs, _quadrature_jac)  # dF/dt: cpu.systems' difference

@@ -21,6 +21,7 @@ from .._numba_compat import borrow1, borrow2
 from .drivers import METHOD, register_entry
 from .integrate import integrate
 from .status import SUCCESS
+from .stepping import copy_flat
 from .systems import ModelSystem
 
 A1, A2, A3 = abi.ARRAY, abi.MATRIX, types.float64[:, :, ::1]
@@ -50,7 +51,7 @@ def _ensemble_forward(rhs, jac_y, dfdt, P, tw, W, Z0, t0, t1, method, rtol, atol
         for i in range(t_eval.shape[0]):
             # a failed member keeps the rows it reached (as ``sciode.solve``)
             if st == SUCCESS or (t_eval[i] - tr) * d <= 0.0:
-                Y[m, i, :] = z_eval[i]
+                copy_flat(Y[m, i], z_eval[i])  # no slice assignment: see copy_flat
     return 0
 
 
