@@ -15,6 +15,15 @@ from ._util import CacheDir, Config, Report, fmt_time, have, median_time, quiet,
 STIFF_SCIODE = ("rodas4", "rodas5", "kvaerno5", "bdf")
 
 
+def _made(rep, name, label, make):
+    """``make()``, or ``None`` with a note where that solver is unavailable here."""
+    try:
+        return make()
+    except F.Unavailable as e:
+        rep.note(f"{name} {label}: skipped ({e}).")
+        return None
+
+
 def sciode_stiff_methods(rep):
     from sciode.cpu.solvers import method_names
     names = method_names()
@@ -61,10 +70,8 @@ def solvers_for(prob, methods, sizes_note=""):
 def sweep(prob, tols, cfg, rep, methods, ref, floor):
     rows, res = [], {}
     for label, make in solvers_for(prob, methods):
-        try:
-            run = make()
-        except F.Unavailable as e:
-            rep.note(f"{prob.name} {label}: skipped ({e}).")
+        run = _made(rep, prob.name, label, make)
+        if run is None:
             continue
         for tol in tols:
             c = cfg if not label.startswith("scipy") else Config(quick=True, repeats=3 if not cfg.quick else 2,
@@ -105,10 +112,8 @@ def brusselator_scaling(cfg, rep, methods):
         if only_sciode:
             labels = labels[:len(methods)]
         for label, make in labels:
-            try:
-                run = make()
-            except F.Unavailable as e:
-                rep.note(f"{prob.name} {label}: skipped ({e}).")
+            run = _made(rep, prob.name, label, make)
+            if run is None:
                 continue
             c = Config(quick=True, repeats=2 if cfg.quick else 3, min_time=0.0)
             try:
@@ -166,10 +171,8 @@ def bdf_section(cfg, rep, rtol=1e-6):
         labels += [("scipy BDF (+jac)", lambda prob=prob: F.scipy_solve(prob, "BDF")),
                    ("CasADi CVODES", lambda prob=prob: F.casadi_solve(prob))]
         for label, make in labels:
-            try:
-                run = make()
-            except F.Unavailable as e:
-                rep.note(f"{prob.name} {label}: skipped ({e}).")
+            run = _made(rep, prob.name, label, make)
+            if run is None:
                 continue
             c = cfg if not label.startswith("scipy") else Config(quick=True, repeats=3, min_time=0.0)
             t, out, _ = median_time(quiet(lambda run=run, atol=atol: run(rtol, atol)), c)
@@ -195,10 +198,8 @@ def bdf_section(cfg, rep, rtol=1e-6):
                 for m in ("bdf", "kvaerno5")]
         runs.append(("CasADi CVODES forward", lambda: casadi_forward_grad(prob)))
         for label, make in runs:
-            try:
-                run = make()
-            except F.Unavailable as e:
-                rep.note(f"robertson {label}: skipped ({e}).")
+            run = _made(rep, "robertson", label, make)
+            if run is None:
                 continue
             t_first = _t.perf_counter()
             run(rtol, atol)
