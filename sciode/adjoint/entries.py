@@ -13,6 +13,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 from numba import types
+from numba.extending import overload
 
 from .. import abi
 from .._numba_compat import NO_NRT, borrow1, borrow2, borrow3, keep_alive
@@ -105,6 +106,29 @@ def sweep(sys, z, t_start, t_stop, t_stops, method, rtol, atol, h_init, hmax, dt
     return status, t_reached, z_end, stats, n_st
 
 
+def sweeps_on_steps(method):
+    """Whether a costate sweep with ``method`` must land on the stored forward
+    steps (``cpu.implicit.ImplicitMethod.sweep_on_steps``; compiled code only)."""
+    raise NotImplementedError
+
+
+@overload(sweeps_on_steps, inline="always")
+def _sweeps_on_steps(method):
+    if "sweep_on_steps" in getattr(method, "fields", ()):
+        return lambda method: method.sweep_on_steps
+    return lambda method: False
+
+
+@nb.njit(cache=True, nogil=True)
+def with_forward_steps(t_stops, ts, t_start, t_stop):
+    """``t_stops`` and the forward step times ``ts`` strictly between ``t_stop``
+    and ``t_start``, ordered from ``t_start`` to ``t_stop``."""
+    lo, hi = min(t_start, t_stop), max(t_start, t_stop)
+    inner = ts[(ts > lo) & (ts < hi)]
+    u = np.unique(np.concatenate((t_stops, inner)))
+    return u[::-1].copy() if t_stop < t_start else u
+
+
 @nb.njit(cache=True, nogil=True)
 def _scratch(n, n_p, nw, e0, e1, e2=0):
     """Offsets in one scratch block of ``gy``, ``gL``, ``tmp_w``, ``tmp_w2`` (the
@@ -133,6 +157,8 @@ def costate_sweep(vjp_yp, L_grad, has_L, vjp_w, dLdw, jac_y, jac_p, p, tw, W, wb
                         jac_y, jac_p, borrow1(ts), borrow1(hs), borrow2(zs), borrow3(Ks), borrow2(P),
                         b[o[4]:o[5]], b[o[5]:o[6]], b[o[7]:o[8]], b[o[8]:o[9]],
                         borrow1(jump_t), borrow2(JY), borrow2(JP), b[o[6]:o[7]], 0, n)
+    if sweeps_on_steps(method):
+        t_stops = with_forward_steps(t_stops, ts, t1, t0)
     out = sweep(sys, z1.copy(), t1, t0, t_stops, method, rtol, atol, h_init, hmax, dt, max_steps)
     keep_alive(buf)
     return out

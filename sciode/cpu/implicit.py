@@ -54,8 +54,13 @@ ROSENBROCK, ESDIRK = 0, 1
 #: ESDIRK: ``A``, ``alpha = c``, ``m = b``, ``e`` of ``DIRKTableau`` (``C``,
 #: ``gamma_sum`` empty).  ``P`` the dense output, ``gamma`` the diagonal,
 #: ``q`` the embedded order plus one (controller exponent ``1/q``).
+#: ``sweep_on_steps``: a backward (costate) sweep must land on every stored
+#: forward step (``adjoint.entries.costate_sweep``), because the method's error
+#: estimate does not see the sweep's dependence on t (RODAS5's is identically
+#: zero for a t-only rate), and the interpolated forward state is only
+#: piecewise smooth: a step across a forward step boundary loses order unseen.
 ImplicitMethod = namedtuple("ImplicitMethod", [
-    "A", "C", "alpha", "gamma_sum", "m", "e", "P", "gamma", "q", "kind",
+    "A", "C", "alpha", "gamma_sum", "m", "e", "P", "gamma", "q", "kind", "sweep_on_steps",
     "banded", "kl", "ku", "perm", "perm_inv", "jrows", "jcols", "block", "stride"])
 
 

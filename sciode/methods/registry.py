@@ -59,7 +59,8 @@ def _explicit(tab) -> MethodInfo:
 _STIFF = {
     "rodas4": ("rosenbrock", ("adjoint", "checkpoint", "fd"),
                "Gustafsson's predictive controller, exponent 1/4"),
-    "rodas5": ("rosenbrock", ("fd",),
+    # rodas5's costate sweeps land on every forward step (cpu.implicit.ImplicitMethod)
+    "rodas5": ("rosenbrock", ("adjoint", "checkpoint", "fd"),
                "Gustafsson's predictive controller, exponent 1/5"),
     "kvaerno5": ("esdirk", ("adjoint", "checkpoint", "forward", "fd"),
                  "PI, exponents 0.7/q and 0.4/q, q = 5"),
@@ -70,19 +71,8 @@ _STIFF = {
              "order k-1/k/k+1 with the largest step after k+1 equal steps")),
 }
 
-#: Why one method lacks a mode that its family has (the error says it).
-_WHY_METHOD = {
-    # validation/ (stiff Van der Pol, mu = 1000, against an independent
-    # reference): rodas5's costate sweep gave dJ/dp off by 6e-4 at rtol 1e-6 and
-    # 1e-5 at 1e-8 and 1e-10 (rodas4: 1.6e-6, 2e-8), the cause not found; and its
-    # embedded error estimate is identically zero for a component whose rate
-    # depends on t only (tests/test_tableaus.py), such as the sweep's running-cost
-    # quadrature, so nothing there bounds the step
-    **{("rodas5", mode): "its backward sweep's gradients failed the independent validation "
-                         "(stiff Van der Pol: errors that do not fall with the tolerance); use "
-                         "method='rodas4', 'kvaerno5' or 'bdf' for the gradient, or sensitivity='fd'"
-       for mode in ("adjoint", "checkpoint")},
-}
+#: Why one method lacks a mode that its family has (the error says it); none now.
+_WHY_METHOD: dict = {}
 
 #: Why a family lacks a mode (the error says it).
 _WHY = {
