@@ -60,10 +60,9 @@ import numpy as np
 from .._numba_compat import borrow1, borrow2, keep_alive
 from .explicit import all_finite, first_step, initial_step, rms_scaled
 from .linalg import factor_for, jacobian_storage, matrix_storage, solve_in_place
-from .rosenbrock import MAX_SINGULAR, N_STATS
 from .status import NONFINITE, SINGULAR, STEP_UNDERFLOW, SUCCESS
-from .stepping import (EPS, begin_borrowed, borrow_storage, copy_flat, full, grow_storage, land_step,
-                       next_attempt, stored)
+from .stepping import (EPS, MAX_SINGULAR, NONFINITE_SHRINK, begin_borrowed, borrow_storage,
+                       copy_flat, full, grow_storage, land_step, next_attempt, stored)
 from .systems import sys_jac, sys_rhs
 
 MAX_ORDER = 5
@@ -232,7 +231,7 @@ def bdf_integrate(sys, z0, t0, t1, gamma, alpha, error_const, W, P, max_order, f
     dy, lwork, work, z = vb[5 * n:6 * n], vb[6 * n:7 * n], vb[7 * n:8 * n], vb[8 * n:9 * n]
     f1, wbuf = vb[9 * n:10 * n], vb[10 * n:]
     (stats, ts_o, hs_o, zs_o, Ks_o, z_eval_own, i_eval,
-     ts, hs, zs, Ks, z_eval) = begin_borrowed(t0, z0, z, s, store_dense, t_eval, N_STATS)
+     ts, hs, zs, Ks, z_eval) = begin_borrowed(t0, z0, z, s, store_dense, t_eval)
     n_stored = 1
     t = t0
     if span == 0.0:
@@ -326,8 +325,8 @@ def bdf_integrate(sys, z0, t0, t1, gamma, alpha, error_const, W, P, max_order, f
                 if not math.isfinite(err):
                     saw_nonfinite = True
                     stats[3] += 1
-                    rescale_history(D, order, RATIO_MIN, RU, tmp)
-                    h *= RATIO_MIN
+                    rescale_history(D, order, NONFINITE_SHRINK, RU, tmp)
+                    h *= NONFINITE_SHRINK
                     n_equal = 0
                     continue
                 if err > 1.0:

@@ -26,8 +26,8 @@ import numpy as np
 
 from .._numba_compat import NO_NRT
 from .status import NONFINITE, SUCCESS
-from .stepping import (EPS, full, grow_storage, land_step, next_attempt, scaled_sum, start_storage,
-                       stored, weighted_sum)
+from .stepping import (EPS, NONFINITE_SHRINK, full, grow_storage, land_step, next_attempt,
+                       scaled_sum, start_storage, stored, weighted_sum)
 from .systems import sys_coupled, sys_rhs
 
 SAFETY = 0.9
@@ -281,7 +281,7 @@ def rk_steps(sys, t1, direction, span, A, b, c, e, e3, P, A_ext, c_ext, fsal, ad
             if not math.isfinite(err):
                 saw_nonfinite = True
                 stats[3] += 1
-                h = abs(hh) * FAC_MIN
+                h = abs(hh) * NONFINITE_SHRINK
                 rejected_last = True
                 continue
             if err > 1.0:

@@ -39,10 +39,10 @@ import numpy as np
 from .._numba_compat import borrow1, borrow2, keep_alive
 from .explicit import all_finite, first_step, rms_scaled
 from .linalg import factor_for, jacobian_storage, matrix_storage
-from .rosenbrock import MAX_SINGULAR, N_STATS, RATIO_MIN, rodas_ratio, rodas_stages
+from .rosenbrock import rodas_ratio, rodas_stages
 from .sdirk import dirk_ratio, dirk_stages
-from .stepping import (EPS, begin_borrowed, borrow_storage, copy_flat, full, grow_storage, land_step,
-                       next_attempt, stored)
+from .stepping import (EPS, MAX_SINGULAR, NONFINITE_SHRINK, begin_borrowed, borrow_storage,
+                       copy_flat, full, grow_storage, land_step, next_attempt, stored)
 from .status import NONFINITE, SINGULAR, STEP_UNDERFLOW, SUCCESS
 from .systems import sys_dfdt, sys_jac, sys_rhs
 
@@ -114,7 +114,7 @@ def implicit_integrate(meth, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_
     # family scratch: Rosenbrock dF/dt and the stage right-hand side; ESDIRK psi, F(Z), dZ
     a1, a2, a3, wbuf = vb[4 * n:5 * n], vb[5 * n:6 * n], vb[6 * n:7 * n], vb[7 * n:]
     (stats, ts_o, hs_o, zs_o, Ks_o, z_eval_own, i_eval,
-     ts, hs, zs, Ks, z_eval) = begin_borrowed(t0, z0, z, s, store_dense, t_eval, N_STATS)
+     ts, hs, zs, Ks, z_eval) = begin_borrowed(t0, z0, z, s, store_dense, t_eval)
     n_stored = 1
     t = t0
     if span == 0.0:
@@ -208,7 +208,7 @@ def implicit_integrate(meth, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_
                 if not math.isfinite(err):
                     saw_nonfinite = True
                     stats[3] += 1
-                    h = abs(hh) * RATIO_MIN
+                    h = abs(hh) * NONFINITE_SHRINK
                     rejected_last = True
                     continue
                 # -- the family's controller: the ratio h_new / h, and whether to reject

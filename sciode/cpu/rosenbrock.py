@@ -45,9 +45,6 @@ from .systems import sys_rhs
 SAFETY = 0.9
 RATIO_MIN = 0.2  # rodas.f: 0.2 <= h_new / h_old <= 6
 RATIO_MAX = 6.0
-#: consecutive singular iteration matrices (halving h each time) before SINGULAR.
-MAX_SINGULAR = 5
-N_STATS = 6  # nfev, nsteps, naccepted, nrejected, njev, nlu
 
 
 def rodas_P(m, H) -> np.ndarray:

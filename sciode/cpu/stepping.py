@@ -22,6 +22,12 @@ from .systems import sys_stop
 
 EPS = np.finfo(np.float64).eps
 CONTINUE = -1  # ``step_guard``: no reason to stop
+#: The implicit loops' ``stats``: nfev, nsteps, naccepted, nrejected, njev, nlu.
+N_STATS = 6
+#: Consecutive singular iteration matrices (halving h each time) before ``SINGULAR``.
+MAX_SINGULAR = 5
+#: The step factor after a trial with a non-finite state or error (every loop).
+NONFINITE_SHRINK = 0.2
 #: Up to this many entries the stage sums run as one dot product per entry;
 #: above, row by row of ``K`` (SIMD over the entries).
 SMALL = 16
@@ -127,14 +133,14 @@ def start_storage(t0, z0, s_tot, store, t_eval):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def begin_borrowed(t0, z0, z, s_tot, store, t_eval, n_stats):
+def begin_borrowed(t0, z0, z, s_tot, store, t_eval):
     """The start of a loop that works on borrowed views: ``z[:] = z0``, zeroed
-    ``stats`` (``n_stats``), the storage with the initial point and the output
+    ``stats`` (``N_STATS``), the storage with the initial point and the output
     times at ``t0`` served (``start_storage``), and borrowed views of it.
     Returns ``stats, (ts, hs, zs, Ks, z_eval) owned, i_eval, (ts, hs, zs, Ks,
     z_eval) borrowed``: the owned arrays are the loop's result and keep the views valid."""
     copy_flat(z, z0)
-    stats = np.zeros(n_stats, dtype=np.int64)
+    stats = np.zeros(N_STATS, dtype=np.int64)
     ts_o, hs_o, zs_o, Ks_o, z_eval_o, i_eval = start_storage(t0, z, s_tot, store, t_eval)
     ts, hs, zs, Ks = borrow_storage(ts_o, hs_o, zs_o, Ks_o)
     return stats, ts_o, hs_o, zs_o, Ks_o, z_eval_o, i_eval, ts, hs, zs, Ks, borrow2(z_eval_o)
