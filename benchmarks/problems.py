@@ -181,11 +181,22 @@ def _mlp_rhs_factory(n, h):
     return rhs
 
 
-def mlp(n: int = 2, h: int = 16, t1: float = 1.0, seed: int = 0, scale: float = 0.5) -> Problem:
-    """``x' = W2 tanh(W1 x + b1) + b2`` (n-h-n): ``2nh + h + n`` parameters."""
+def mlp(n: int = 2, h: int = 16, t1: float = 1.0, seed: int = 0, scale: float = 0.5,
+        structured: bool = False) -> Problem:
+    """``x' = W2 tanh(W1 x + b1) + b2`` (n-h-n): ``2nh + h + n`` parameters.
+
+    ``structured``: declared with ``MatrixSymbol`` blocks (kernels generated in
+    matrix form) instead of one symbol per weight; same parameter order."""
     def build():
         import sympy as sp
         import sciode
+        if structured:
+            y = sp.MatrixSymbol("x", n, 1)
+            W1, b1 = sp.MatrixSymbol("W1", h, n), sp.MatrixSymbol("b1", h, 1)
+            W2, b2 = sp.MatrixSymbol("W2", n, h), sp.MatrixSymbol("b2", n, 1)
+            return sciode.Model(states=[y], params=[W1, b1, W2, b2],
+                                rhs=[W2 * (W1 * y + b1).applyfunc(sp.tanh) + b2],
+                                name=f"mlp_{n}_{h}_{n}_matrix")
         x = sp.symbols(f"x0:{n}")
         W1 = sp.Matrix(h, n, lambda i, j: sp.Symbol(f"W1_{i}_{j}"))
         b1 = sp.Matrix(h, 1, lambda i, _: sp.Symbol(f"b1_{i}"))
@@ -203,7 +214,8 @@ def mlp(n: int = 2, h: int = 16, t1: float = 1.0, seed: int = 0, scale: float = 
     p[o: o + n * h] = rng.standard_normal(n * h) * scale / np.sqrt(h)
     p[o + n * h:] = rng.standard_normal(n) * 0.1
     y0 = np.linspace(1.0, 0.5, n)
-    return Problem(f"mlp_{n}-{h}-{n}", build, y0, (0.0, t1), p, _mlp_rhs_factory(n, h))
+    return Problem(f"mlp_{n}-{h}-{n}" + ("_matrix" if structured else ""), build, y0, (0.0, t1), p,
+                   _mlp_rhs_factory(n, h))
 
 
 # --- stiff problems --------------------------------------------------------------------

@@ -18,7 +18,7 @@ import numpy as np
 import sympy as sp
 from sympy.core.function import AppliedUndef
 
-from . import _parse
+from . import _parse, blocks
 from .errors import ModelError
 
 __all__ = ["Model"]
@@ -34,13 +34,18 @@ class Model:
 
     Parameters
     ----------
-    states : sequence of sympy.Symbol, length n_states
-        State variables ``x``.
-    rhs : sequence of sympy.Expr or real number, length n_states
-        ``rhs[i]`` is ``d states[i] / dt``. Python and NumPy numbers are
-        converted to SymPy; strings are rejected (use `Model.from_strings`).
-    params : sequence of sympy.Symbol, optional
-        Constant parameters ``p``, in the order `param_vector` expects.
+    states : sequence of sympy.Symbol or sympy.MatrixSymbol
+        State variables ``x``.  A ``MatrixSymbol`` declares a block of
+        states (see `sciode.blocks`): its entries take consecutive places in
+        the state vector, row-major, as scalar symbols ``y[i]``/``y[i, j]``.
+    rhs : sequence of sympy.Expr or real number, one per declared state
+        ``rhs[i]`` is ``d states[i] / dt``; for a matrix state, a matrix
+        expression of its shape (``W2 * (W1 * y + b1).applyfunc(tanh)``).
+        Python and NumPy numbers are converted to SymPy; strings are
+        rejected (use `Model.from_strings`).
+    params : sequence of sympy.Symbol or sympy.MatrixSymbol, optional
+        Constant parameters ``p``, in the order `param_vector` expects
+        (a matrix's entries row-major).
     t : sympy.Symbol, optional
         Time symbol; default ``sympy.Symbol("t")``.
     controls : sequence of sympy.Symbol, optional
@@ -65,7 +70,7 @@ class Model:
     Model(name='oscillator', states=(x, v), params=(k, c), controls=())
     """
 
-    __slots__ = ("_states", "_rhs", "_params", "_controls", "_t", "_name", "_key")
+    __slots__ = ("_states", "_rhs", "_params", "_controls", "_t", "_name", "_key", "_structure")
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Classes are abstract or final (shared/STYLE.md); a subclass could
@@ -84,6 +89,11 @@ class Model:
         if not isinstance(name, str):
             raise ModelError(f"`name` must be a str, got {type(name).__name__} {name!r}")
         self._name = name
+        self._structure = None
+        if blocks.is_structured_declaration(_as_list(states, "states"), _as_list(params, "params"),
+                                            _as_list(controls, "controls")):
+            self._init_structured(states, rhs, params, t, controls)
+            return
         self._states = _symbol_tuple(states, "states")
         self._params = _symbol_tuple(params, "params")
         self._controls = _symbol_tuple(controls, "controls")
@@ -100,6 +110,30 @@ class Model:
         self._rhs = self._convert_rhs(rhs)
         for i, expr in enumerate(self._rhs):
             self._check_rhs_entry(i, expr)
+
+    def _init_structured(self, states, rhs, params, t, controls) -> None:
+        """Declarations with matrix blocks: flatten them, check the matrix rhs."""
+        declared = [_as_list(states, "states"), _as_list(params, "params"), _as_list(controls, "controls")]
+        if t is None:
+            t = sp.Symbol("t")
+        if not isinstance(t, sp.Symbol):
+            raise ModelError(f"`t` must be a sympy.Symbol, got {type(t).__name__} {t!r}")
+        self._t = t
+        if not declared[0]:
+            raise ModelError(f"model {self._name!r} has no states; pass at least one state symbol")
+        _check_unique_names(*declared, t)
+        (self._states, sb), (self._params, pb), (self._controls, cb) = (
+            blocks.flatten_symbols(items, what) for items, what in zip(declared, ("states", "params", "controls")))
+        _check_unique_names(self._states, self._params, self._controls, t)
+        structured_rhs = blocks.check_rhs_shapes(sb, _as_list(rhs, "rhs"))
+        allowed = {*declared[0], *declared[1], *declared[2], t}
+        by_name = {s.name: s for s in allowed}
+        for k, expr in enumerate(structured_rhs):
+            label = f"rhs[{k}] (d {sb[k].symbol}/dt)"
+            check_expression(expr, label)
+            check_free_symbols(expr, label, allowed, by_name)
+        self._structure = blocks.Structure(sb, pb, cb, structured_rhs, blocks.element_map(sb, pb, cb))
+        self._rhs = None
 
     # --- construction helpers --------------------------------------------
 
@@ -197,8 +231,33 @@ class Model:
 
     @property
     def rhs(self) -> tuple[sp.Expr, ...]:
-        """Right-hand side, ``rhs[i] = d states[i] / dt``."""
+        """Right-hand side, ``rhs[i] = d states[i] / dt`` (scalar, one per flat state).
+
+        For a model with matrix blocks this is their scalar expansion, built
+        on first access; code generation works from `structure` instead.
+        """
+        if self._rhs is None:
+            self._rhs = blocks.expand(self._structure)
         return self._rhs
+
+    @property
+    def structure(self) -> blocks.Structure | None:
+        """The matrix form (`sciode.blocks.Structure`), or None for a scalar declaration."""
+        return self._structure
+
+    def flat(self, expr: Any) -> sp.Expr:
+        """``expr`` with matrix entries ``M[i, j]`` replaced by the flat symbols of
+        `states`/`params`/`controls` (what costs and observables are written in).
+
+        >>> import sympy as sp
+        >>> y = sp.MatrixSymbol("y", 2, 1)
+        >>> m = Model(states=[y], rhs=[-y])
+        >>> m.flat(y[0, 0] ** 2)
+        y[0]**2
+        """
+        if self._structure is None:
+            return sp.sympify(expr)
+        return self._structure.flat(expr)
 
     @property
     def params(self) -> tuple[sp.Symbol, ...]:
@@ -257,11 +316,21 @@ class Model:
         # milliseconds on every solve otherwise.
         key = getattr(self, "_key", None)
         if key is None:
+            if self._structure is not None:
+                st = self._structure
+                parts = tuple(tuple(b.symbol for b in g) for g in (st.states, st.params, st.controls))
+                key = self._key = "sciode.Model/blocks/1:" + sp.srepr((*parts, self._t, st.rhs))
+                return key
             parts = (self._states, self._params, self._controls, self._t, self._rhs)
             key = self._key = "sciode.Model/1:" + sp.srepr(parts)
         return key
 
     def __repr__(self) -> str:
+        if self._structure is not None:
+            st = self._structure
+            shown = [", ".join(f"{b.symbol}{'' if not b.is_matrix else f' ({b.shape[0]}x{b.shape[1]})'}"
+                               for b in g) for g in (st.states, st.params, st.controls)]
+            return f"Model(name={self._name!r}, states=({shown[0]}), params=({shown[1]}), controls=({shown[2]}))"
         return (
             f"Model(name={self._name!r}, states={_tuple_str(self._states)}, "
             f"params={_tuple_str(self._params)}, controls={_tuple_str(self._controls)})"
@@ -297,6 +366,8 @@ class Model:
                     "pass `params` as a sequence or a mapping"
                 )
             return np.zeros(0, dtype=np.float64)
+        if self._structure is not None and isinstance(params, Mapping):
+            params = _expand_blocks(params, self._structure.params, "params")
         return _numeric_vector(params, self._params, "params")
 
     def state_vector(self, y0: Any) -> np.ndarray:
@@ -322,6 +393,8 @@ class Model:
             raise ModelError(
                 f"`y0` is required: one value per state {_names(self._states)}"
             )
+        if self._structure is not None and isinstance(y0, Mapping):
+            y0 = _expand_blocks(y0, self._structure.states, "y0")
         return _numeric_vector(y0, self._states, "y0")
 
 
@@ -412,6 +485,12 @@ def check_free_symbols(
     for symbol in sorted(expr.free_symbols - allowed, key=lambda s: s.name):
         if symbol in forbidden:
             raise ModelError(f"{label} uses `{symbol}`, but {forbidden[symbol]}")
+        if isinstance(symbol, sp.MatrixSymbol):
+            raise ModelError(
+                f"{label} uses the matrix `{symbol}`, which is not declared here: a right-hand "
+                "side may use the matrices declared as states, params or controls; costs and "
+                f"observables use their flat entries (`model.flat(expr)` replaces `{symbol}[i, j]` by them)"
+            )
         twin = declared.get(symbol.name)
         if twin is not None and twin != symbol:
             raise ModelError(
@@ -567,6 +646,26 @@ def _numeric_vector(values: Any, symbols: tuple[sp.Symbol, ...], what: str) -> n
         bad = [f"`{s}` = {v}" for s, v in zip(symbols, array) if not math.isfinite(v)]
         raise ModelError(f"`{what}` has non-finite values: {', '.join(bad)}")
     return array
+
+
+def _expand_blocks(values: Mapping[Any, Any], declared, what: str) -> dict:
+    """A mapping keyed by matrix blocks (``{W1: array of W1's shape}``, or by name)
+    expanded to one key per flat entry; other keys pass through."""
+    by_key = {}
+    for b in declared:
+        if b.is_matrix:
+            by_key[b.symbol] = by_key[b.symbol.name] = b
+    out = {}
+    for key, value in values.items():
+        b = by_key.get(key) if isinstance(key, (str, sp.MatrixSymbol)) else None
+        if b is None:
+            out[key] = value
+            continue
+        array = np.asarray(value)
+        if array.shape not in (b.shape, (b.size,)):
+            raise ModelError(f"`{what}` gives `{b.symbol}` the shape {array.shape}, expected {b.shape}")
+        out.update(zip(b.entries, array.reshape(-1)))
+    return out
 
 
 def _order_mapping(values: Mapping[Any, Any], symbols: tuple[sp.Symbol, ...], what: str) -> list[Any]:

@@ -187,6 +187,11 @@ def explicit_tableau(prob: Problem, mode: str, why: str = "") -> Tableau:
     return prob.spec
 
 
+def is_stiff(prob: Problem) -> bool:
+    """Whether the problem's method is a stiff (Newton) one."""
+    return not isinstance(prob.spec, Tableau)
+
+
 def model_method(prob: Problem):
     """The method tuple for the model's own forward solve."""
     if isinstance(prob.spec, Tableau):

@@ -129,6 +129,16 @@ class ModelKernels(KernelSet):
     def n_controls(self) -> int:
         return self.module.N_CONTROLS
 
+    def newton(self, stiff: bool) -> tuple:
+        """``(jac_y, dfdt, jac_p)``, the kernels that only the stiff loops call (their
+        Newton matrices).  For an explicit method the shared zero kernel stands in
+        for each (the explicit loops never call them), so that a new model compiles
+        only the kernels its method runs."""
+        names = ("jac_y", "dfdt", "jac_p")
+        if stiff:
+            return tuple(self[name] for name in names)
+        return tuple(zero_kernel(self._signatures[name]) for name in names)
+
     @property
     def jac_pattern(self) -> tuple[np.ndarray, np.ndarray]:
         """Row and column indices of the structural nonzeros of ``df/dy``."""
@@ -158,11 +168,17 @@ def model_kernels(model, use_cse: bool = True) -> ModelKernels:
         digest = _MODEL_DIGESTS[key] = cache.content_hash("model", key[0], f"cse={use_cse}")
 
     def build():
-        from ..symbolic.derive import derive_model
-        from .modules import model_module_source
-
         header = _HEADER.format(api=cache.CODEGEN_API, what=f"model {model.name!r}")
         with _unsupported_as_model_error(f"model {model.name!r}"):
+            if model.structure is not None:
+                # matrix form: derived and written as loops over the blocks
+                from ..symbolic.matrix import lower
+                from .structured import model_module_source as structured_source
+
+                return structured_source(lower(model), header)
+            from ..symbolic.derive import derive_model
+            from .modules import model_module_source
+
             return model_module_source(derive_model(model), header, use_cse)
 
     module = cache.load_or_build("model", digest, build)
