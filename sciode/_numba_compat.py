@@ -312,8 +312,15 @@ def install_cache_locator(package_dir: Path, cache_root, stamp: str):
     ``cache_root() / stamp / <subpackage>``, stamped ``stamp`` (a hash over
     the package's sources; see ``sciode._numba_cache``).  Returns the locator
     class, or ``None`` on the portable path, where Numba's own locator
-    (``NUMBA_CACHE_DIR``) is used."""
+    (``NUMBA_CACHE_DIR``) is used, in a folder named by ``stamp``."""
     if PORTABLE:
+        # Numba's own locator stamps a function with its own file only, so an
+        # edited callee in another file leaves its callers' machine code stale
+        # (measured: rodas4 adjoint gradients of the wrong sign after an edit of
+        # cpu/linalg.py alone).  One cache folder per source hash, set before
+        # any sciode loop is decorated, keeps them consistent.
+        base = Path(nb.config.CACHE_DIR) if nb.config.CACHE_DIR else cache_root().parent / "numba-portable"
+        nb.config.CACHE_DIR = str(base / f"sciode-{stamp}")
         return None
     from numba.core import caching
 

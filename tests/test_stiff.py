@@ -202,10 +202,10 @@ def test_band_lu_matches_dense_solve(kl, ku):
     rows, cols = np.nonzero(M)
     mode = linalg.linear_mode(n, rows, cols, force="banded")
     d = 0.0  # build_and_factor forms d I - J: pass J = -M
-    T = linalg.matrix_storage(n, True, mode.kl, mode.ku, 0)
+    T = linalg.matrix_storage(n, True, mode.kl, mode.ku, 0, 0)
     piv = np.zeros(n, dtype=np.int64)
     assert linalg.build_and_factor(np.ascontiguousarray(-M), d, *mode.args()[:3], mode.perm_inv,
-                                   mode.rows, mode.cols, 0, T, piv)
+                                   mode.rows, mode.cols, 0, 0, T, piv)
     b = rng.normal(size=n)
     x = b.copy()
     linalg.solve_in_place(T, piv, True, mode.kl, mode.ku, mode.perm, 0, 0, x, np.empty(n))
@@ -227,17 +227,52 @@ def test_block_mode_solves_the_interleaved_block_diagonal_system():
     d = 2.5
     mode = linalg.block_mode(n, m)
     assert mode.args()[-2:] == (n, m)
-    M = linalg.matrix_storage(N, False, 0, 0, n)
+    M = linalg.matrix_storage(N, False, 0, 0, n, m)
     assert M.shape == (n + 1, n)  # never N x N
-    J = linalg.jacobian_storage(N, n)
+    J = linalg.jacobian_storage(N, n, m)
     assert J.shape == (n, n)
     J[:] = B
     piv = np.zeros(N, dtype=np.int64)
-    assert linalg.build_and_factor(J, d, False, 0, 0, mode.perm_inv, mode.rows, mode.cols, n, M, piv)
+    assert linalg.build_and_factor(J, d, False, 0, 0, mode.perm_inv, mode.rows, mode.cols, n, m, M, piv)
     b = rng.normal(size=N)
     x = b.copy()
     linalg.solve_in_place(M, piv, False, 0, 0, mode.perm, n, m, x, np.empty(N))
     np.testing.assert_allclose(x, np.linalg.solve(d * np.eye(N) - full, b), rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("banded", [False, True])
+def test_lead_mode_solves_the_block_lower_triangular_system(banded):
+    """``linalg.lead_mode``: ``d I - [[B, 0], [C, 0]]`` (the costate system:
+    ``B = -J^T``, ``C = -F_p^T``) solved by factoring ``B``'s block alone
+    (dense, or banded from its pattern) equals NumPy's solve of the whole
+    matrix, and never stores an ``N x N`` matrix."""
+    n, tail = 40, 7
+    rng = np.random.default_rng(11)
+    B = np.zeros((n, n))
+    for i in range(n):  # a tridiagonal block with a far coupling, as a PDE's after RCM
+        for j in (i - 1, i, i + 1, (i + n // 2) % n):
+            if 0 <= j < n:
+                B[i, j] = rng.normal()
+    C = rng.normal(size=(tail, n))
+    N = n + tail
+    rows, cols = np.nonzero(B)
+    mode = linalg.lead_mode(linalg.linear_mode(n, rows, cols, "banded" if banded else "dense"), n)
+    assert mode.banded == banded and mode.block == n and mode.stride == linalg.LEAD
+    J = linalg.jacobian_storage(N, n, mode.stride)
+    assert J.shape == (N, n)
+    J[:n], J[n:] = B, C
+    M = linalg.matrix_storage(N, mode.banded, mode.kl, mode.ku, n, mode.stride)
+    assert M.shape[0] == N + 1 and M.shape[1] == n  # rows: the block, C, d; never N x N
+    d = 3.0
+    piv = np.zeros(N, dtype=np.int64)
+    assert linalg.build_and_factor(J, d, mode.banded, mode.kl, mode.ku, mode.perm_inv, mode.rows,
+                                   mode.cols, n, mode.stride, M, piv)
+    full = np.zeros((N, N))
+    full[:n, :n], full[n:, :n] = B, C
+    b = rng.normal(size=N)
+    x = b.copy()
+    linalg.solve_in_place(M, piv, mode.banded, mode.kl, mode.ku, mode.perm, n, mode.stride, x, np.empty(N))
+    np.testing.assert_allclose(x, np.linalg.solve(d * np.eye(N) - full, b), rtol=1e-11, atol=1e-12)
 
 
 def test_singular_pivot_detected():

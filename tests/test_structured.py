@@ -159,3 +159,61 @@ def test_neural_ode_gradient_matches_complex_step():
         assert r.value == pytest.approx(expected.value, rel=1e-8)
         assert ref.rel_error(r.grad_params, expected.params) < 1e-7, mode
         assert ref.rel_error(r.grad_y0, expected.y0) < 1e-7, mode
+
+
+def _evaluate(expr, values):
+    """A matrix expression at numbers: matrices and scalars substituted, then evaluated."""
+    from sympy.matrices.expressions.hadamard import HadamardPower
+
+    e = expr.xreplace(values)
+    # SymPy's doit leaves a Hadamard power of an explicit matrix unevaluated
+    e = e.replace(lambda a: isinstance(a, HadamardPower),
+                  lambda a: sp.ImmutableMatrix(a.args[0].doit()).applyfunc(lambda x: x ** a.args[1]))
+    e = e.doit() if hasattr(e, "doit") else e
+    return np.array(sp.Matrix(e).evalf(), dtype=float) if getattr(e, "is_Matrix", False) else float(e)
+
+
+def test_derive_adjoint_prints_the_matrix_forms_the_kernels_run(pair):
+    """``derive_adjoint(...).matrix_vjp``: ``(df/dX)^T Lambda`` per declared block,
+    written with the model's matrices (the gradient by ``W1`` an outer product),
+    evaluates to what the compiled ``vjp_yp`` kernel returns."""
+    for model in (_mlp_matrix(2, 3), pair[0]):
+        adj = sciode.symbolic.derive_adjoint(model)
+        forms = adj.matrix_vjp
+        assert forms is not None
+        st = model.structure
+        rng = np.random.default_rng(5)
+        y, p, w = (rng.uniform(0.2, 0.8, n) for n in (model.n_states, model.n_params, model.n_controls))
+        v = rng.standard_normal(model.n_states)
+        t = 0.4
+        values = {model.t: t}
+        for syms, vec in ((model.states, y), (model.params, p), (model.controls, w)):
+            values.update(zip(syms, vec))  # flat entries (in scalar expressions)
+        for group, vec in ((st.states, y), (st.params, p), (st.controls, w)):
+            for b in group:
+                block = vec[b.offset:b.offset + b.size]
+                values[b.symbol] = sp.ImmutableMatrix(*b.shape, block.tolist()) if b.is_matrix else block[0]
+        for b in st.states:
+            name = f"lambda_{b.symbol.name}"
+            lam = v[b.offset:b.offset + b.size]
+            key = sp.MatrixSymbol(name, *b.shape) if b.is_matrix else sp.Symbol(name)
+            values[key] = sp.ImmutableMatrix(*b.shape, lam.tolist()) if b.is_matrix else lam[0]
+        out = np.zeros(model.n_states + model.n_params)
+        codegen.model_kernels(model)["vjp_yp"](t, y, p, w, v, out)
+        flat_index = {s: i for i, s in enumerate(model.states)}
+        flat_index.update({s: model.n_states + j for j, s in enumerate(model.params)})
+        expected = np.zeros_like(out)
+        for key, expr in forms.items():
+            got = _evaluate(expr, values)
+            blocks = [b for b in (*st.states, *st.params) if b.symbol == key]
+            if blocks:  # a declared block (matrix or scalar)
+                b = blocks[0]
+                base = b.offset if b in st.states else model.n_states + b.offset
+                expected[base:base + b.size] += np.ravel(got)
+            elif key in flat_index:  # a flat entry used in a scalar expression
+                expected[flat_index[key]] += got
+        np.testing.assert_allclose(expected, out, rtol=1e-10, atol=1e-12, err_msg=model.name)
+    W1 = sp.MatrixSymbol("W1", 3, 2)
+    assert isinstance(_mlp_matrix(2, 3, extra=False).structure, sciode.blocks.Structure)
+    mlp_forms = sciode.symbolic.derive_adjoint(_mlp_matrix(2, 3, extra=False)).matrix_vjp
+    assert mlp_forms[W1].shape == (3, 2) and "lambda_y" in str(mlp_forms[W1])

@@ -206,7 +206,8 @@ def augmented_method(prob: Problem, mode: str, exact_jacobian: bool = True, bloc
 
     Stiff methods factor the augmented Jacobian densely, or, with ``block =
     (n, m)``, as ``1 + m`` copies of one ``(n, n)`` block (``linalg.block_mode``:
-    the forward-sensitivity system).  ``exact_jacobian`` False means the system
+    the forward-sensitivity system); the costate systems of ``adjoint`` and
+    ``checkpoint`` factor their leading ``(n, n)`` block only (``linalg.lead_mode``).  ``exact_jacobian`` False means the system
     registers only an approximate Jacobian, which a Rosenbrock method cannot
     use (it would lose order).
     """
@@ -220,10 +221,15 @@ def augmented_method(prob: Problem, mode: str, exact_jacobian: bool = True, bloc
         # every driver (value_and_grad, ensembles, PEtab) reaches the method tuple
         # here: the registry's table of (method, mode) pairs is the one authority
         registry.check(prob.method, sensitivity=mode)
-    from ..cpu.linalg import block_mode, linear_mode
+    from ..cpu.linalg import block_mode, lead_mode, linear_mode
 
     if block is not None:
         return prob.spec.build(block_mode(*block))
+    if mode in ("adjoint", "checkpoint"):
+        # the costate system [lambda, mu, q, G] has the Jacobian [[-J^T, 0], [-F_p^T, 0]]:
+        # factor the (n, n) block -J^T only, dense or banded as the transposed pattern allows
+        rows, cols = prob.mk.jac_pattern
+        return prob.spec.build(lead_mode(linear_mode(prob.n, cols, rows), prob.n))
     empty = np.zeros(0, dtype=np.int64)
     return prob.spec.build(linear_mode(0, empty, empty, "dense"))
 

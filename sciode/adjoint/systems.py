@@ -197,7 +197,9 @@ def _costate_rhs(sys, t, z, out):
 
 @nb.njit(cache=True, nogil=True)
 def _costate_jac(sys, t, z, out):
-    # d/dz of the costate system: only the lambda columns are nonzero.
+    # d/dz of the costate system: only the lambda columns are nonzero, and the stiff
+    # loops run it in ``linalg``'s lead mode (``common.augmented_method``), so ``out``
+    # is ``(size, n)``: [-J^T; -F_p^T; 0].
     n = sys.ybuf.shape[0]
     n_p = sys.p.shape[0]
     dense_state(sys, t)

@@ -105,7 +105,7 @@ def implicit_integrate(meth, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_
     A, C, alpha, gamma_sum = borrow2(meth.A), borrow2(meth.C), borrow1(meth.alpha), borrow1(meth.gamma_sum)
     mw, e, P = borrow1(meth.m), borrow1(meth.e), borrow2(meth.P)
     U_o, K_o = np.zeros((s if rosen else 0, n)), np.zeros((s, n))
-    J_o, M_o = jacobian_storage(n, block), matrix_storage(n, banded, kl, ku, block)
+    J_o, M_o = jacobian_storage(n, block, stride), matrix_storage(n, banded, kl, ku, block, stride)
     piv_o = np.zeros(n, dtype=np.int64)
     U, K, J, M, piv = borrow2(U_o), borrow2(K_o), borrow2(J_o), borrow2(M_o), borrow1(piv_o)
     vec_o = np.zeros(7 * n + s)
@@ -150,7 +150,7 @@ def implicit_integrate(meth, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_
                 need_jac = False
                 jac_current = True
                 h_fact = 0.0
-            h_fact = factor_for(hh, h_fact, gamma, J, banded, kl, ku, perm_inv, jrows, jcols, block, M,
+            h_fact = factor_for(hh, h_fact, gamma, J, banded, kl, ku, perm_inv, jrows, jcols, block, stride, M,
                                 piv, stats)
             if h_fact == 0.0:  # singular: halve the step, a few times at most
                 n_singular += 1

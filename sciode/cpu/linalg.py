@@ -162,18 +162,26 @@ def band_solve_permuted(T, kl, ku, piv, b):
 # -- iteration matrix in either mode --------------------------------------------------
 
 
+#: ``LinearMode.stride`` of the lead mode (see ``LinearMode``).
+LEAD = -1
+
+
 @nb.njit(cache=True, nogil=True)
-def build_and_factor(J, d, banded, kl, ku, perm_inv, jrows, jcols, block, M, piv):
-    """Form ``M = d I - J`` (dense, permuted band, or one repeated block) and
-    factor it; ``False`` if singular.
+def build_and_factor(J, d, banded, kl, ku, perm_inv, jrows, jcols, block, stride, M, piv):
+    """Form ``M = d I - J`` (dense, permuted band, one repeated block, or a
+    leading block) and factor it; ``False`` if singular.
 
     ``M`` is ``(n, n)`` in dense mode, ``(n, 2 kl + ku + 1)`` in banded mode;
     ``perm_inv[old] = new`` and the pattern ``jrows, jcols`` serve the band.
-    Block mode (``block > 0``, ``LinearMode`` doc): ``J`` is the ``(block,
-    block)`` diagonal block, ``M`` is ``(block + 1, block)`` and keeps ``d`` in
-    its last row for the entries whose Jacobian rows are zero.
+    Block mode (``block > 0``, ``stride >= 0``, ``LinearMode`` doc): ``J`` is the
+    ``(block, block)`` diagonal block, ``M`` is ``(block + 1, block)`` and keeps
+    ``d`` in its last row for the entries whose Jacobian rows are zero.
+    Lead mode (``stride == LEAD``): ``J`` is ``(size, block)``, ``M`` is
+    ``(size + 1, block)``: the leading block's factors (dense or band) in its
+    first ``block`` rows, the coupling rows ``J[block:]`` copied after them for
+    the substitution, ``d`` in its last row.
     """
-    if block > 0:
+    if block > 0 and stride >= 0:
         for i in range(block):
             for j in range(block):
                 M[i, j] = -J[i, j]
@@ -181,9 +189,18 @@ def build_and_factor(J, d, banded, kl, ku, perm_inv, jrows, jcols, block, M, piv
         M[block, 0] = d
         return lu_factor(M[:block], piv)
     n = J.shape[0]
+    if block > 0:  # lead mode
+        n = block
+        size = J.shape[0]
+        for i in range(block, size):
+            for j in range(block):
+                M[i, j] = J[i, j]
+        M[size, 0] = d
     if banded:
         kv = kl + ku
-        M[:, :] = 0.0
+        for i in range(n):
+            for c in range(2 * kl + ku + 1):
+                M[i, c] = 0.0
         for q in range(jrows.shape[0]):
             r = jrows[q]
             c = jcols[q]
@@ -192,12 +209,12 @@ def build_and_factor(J, d, banded, kl, ku, perm_inv, jrows, jcols, block, M, piv
             M[j, kv + i - j] -= J[r, c]
         for j in range(n):
             M[j, kv] += d
-        return band_factor(M, kl, ku, piv)
+        return band_factor(M[:n], kl, ku, piv)
     for i in range(n):
         for j in range(n):
             M[i, j] = -J[i, j]
         M[i, i] += d
-    return lu_factor(M, piv)
+    return lu_factor(M[:n], piv)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -207,8 +224,10 @@ def solve_in_place(M, piv, banded, kl, ku, perm, block, stride, b, work):
     Block mode: ``M^{-1}`` is block diagonal, one ``(block, block)`` LU for
     ``b[:block]`` and for each of the ``stride`` interleaved columns
     ``b[block + i stride + c]``, ``i < block``; ``1 / d`` for the rest.
+    Lead mode: ``M = [[d I - B, 0], [-C, d I]]``, so ``x_1 = (d I - B)^{-1} b_1``
+    and ``x_2 = (b_2 + C x_1) / d``.
     """
-    if block > 0:
+    if block > 0 and stride >= 0:
         L = M[:block]
         lu_solve(L, piv, b[:block])
         x = work[:block]
@@ -221,43 +240,57 @@ def solve_in_place(M, piv, banded, kl, ku, perm, block, stride, b, work):
         d = M[block, 0]
         for k in range(block * (1 + stride), b.shape[0]):
             b[k] /= d
-    elif banded:
-        n = b.shape[0]
+        return
+    size = b.shape[0]
+    n = block if block > 0 else size  # lead mode: the leading block, then a substitution
+    if banded:
         for i in range(n):
             work[i] = b[perm[i]]
-        band_solve_permuted(M, kl, ku, piv, work)
+        band_solve_permuted(M[:n], kl, ku, piv, work)
         for i in range(n):
             b[perm[i]] = work[i]
     else:
-        lu_solve(M, piv, b)
+        lu_solve(M[:n], piv, b[:n])
+    if block > 0:
+        d = M[size, 0]
+        for i in range(n, size):
+            acc = b[i]
+            for j in range(n):
+                acc += M[i, j] * b[j]
+            b[i] = acc / d
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def factor_for(hh, h_fact, gamma, J, banded, kl, ku, perm_inv, jrows, jcols, block, M, piv, stats):
+def factor_for(hh, h_fact, gamma, J, banded, kl, ku, perm_inv, jrows, jcols, block, stride, M, piv, stats):
     """Factor ``M = I / (hh gamma) - J`` unless it already is for the step ``hh``
     (``h_fact``); counts factorizations in ``stats[5]``.  Returns the step ``M``
     is now factored for, 0.0 if it was singular."""
     if hh == h_fact:
         return h_fact
     stats[5] += 1
-    if build_and_factor(J, 1.0 / (hh * gamma), banded, kl, ku, perm_inv, jrows, jcols, block, M, piv):
+    if build_and_factor(J, 1.0 / (hh * gamma), banded, kl, ku, perm_inv, jrows, jcols, block, stride, M, piv):
         return hh
     return 0.0
 
 
 @nb.njit(cache=True, nogil=True)
-def matrix_storage(n, banded, kl, ku, block):
+def matrix_storage(n, banded, kl, ku, block, stride):
     """An empty iteration matrix for the mode."""
-    if block > 0:
+    if block > 0 and stride >= 0:
         return np.zeros((block + 1, block))
+    if block > 0:
+        return np.zeros((n + 1, max(block, 2 * kl + ku + 1)))
     if banded:
         return np.zeros((n, 2 * kl + ku + 1))
     return np.zeros((n, n))
 
 
 @nb.njit(cache=True, nogil=True)
-def jacobian_storage(n, block):
-    """An empty Jacobian for ``sys_jac``: ``(n, n)``, or the diagonal block."""
+def jacobian_storage(n, block, stride):
+    """An empty Jacobian for ``sys_jac``: ``(n, n)``, the diagonal block, or the
+    leading block's columns ``(n, block)`` (lead mode)."""
+    if block > 0 and stride < 0:
+        return np.zeros((n, block))
     m = block if block > 0 else n
     return np.zeros((m, m))
 
@@ -279,6 +312,15 @@ class LinearMode(NamedTuple):
     approximation (``adjoint.systems._sensitivity_jac``).  One ``B``-sized LU
     per factorization instead of one of the whole system: ``O(n^3 + m n^2)``
     per step, not ``O((n m)^3)``.  The system's ``sys_jac`` then fills ``B`` only.
+
+    ``stride == LEAD`` (lead mode): the Jacobian is exactly ``[[B, 0], [C, 0]]``,
+    ``B`` the ``(block, block)`` leading block, ``C`` the rows after it, which
+    depend on the leading entries only: the costate system ``[lambda, mu, q]``,
+    whose quadratures feed nothing back (``adjoint.systems._costate_jac``).
+    ``sys_jac`` fills the ``(size, block)`` matrix ``[B; C]``; ``B`` is factored,
+    dense or banded (``banded, kl, ku, perm`` and the pattern describe ``B``),
+    and the rest is a substitution: ``O(n^3 + m n)`` per step instead of
+    ``O((n + m)^3)``, and with a banded ``B`` no dense ``(n + m)^2`` matrix at all.
     """
 
     banded: bool
@@ -295,6 +337,14 @@ class LinearMode(NamedTuple):
         """The positional arguments the compiled loops take."""
         return (self.banded, self.kl, self.ku, self.perm, self.perm_inv, self.rows, self.cols,
                 int(self.block), int(self.stride))
+
+
+def lead_mode(leading: LinearMode, n: int) -> LinearMode:
+    """The lead mode (see ``LinearMode``) for a leading ``(n, n)`` block factored
+    as ``leading`` says (a dense or banded mode of that block's pattern)."""
+    if leading.block or leading.stride:
+        raise ValueError("the leading block's mode must be dense or banded")
+    return leading._replace(block=int(n), stride=LEAD)
 
 
 def block_mode(block: int, stride: int) -> LinearMode:

@@ -28,6 +28,45 @@ SparseExprs = dict
 #: argument is known to be real (``d|x|/dx``); sciode models are real.
 _COMPLEX_AWARE = (sp.Abs, sp.sign, sp.arg, sp.re, sp.im, sp.conjugate)
 
+try:  # SymEngine (C++) differentiates 20-60x faster than SymPy; optional
+    import symengine as _se
+except ImportError:  # pragma: no cover - the fallback is tested by patching _se to None
+    _se = None
+
+#: What SymEngine differentiates here: arithmetic and these elementary
+#: functions, whose derivatives agree with SymPy's (tests/test_symbolic.py;
+#: the algebraic form may differ).  Anything else (Piecewise, Min, Abs, erf, ...) goes
+#: through SymPy.
+_SYMENGINE_FUNCTIONS = (sp.exp, sp.log, sp.sin, sp.cos, sp.tan, sp.asin, sp.acos, sp.atan,
+                        sp.sinh, sp.cosh, sp.tanh, sp.asinh, sp.acosh, sp.atanh)
+_SYMENGINE_NODES = (sp.Add, sp.Mul, sp.Pow, sp.Symbol, sp.Number, sp.NumberSymbol, *_SYMENGINE_FUNCTIONS)
+
+
+def _symengine_can(expr) -> bool:
+    return _se is not None and all(isinstance(node, _SYMENGINE_NODES) for node in sp.preorder_traversal(expr))
+
+
+def _symengine_derivatives(expr, variables) -> list:
+    """``[d expr / d v for v in variables]`` by SymEngine, as SymPy expressions.
+
+    Symbols travel as plain stand-ins and are put back by identity afterwards:
+    a round trip through SymEngine would drop their assumptions (and a Dummy's
+    identity)."""
+    symbols = sorted(expr.free_symbols, key=lambda s: (s.name, s.dummy_index or 0)
+                     if isinstance(s, sp.Dummy) else (s.name, 0))
+    stand = [sp.Symbol(f"_sciode_se{i}") for i in range(len(symbols))]
+    back = dict(zip(stand, symbols))
+    fwd = dict(zip(symbols, stand))
+    e = _se.sympify(expr.xreplace(fwd))
+    out = []
+    for v in variables:
+        if v not in fwd:
+            out.append(sp.Integer(0))
+            continue
+        d = _se.diff(e, _se.Symbol(fwd[v].name))
+        out.append(sp.sympify(d._sympy_()).xreplace(back))
+    return out
+
 
 def real_diff(expr, var):
     """``d expr / d var`` treating every free symbol as real.
@@ -35,8 +74,12 @@ def real_diff(expr, var):
     Plain ``sympy.Symbol`` objects carry no ``real`` assumption, so SymPy
     differentiates ``Abs(x)`` to ``(re(x)*Derivative(re(x), x) + ...)/x``,
     which no kernel can evaluate.  Swapping in real stand-ins for the
-    duration of the derivative gives ``sign(x)`` instead.
+    duration of the derivative gives ``sign(x)`` instead.  Arithmetic and
+    elementary functions are differentiated by SymEngine when it is
+    installed (the same result, much faster).
     """
+    if _symengine_can(expr):
+        return _symengine_derivatives(expr, [var])[0]
     if not expr.has(*_COMPLEX_AWARE):
         return sp.diff(expr, var)
     real = {s: sp.Dummy(s.name, real=True) for s in expr.free_symbols if s.is_real is not True}
@@ -65,8 +108,13 @@ def sparse_jacobian(exprs, variables) -> SparseExprs:
     for i, expr in enumerate(exprs):
         expr = sp.sympify(expr)
         used = sorted((index[s] for s in expr.free_symbols if s in index))
-        for j in used:
-            d = real_diff(expr, variables[j])
+        if not used:
+            continue
+        if _symengine_can(expr):  # one conversion per row, not per entry
+            ds = _symengine_derivatives(expr, [variables[j] for j in used])
+        else:
+            ds = [real_diff(expr, variables[j]) for j in used]
+        for j, d in zip(used, ds):
             if d != 0:
                 out[(i, j)] = d
     return out
@@ -214,6 +262,11 @@ class AdjointSystem:
     - ``control_gradient``: ``dH/dw``,
     - ``observation_jacobian``: ``dh/dy``; at each observation time the
       costate jumps by ``(dh/dy)^T r`` with weighted residuals ``r``.
+    - ``matrix_vjp`` (models declared with matrix blocks, else None):
+      ``(df/dX)^T Lambda`` for each declared block ``X`` in matrix form, with
+      ``Lambda`` the costate blocks ``lambda_<state>`` (``MatrixSymbol``s), so
+      ``lambda' = -dL/dy - matrix_vjp[y]`` and ``dH/dW = dL/dW + matrix_vjp[W]``
+      (``symbolic.matrix.vjp_matrix_forms``: the rules the kernels run).
     """
 
     model: Model
@@ -227,6 +280,7 @@ class AdjointSystem:
     observation_jacobian: sp.Matrix
     sensitivity_symbols: sp.Matrix
     sensitivity_rhs: sp.Matrix
+    matrix_vjp: dict | None = None
 
 
 def derive_adjoint(model: Model, cost=None) -> AdjointSystem:
@@ -258,6 +312,13 @@ def derive_adjoint(model: Model, cost=None) -> AdjointSystem:
     dfdy = sparse_jacobian(model.rhs, model.states)
     dfdp = sparse_jacobian(model.rhs, model.params)
     dfdw = sparse_jacobian(model.rhs, model.controls)
+    matrix_vjp = None
+    if model.structure is not None:
+        from .matrix import vjp_matrix_forms
+
+        cot = {b.symbol: (sp.MatrixSymbol(f"lambda_{b.symbol.name}", *b.shape) if b.is_matrix
+                          else sp.Symbol(f"lambda_{b.symbol.name}")) for b in model.structure.states}
+        matrix_vjp = vjp_matrix_forms(model, cot)
     return AdjointSystem(
         model=model,
         cost=cost,
@@ -270,6 +331,7 @@ def derive_adjoint(model: Model, cost=None) -> AdjointSystem:
         observation_jacobian=dense(sparse_jacobian(h, model.states), (len(h), n)),
         sensitivity_symbols=S,
         sensitivity_rhs=_sensitivity_rhs(dfdy, dfdp, S),
+        matrix_vjp=matrix_vjp,
     )
 
 

@@ -159,6 +159,7 @@ class _Lowering:
         self.t = model.t
         self.values: list[Value] = []
         self.memo: dict = {}
+        self.source: dict = {}  # value index -> the matrix expression it computes
         self.blocks = {}
         for role, group in (("y", st.states), ("p", st.params), ("w", st.controls)):
             for b in group:
@@ -200,6 +201,7 @@ class _Lowering:
             return self.memo[key]
         k = self._lower(e)
         self.memo[key] = k
+        self.source.setdefault(k, e)
         return k
 
     def _map(self, body, args, shape) -> int:
@@ -283,8 +285,7 @@ class _Lowering:
             "HadamardPower, integer MatPow, .applyfunc(f) and explicit matrices")
 
 
-def lower(model) -> Program:
-    """The `Program` of a model declared with matrix blocks (``model.structure``)."""
+def _lowered(model) -> tuple[Program, _Lowering]:
     st = model.structure
     if st is None:
         raise ValueError(f"model {model.name!r} has no matrix blocks; use sciode.symbolic.derive_model")
@@ -294,4 +295,125 @@ def lower(model) -> Program:
         k = low.lower(e) if b.is_matrix else low.scalar(e)
         outputs.append((b.offset, b.shape, k))
     return Program(tuple(low.values), tuple(outputs), low.roles, model.n_states, model.n_params,
-                   model.n_controls)
+                   model.n_controls), low
+
+
+def lower(model) -> Program:
+    """The `Program` of a model declared with matrix blocks (``model.structure``)."""
+    return _lowered(model)[0]
+
+
+def vjp_matrix_forms(model, cotangents: dict) -> dict | None:
+    """``(df/dX)^T lambda`` for every declared block ``X``, as matrix expressions.
+
+    ``cotangents`` maps each state block's symbol to its cotangent (a
+    ``MatrixSymbol`` of the block's shape, or a Symbol for a scalar state).
+    The result maps each declared symbol (states, params, controls) on which
+    ``f`` depends to its vector-Jacobian product, written with the model's own
+    matrices: for ``f = W2 tanh(W1 y + b1) + b2``, the entry of ``W1`` is
+    ``((1 - tanh(W1 y + b1)^2) o (W2^T lambda)) y^T``.  These are the rules of
+    the reverse sweep the kernels run (``codegen.structured``), in SymPy.
+    Returns None where an elementwise function of several matrices has a
+    partial derivative that is not a product of single-matrix factors.
+    """
+    prog, low = _lowered(model)
+    vals = prog.values
+    expr_of = dict(low.source)
+    for k, v in enumerate(vals):
+        if v.kind == "scalar":
+            expr_of[k] = v.data[0]
+        elif k not in expr_of and v.kind == "matmul":  # inside a chain A B C, or a power
+            expr_of[k] = sp.MatMul(expr_of[v.args[0]], expr_of[v.args[1]])
+        elif k not in expr_of and v.kind == "transpose":
+            expr_of[k] = expr_of[v.args[0]].T
+    adj: dict = {}
+
+    def add(k, term):
+        adj.setdefault(k, []).append(term)
+
+    def total(k):
+        terms = adj.get(k, [])
+        if not terms:
+            return None
+        return terms[0] if len(terms) == 1 else (sp.MatAdd(*terms) if vals[k].kind != "scalar" else sp.Add(*terms))
+
+    for (_, _, k), b in zip(prog.outputs, model.structure.states):
+        add(k, cotangents[b.symbol])
+    flat: dict = {}
+    for k in range(len(vals) - 1, -1, -1):
+        v, cb = vals[k], total(k)
+        if cb is None:
+            continue
+        if v.kind == "matmul":
+            a, b = v.args
+            add(a, cb * expr_of[b].T)
+            add(b, expr_of[a].T * cb)
+        elif v.kind == "transpose":
+            add(v.args[0], cb.T)
+        elif v.kind == "explicit":
+            c = v.shape[1]
+            for e, a in enumerate(v.args):
+                add(a, cb[e // c, e % c])
+        elif v.kind == "scalar":
+            for s, d in v.data[1]:
+                flat[s] = flat.get(s, 0) + cb * d
+        elif v.kind == "map":
+            body, xs, partials, out = v.data
+            for a, d in zip(v.args, partials):
+                if d == 0:
+                    continue
+                d = d.xreplace({out: body})
+                if vals[a].kind == "scalar":  # the sum over entries of cb o dg/ds
+                    factor = _elementwise(d, xs, v.args, expr_of, vals)
+                    if factor is None:
+                        return None
+                    if getattr(factor, "is_Matrix", False):
+                        add(a, sp.Trace(cb.T * factor))
+                    else:
+                        add(a, factor * sp.Trace(sp.OneMatrix(v.shape[1], v.shape[0]) * cb))
+                    continue
+                if not (d.free_symbols & set(xs)):
+                    add(a, d * cb)
+                    continue
+                factor = _elementwise(d, xs, v.args, expr_of, vals)
+                if factor is None:
+                    return None
+                add(a, sp.HadamardProduct(cb, factor) if getattr(factor, "is_Matrix", False) else factor * cb)
+    out = {}
+    st = model.structure
+    for k, v in enumerate(vals):
+        if v.kind == "leaf" and total(k) is not None:
+            role, offset = v.data
+            group = {"y": st.states, "p": st.params, "w": st.controls}[role]
+            block = next(b for b in group if b.offset == offset and b.is_matrix)
+            out[block.symbol] = out[block.symbol] + total(k) if block.symbol in out else total(k)
+    for s, g in flat.items():
+        out[s] = g
+    return out
+
+
+def _elementwise(d, xs, args, expr_of, vals):
+    """The partial ``d(x_0, x_1, ...)`` of a map as a matrix expression: a product of
+    factors each in one placeholder (``applyfunc`` of that argument), or None."""
+    factors = []
+    for f in sp.Mul.make_args(d):
+        used = [i for i, x in enumerate(xs) if f.has(x)]
+        if not used:
+            factors.append(("scalar", f))
+            continue
+        if len(used) > 1:
+            return None
+        i = used[0]
+        arg = expr_of[args[i]]
+        if vals[args[i]].kind == "scalar":
+            factors.append(("scalar", f.xreplace({xs[i]: arg})))
+        elif f == xs[i]:
+            factors.append(("matrix", arg))
+        else:
+            factors.append(("matrix", arg.applyfunc(sp.Lambda(xs[i], f))))
+    scalars = sp.Mul(*[f for kind, f in factors if kind == "scalar"])
+    mats = [f for kind, f in factors if kind == "matrix"]
+    if not mats:
+        return scalars
+    m = mats[0] if len(mats) == 1 else sp.HadamardProduct(*mats)
+    return m if scalars == 1 else scalars * m
