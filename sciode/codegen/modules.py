@@ -66,15 +66,16 @@ def _matrix_outputs(entries, subs, label):
     ]
 
 
-def _sens_function(w: KernelWriter, der: ModelDerivatives, subs, n: int) -> None:
-    """``sens_rhs``: ``out[:, k] = J S[:, k]`` for every column, then ``out[:, :n_p] += df/dp``."""
+def _sens_function(w: KernelWriter, dfdy, dfdp, n: int) -> None:
+    """``sens_rhs``: ``out[:, k] = J S[:, k]`` for every column, then ``out[:, :n_p] += df/dp``
+    (``dfdy``, ``dfdp`` in the placeholders of ``canonical_symbols``)."""
     cols = [sp.Dummy(f"S{j:07d}") for j in range(n)]
     names = {c: f"S[{j}, k]" for j, c in enumerate(cols)}
     rows = [[] for _ in range(n)]
-    for (i, j), e in der.dfdy.items():
-        rows[i].append(e.xreplace(subs) * cols[j])
+    for (i, j), e in dfdy.items():
+        rows[i].append(e * cols[j])
     outputs = [(f"out[{i}, k]", sp.Add(*rows[i]), f"(J S)[{i}, k]") for i in range(n)]
-    fp = [(f"out[{i}, {j}]", e.xreplace(subs), f"+ df[{i}]/dp[{j}]") for (i, j), e in sorted(der.dfdp.items())]
+    fp = [(f"out[{i}, {j}]", e, f"+ df[{i}]/dp[{j}]") for (i, j), e in sorted(dfdp.items())]
     w.function("sens_rhs", ("t", "y", "p", "w", "S", "out"), outputs,
                "out = (df/dy) S, plus df/dp on the first n_p columns", names,
                outer="for k in range(S.shape[1]):", after=fp)
@@ -89,6 +90,11 @@ def model_module_source(der: ModelDerivatives, header: str, use_cse: bool = True
     model = der.model
     n, n_p, n_w = model.n_states, model.n_params, model.n_controls
     subs, names = canonical_symbols(model)
+    # every derivative in the placeholders once: four kernels read each Jacobian
+    dfdy, dfdp, dfdw = ({k: e.xreplace(subs) for k, e in d.items()} for d in (der.dfdy, der.dfdp, der.dfdw))
+    f = [sp.sympify(e).xreplace(subs) for e in der.f]
+    dfdt = [sp.sympify(e).xreplace(subs) for e in der.dfdt]
+    subs = {}
     v, vnames = cotangent_symbols(n)
     w = KernelWriter(names, use_cse)
     w.constant("N_STATES", n)
@@ -98,22 +104,21 @@ def model_module_source(der: ModelDerivatives, header: str, use_cse: bool = True
     w.constant("JAC_COLS", tuple(j for _, j in sorted(der.dfdy)))
     # kernels whose outputs are all structurally zero: ``KernelSet`` hands out one
     # shared compiled zero kernel for them instead of compiling (or loading) each
-    zero = {"dfdt": _all_zero(der.dfdt), "jac_p": not der.dfdp, "vjp_p": not der.dfdp,
-            "vjp_w": not der.dfdw}
+    zero = {"dfdt": _all_zero(dfdt), "jac_p": not dfdp, "vjp_p": not dfdp, "vjp_w": not dfdw}
     w.constant("ZERO_KERNELS", tuple(sorted(k for k, z in zero.items() if z)))
-    w.function("rhs", VEC_ARGS, _vector_outputs(der.f, subs, "f"), "out = f(t, y, p, w)")
-    w.function("dfdt", VEC_ARGS, _vector_outputs(der.dfdt, subs, "df/dt"), "out = df/dt")
-    w.function("jac_y", VEC_ARGS, _matrix_outputs(der.dfdy, subs, "df/dy"),
+    w.function("rhs", VEC_ARGS, _vector_outputs(f, subs, "f"), "out = f(t, y, p, w)")
+    w.function("dfdt", VEC_ARGS, _vector_outputs(dfdt, subs, "df/dt"), "out = df/dt")
+    w.function("jac_y", VEC_ARGS, _matrix_outputs(dfdy, subs, "df/dy"),
                "out = df/dy (n, n)", zero="out")
-    w.function("jac_p", VEC_ARGS, _matrix_outputs(der.dfdp, subs, "df/dp"),
+    w.function("jac_p", VEC_ARGS, _matrix_outputs(dfdp, subs, "df/dp"),
                "out = df/dp (n, n_p)", zero="out", fixed_cols=True)
-    _vjp_function(w, "vjp_y", der.dfdy, n, v, vnames, subs, "out = (df/dy)^T v", n)
-    _vjp_function(w, "vjp_p", der.dfdp, n_p, v, vnames, subs, "out = (df/dp)^T v")
-    _vjp_function(w, "vjp_w", der.dfdw, n_w, v, vnames, subs, "out = (df/dw)^T v")
-    stacked = {**der.dfdy, **{(i, n + k): e for (i, k), e in der.dfdp.items()}}
+    _vjp_function(w, "vjp_y", dfdy, n, v, vnames, subs, "out = (df/dy)^T v", n)
+    _vjp_function(w, "vjp_p", dfdp, n_p, v, vnames, subs, "out = (df/dp)^T v")
+    _vjp_function(w, "vjp_w", dfdw, n_w, v, vnames, subs, "out = (df/dw)^T v")
+    stacked = {**dfdy, **{(i, n + k): e for (i, k), e in dfdp.items()}}
     _vjp_function(w, "vjp_yp", stacked, n + n_p, v, vnames, subs,
                   "out = [(df/dy)^T v, (df/dp)^T v]", n)
-    _sens_function(w, der, subs, n)
+    _sens_function(w, dfdy, dfdp, n)
     return w.source(header)
 
 
