@@ -217,3 +217,18 @@ def test_derive_adjoint_prints_the_matrix_forms_the_kernels_run(pair):
     assert isinstance(_mlp_matrix(2, 3, extra=False).structure, sciode.blocks.Structure)
     mlp_forms = sciode.symbolic.derive_adjoint(_mlp_matrix(2, 3, extra=False)).matrix_vjp
     assert mlp_forms[W1].shape == (3, 2) and "lambda_y" in str(mlp_forms[W1])
+
+
+def test_matrix_form_models_are_refused_on_cuda_with_the_way_out(monkeypatch):
+    """A matrix-form model's kernels allocate arrays, which a GPU thread cannot:
+    device='cuda' says so (before any launch) and names the flat declaration."""
+    from sciode import cuda
+
+    monkeypatch.setattr(cuda, "available", lambda: True)
+    model = _mlp_matrix(2, 3, extra=False)
+    p = np.zeros((2, model.n_params))
+    with pytest.raises(ValueError, match="matrix form"):
+        sciode.solve_ensemble(model, [0.1, 0.2], (0.0, 1.0), params=p, device="cuda")
+    cost = sciode.Cost(terminal=model.states[0] ** 2)
+    with pytest.raises(ValueError, match="matrix form"):
+        sciode.value_and_grad_ensemble(model, cost, [0.1, 0.2], (0.0, 1.0), params=p, device="cuda")

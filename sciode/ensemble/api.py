@@ -111,6 +111,15 @@ class EnsembleGradResult:
                 f"failed={self.failed.size}, value={self.value!r})")
 
 
+def _check_cuda_model(model) -> None:
+    if model.structure is not None:
+        raise ValueError(
+            f"device='cuda' needs a model declared entry by entry; {model.name!r} is in matrix form, "
+            "whose kernels allocate their intermediate arrays, which a GPU thread cannot. Declare the "
+            "same model with its flat symbols: sciode.Model(states=list(m.states), "
+            "params=list(m.params), controls=list(m.controls), rhs=list(m.rhs))")
+
+
 def _check_device(device) -> None:
     if device not in DEVICES:
         raise ValueError(f"`device` must be one of {DEVICES}; got {device!r}")
@@ -221,6 +230,7 @@ def solve_ensemble(model, y0, t_span, params=None, t_eval=None, method="dopri5",
     if device == "cuda":
         from .. import cuda
 
+        _check_cuda_model(model)
         if not cuda.forward.supported(spec.name):
             raise ValueError(f"device='cuda' supports the adaptive methods without extra dense "
                              f"stages (bosh3, dopri5, tsit5); got method={method!r}")
@@ -357,6 +367,7 @@ def value_and_grad_ensemble(model, cost, y0, t_span, params=None, method="dopri5
         raise ValueError(f"`max_steps` must be >= 1, got {max_steps}")
     n, n_p, N = prob.n, prob.n_p, Z0.shape[0]
     if device == "cuda":
+        _check_cuda_model(prob.model)
         res = _gradients_cuda(prob, P, Z0, options)
     else:
         kernels, stops, tail = interpolating.static_arguments(prob)
