@@ -90,13 +90,6 @@ class Model:
             raise ModelError(f"`name` must be a str, got {type(name).__name__} {name!r}")
         self._name = name
         self._structure = None
-        if blocks.is_structured_declaration(_as_list(states, "states"), _as_list(params, "params"),
-                                            _as_list(controls, "controls")):
-            self._init_structured(states, rhs, params, t, controls)
-            return
-        self._states = _symbol_tuple(states, "states")
-        self._params = _symbol_tuple(params, "params")
-        self._controls = _symbol_tuple(controls, "controls")
         if t is None:
             t = sp.Symbol("t")
         if not isinstance(t, sp.Symbol):
@@ -104,23 +97,23 @@ class Model:
                 f"`t` must be a sympy.Symbol, got {type(t).__name__} {t!r}"
             )
         self._t = t
-        if not self._states:
+        declared = (_as_list(states, "states"), _as_list(params, "params"), _as_list(controls, "controls"))
+        if not declared[0]:
             raise ModelError(f"model {name!r} has no states; pass at least one state symbol")
+        if blocks.is_structured_declaration(*declared):
+            self._init_structured(declared, rhs)
+            return
+        self._states = _symbol_tuple(states, "states")
+        self._params = _symbol_tuple(params, "params")
+        self._controls = _symbol_tuple(controls, "controls")
         _check_unique_names(self._states, self._params, self._controls, self._t)
         self._rhs = self._convert_rhs(rhs)
         for i, expr in enumerate(self._rhs):
             self._check_rhs_entry(i, expr)
 
-    def _init_structured(self, states, rhs, params, t, controls) -> None:
+    def _init_structured(self, declared, rhs) -> None:
         """Declarations with matrix blocks: flatten them, check the matrix rhs."""
-        declared = [_as_list(states, "states"), _as_list(params, "params"), _as_list(controls, "controls")]
-        if t is None:
-            t = sp.Symbol("t")
-        if not isinstance(t, sp.Symbol):
-            raise ModelError(f"`t` must be a sympy.Symbol, got {type(t).__name__} {t!r}")
-        self._t = t
-        if not declared[0]:
-            raise ModelError(f"model {self._name!r} has no states; pass at least one state symbol")
+        t = self._t
         _check_unique_names(*declared, t)
         (self._states, sb), (self._params, pb), (self._controls, cb) = (
             blocks.flatten_symbols(items, what) for items, what in zip(declared, ("states", "params", "controls")))

@@ -205,11 +205,14 @@ def _costate_jac(sys, t, z, out):
     dense_state(sys, t)
     _controls(sys, t)
     out[:] = 0.0
-    J = np.zeros((n, n))
+    J = out[:n]  # df/dy written in place, then turned into -J^T (no n x n scratch per call)
     sys.jac_y(t, sys.ybuf, sys.p, sys.wbuf, J)
     for i in range(n):
-        for j in range(n):
-            out[i, j] = -J[j, i]
+        J[i, i] = -J[i, i]
+        for j in range(i + 1, n):
+            a = J[i, j]
+            J[i, j] = -J[j, i]
+            J[j, i] = -a
     if n_p > 0:
         Fp = np.zeros((n, n_p))
         sys.jac_p(t, sys.ybuf, sys.p, sys.wbuf, Fp)

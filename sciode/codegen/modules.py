@@ -8,6 +8,8 @@ new observations reuse the same compiled kernels.
 
 from __future__ import annotations
 
+import dataclasses
+
 import sympy as sp
 
 from ..symbolic.derive import CostDerivatives, ModelDerivatives
@@ -17,17 +19,17 @@ VEC_ARGS = ("t", "y", "p", "w", "out")
 VJP_ARGS = ("t", "y", "p", "w", "v", "out")
 
 
-def _vjp_outputs(entries, n_out, v, subs):
+def _vjp_outputs(entries, n_out, v):
     """``out[j] = sum_i M_ij v_i`` from sparse entries ``{(i, j): M_ij}``."""
     # Collect terms and build each sum once: adding term by term re-sorts
     # the growing Add every time, O(n^2) for a column with n entries.
     terms = [[] for _ in range(n_out)]
     for (i, j), e in entries.items():
-        terms[j].append(e.xreplace(subs) * v[i])
+        terms[j].append(e * v[i])
     return [(f"out[{j}]", sp.Add(*terms[j]), f"sum_i M[i, {j}] v[i]") for j in range(n_out)]
 
 
-def _vjp_function(w: KernelWriter, name, entries, n_out, v, vnames, subs, doc, state_cols=0) -> None:
+def _vjp_function(w: KernelWriter, name, entries, n_out, v, vnames, doc, state_cols=0) -> None:
     """``out = M^T v``; long column sums become loops accumulating over rows.
 
     ``state_cols``: the leading outputs index states, so an increment
@@ -38,16 +40,16 @@ def _vjp_function(w: KernelWriter, name, entries, n_out, v, vnames, subs, doc, s
     for _, j in entries:
         counts[j] += 1
     if max(counts, default=0) <= ROLL_THRESHOLD:
-        w.function(name, VJP_ARGS, _vjp_outputs(entries, n_out, v, subs), doc, vnames)
+        w.function(name, VJP_ARGS, _vjp_outputs(entries, n_out, v), doc, vnames)
         return
     # Short columns (a banded Jacobian's state columns) are gathered:
     # ``out[j] = sum_i M_ij v_i``, which folds by ``j`` into loops that only
     # assign.  Long columns (a parameter that enters every equation) are
     # sums over rows, written as accumulating loops.
     long = {j for j in range(n_out) if counts[j] > ROLL_THRESHOLD}
-    gathered = [out for j, out in enumerate(_vjp_outputs(entries, n_out, v, subs))
+    gathered = [out for j, out in enumerate(_vjp_outputs(entries, n_out, v))
                 if j not in long and counts[j] > 0]
-    incs = [(f"out[{j}]", e.xreplace(subs) * v[i], f"+= M[{i}, {j}] v[{i}]", i, j < state_cols)
+    incs = [(f"out[{j}]", e * v[i], f"+= M[{i}, {j}] v[{i}]", i, j < state_cols)
             for (i, j), e in sorted(entries.items()) if j in long]
     # zero only what is accumulated or has no entries (all of out when that is most of it)
     unset = [f"out[{j}]" for j in range(n_out) if j in long or counts[j] == 0]
@@ -55,15 +57,27 @@ def _vjp_function(w: KernelWriter, name, entries, n_out, v, vnames, subs, doc, s
     w.function(name, VJP_ARGS, gathered, doc, vnames, zero=zero, after=incs)
 
 
-def _vector_outputs(exprs, subs, label):
-    return [(f"out[{i}]", sp.sympify(e).xreplace(subs), f"{label}[{i}]") for i, e in enumerate(exprs)]
+def _vector_outputs(exprs, label):
+    return [(f"out[{i}]", e, f"{label}[{i}]") for i, e in enumerate(exprs)]
 
 
-def _matrix_outputs(entries, subs, label):
-    return [
-        (f"out[{i}, {j}]", e.xreplace(subs), f"{label}[{i}, {j}]")
-        for (i, j), e in sorted(entries.items())
-    ]
+def _matrix_outputs(entries, label):
+    return [(f"out[{i}, {j}]", e, f"{label}[{i}, {j}]") for (i, j), e in sorted(entries.items())]
+
+
+def _placed(der, subs):
+    """``der`` (``ModelDerivatives`` or ``CostDerivatives``) with every expression in
+    the kernel placeholders of ``canonical_symbols``, once: several kernels read
+    each derivative."""
+    def place(value):
+        if isinstance(value, dict):
+            return {k: e.xreplace(subs) for k, e in value.items()}
+        if isinstance(value, tuple):
+            return tuple(sp.sympify(e).xreplace(subs) for e in value)
+        if isinstance(value, sp.Basic):
+            return value.xreplace(subs)
+        return value  # the model
+    return dataclasses.replace(der, **{f.name: place(getattr(der, f.name)) for f in dataclasses.fields(der)})
 
 
 def _sens_function(w: KernelWriter, dfdy, dfdp, n: int) -> None:
@@ -90,11 +104,8 @@ def model_module_source(der: ModelDerivatives, header: str, use_cse: bool = True
     model = der.model
     n, n_p, n_w = model.n_states, model.n_params, model.n_controls
     subs, names = canonical_symbols(model)
-    # every derivative in the placeholders once: four kernels read each Jacobian
-    dfdy, dfdp, dfdw = ({k: e.xreplace(subs) for k, e in d.items()} for d in (der.dfdy, der.dfdp, der.dfdw))
-    f = [sp.sympify(e).xreplace(subs) for e in der.f]
-    dfdt = [sp.sympify(e).xreplace(subs) for e in der.dfdt]
-    subs = {}
+    der = _placed(der, subs)
+    f, dfdy, dfdp, dfdw, dfdt = der.f, der.dfdy, der.dfdp, der.dfdw, der.dfdt
     v, vnames = cotangent_symbols(n)
     w = KernelWriter(names, use_cse)
     w.constant("N_STATES", n)
@@ -106,17 +117,17 @@ def model_module_source(der: ModelDerivatives, header: str, use_cse: bool = True
     # shared compiled zero kernel for them instead of compiling (or loading) each
     zero = {"dfdt": _all_zero(dfdt), "jac_p": not dfdp, "vjp_p": not dfdp, "vjp_w": not dfdw}
     w.constant("ZERO_KERNELS", tuple(sorted(k for k, z in zero.items() if z)))
-    w.function("rhs", VEC_ARGS, _vector_outputs(f, subs, "f"), "out = f(t, y, p, w)")
-    w.function("dfdt", VEC_ARGS, _vector_outputs(dfdt, subs, "df/dt"), "out = df/dt")
-    w.function("jac_y", VEC_ARGS, _matrix_outputs(dfdy, subs, "df/dy"),
+    w.function("rhs", VEC_ARGS, _vector_outputs(f, "f"), "out = f(t, y, p, w)")
+    w.function("dfdt", VEC_ARGS, _vector_outputs(dfdt, "df/dt"), "out = df/dt")
+    w.function("jac_y", VEC_ARGS, _matrix_outputs(dfdy, "df/dy"),
                "out = df/dy (n, n)", zero="out")
-    w.function("jac_p", VEC_ARGS, _matrix_outputs(dfdp, subs, "df/dp"),
+    w.function("jac_p", VEC_ARGS, _matrix_outputs(dfdp, "df/dp"),
                "out = df/dp (n, n_p)", zero="out", fixed_cols=True)
-    _vjp_function(w, "vjp_y", dfdy, n, v, vnames, subs, "out = (df/dy)^T v", n)
-    _vjp_function(w, "vjp_p", dfdp, n_p, v, vnames, subs, "out = (df/dp)^T v")
-    _vjp_function(w, "vjp_w", dfdw, n_w, v, vnames, subs, "out = (df/dw)^T v")
+    _vjp_function(w, "vjp_y", dfdy, n, v, vnames, "out = (df/dy)^T v", n)
+    _vjp_function(w, "vjp_p", dfdp, n_p, v, vnames, "out = (df/dp)^T v")
+    _vjp_function(w, "vjp_w", dfdw, n_w, v, vnames, "out = (df/dw)^T v")
     stacked = {**dfdy, **{(i, n + k): e for (i, k), e in dfdp.items()}}
-    _vjp_function(w, "vjp_yp", stacked, n + n_p, v, vnames, subs,
+    _vjp_function(w, "vjp_yp", stacked, n + n_p, v, vnames,
                   "out = [(df/dy)^T v, (df/dp)^T v]", n)
     _sens_function(w, dfdy, dfdp, n)
     return w.source(header)
@@ -125,6 +136,7 @@ def model_module_source(der: ModelDerivatives, header: str, use_cse: bool = True
 def cost_module_source(model, der: CostDerivatives, header: str, use_cse: bool = True) -> str:
     """Source of the cost-kernel module (running, terminal, observables)."""
     subs, names = canonical_symbols(model)
+    der = _placed(der, subs)
     n_h = len(der.h)
     v, vnames = cotangent_symbols(n_h)
     w = KernelWriter(names, use_cse)
@@ -135,17 +147,17 @@ def cost_module_source(model, der: CostDerivatives, header: str, use_cse: bool =
             "dPhidp": _all_zero(der.dPhidp), "obs": _all_zero(der.h), "obs_vjp_y": not der.dhdy,
             "obs_vjp_p": not der.dhdp}
     w.constant("ZERO_KERNELS", tuple(sorted(k for k, z in zero.items() if z)))  # see model_module_source
-    w.function("L", VEC_ARGS, _vector_outputs([der.L], subs, "L"), "out[0] = L(t, y, p, w)")
-    w.function("dLdy", VEC_ARGS, _vector_outputs(der.dLdy, subs, "dL/dy"), "out = dL/dy")
-    w.function("dLdp", VEC_ARGS, _vector_outputs(der.dLdp, subs, "dL/dp"), "out = dL/dp")
-    w.function("dLdw", VEC_ARGS, _vector_outputs(der.dLdw, subs, "dL/dw"), "out = dL/dw")
-    w.function("L_grad", VEC_ARGS, _vector_outputs([*der.dLdy, *der.dLdp, der.L], subs, "[dL/dy, dL/dp, L]"),
+    w.function("L", VEC_ARGS, _vector_outputs([der.L], "L"), "out[0] = L(t, y, p, w)")
+    w.function("dLdy", VEC_ARGS, _vector_outputs(der.dLdy, "dL/dy"), "out = dL/dy")
+    w.function("dLdp", VEC_ARGS, _vector_outputs(der.dLdp, "dL/dp"), "out = dL/dp")
+    w.function("dLdw", VEC_ARGS, _vector_outputs(der.dLdw, "dL/dw"), "out = dL/dw")
+    w.function("L_grad", VEC_ARGS, _vector_outputs([*der.dLdy, *der.dLdp, der.L], "[dL/dy, dL/dp, L]"),
                "out = [dL/dy, dL/dp, L]")
-    w.function("Phi", VEC_ARGS, _vector_outputs([der.Phi], subs, "Phi"), "out[0] = Phi(t, y, p)")
-    w.function("dPhidy", VEC_ARGS, _vector_outputs(der.dPhidy, subs, "dPhi/dy"), "out = dPhi/dy")
-    w.function("dPhidp", VEC_ARGS, _vector_outputs(der.dPhidp, subs, "dPhi/dp"), "out = dPhi/dp")
-    w.function("obs", VEC_ARGS, _vector_outputs(der.h, subs, "h"), "out = h(t, y, p)")
-    _vjp_function(w, "obs_vjp_y", der.dhdy, model.n_states, v, vnames, subs, "out = (dh/dy)^T v",
+    w.function("Phi", VEC_ARGS, _vector_outputs([der.Phi], "Phi"), "out[0] = Phi(t, y, p)")
+    w.function("dPhidy", VEC_ARGS, _vector_outputs(der.dPhidy, "dPhi/dy"), "out = dPhi/dy")
+    w.function("dPhidp", VEC_ARGS, _vector_outputs(der.dPhidp, "dPhi/dp"), "out = dPhi/dp")
+    w.function("obs", VEC_ARGS, _vector_outputs(der.h, "h"), "out = h(t, y, p)")
+    _vjp_function(w, "obs_vjp_y", der.dhdy, model.n_states, v, vnames, "out = (dh/dy)^T v",
                   model.n_states)
-    _vjp_function(w, "obs_vjp_p", der.dhdp, model.n_params, v, vnames, subs, "out = (dh/dp)^T v")
+    _vjp_function(w, "obs_vjp_p", der.dhdp, model.n_params, v, vnames, "out = (dh/dp)^T v")
     return w.source(header)

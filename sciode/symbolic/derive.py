@@ -52,8 +52,7 @@ def _symengine_derivatives(expr, variables) -> list:
     Symbols travel as plain stand-ins and are put back by identity afterwards:
     a round trip through SymEngine would drop their assumptions (and a Dummy's
     identity)."""
-    symbols = sorted(expr.free_symbols, key=lambda s: (s.name, s.dummy_index or 0)
-                     if isinstance(s, sp.Dummy) else (s.name, 0))
+    symbols = sorted(expr.free_symbols, key=sp.default_sort_key)
     stand = [sp.Symbol(f"_sciode_se{i}") for i in range(len(symbols))]
     back = dict(zip(stand, symbols))
     fwd = dict(zip(symbols, stand))

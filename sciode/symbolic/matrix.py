@@ -60,10 +60,6 @@ class Value(NamedTuple):
     args: tuple
     data: object
 
-    @property
-    def is_scalar(self) -> bool:
-        return self.kind == "scalar"
-
 
 class Program(NamedTuple):
     """A lowered model: values in evaluation order and one output per state block.
