@@ -7,8 +7,11 @@ across modules, so this locator stamps every function defined inside the
 ``sciode`` package with one hash over the package's sources (and the Numba
 version): any change to them recompiles everything once.  The hash leaves out
 the modules in ``UNCOMPILED``, which hold no Numba code and are never read
-by it (the torch path, fitting, import, checking tools), so that editing them
-does not cost a recompile; ``tests/test_numba_cache.py`` keeps that true.
+by it (the torch path, fitting, import, checking tools, the symbolic layer and
+the code generator's writers, the Python drivers above the compiled entries),
+so that editing them does not cost a recompile (about two and a half minutes
+of CPU); ``tests/test_numba_cache.py`` keeps that true by following every
+module-level import out of the modules that define compiled code.
 
 Cached code goes to ``$SCIODE_CACHE_DIR/numba`` (else the user cache
 directory), never into the installed package, which may be read-only.  The
@@ -28,18 +31,37 @@ from . import _numba_compat
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-#: Subpackages and modules of sciode outside the hash: pure Python above the
-#: compiled layer (they import it; it never imports them), and ``cuda``, whose
-#: GPU kernels are compiled per process and never enter this cache.
-#: ``__init__`` is the package's own front door (re-exports only).
-UNCOMPILED = ("torch", "fit", "ensemble", "optimal", "cuda", "sbml", "petab", "gradcheck", "cli",
-              "warmup", "__init__")
+#: Modules of sciode outside the hash (dotted paths below the package; a
+#: subpackage's name covers all of it): pure Python above the compiled layer
+#: (they import it; no module with compiled code imports them at module level),
+#: and ``cuda``, whose GPU kernels are compiled per process and never enter
+#: this cache.  ``__init__`` is the package's own front door (re-exports only).
+UNCOMPILED = (
+    "torch", "fit", "ensemble", "optimal", "cuda", "sbml", "petab", "gradcheck", "cli", "warmup",
+    "__init__",
+    # the symbolic layer and the writers of generated source (generated kernels
+    # are cached by their own content digest, ``codegen.cache``)
+    "symbolic", "codegen.emit", "codegen.modules", "codegen.printer", "codegen.rolling",
+    "codegen.structured", "codegen.torch_kernels",
+    # Python drivers that call the compiled entries
+    "api", "solution", "cpu.__init__", "methods.__init__", "adjoint.__init__", "adjoint.backsolve",
+    "adjoint.checkpoint", "adjoint.fd", "adjoint.forward", "adjoint.interpolating",
+)
+
+
+def module_name(path: Path) -> str:
+    """``cpu/linalg.py`` -> ``cpu.linalg`` (relative to the package)."""
+    return ".".join(Path(path).resolve().relative_to(_PACKAGE_DIR).with_suffix("").parts)
+
+
+def is_uncompiled(name: str) -> bool:
+    """Whether the module ``name`` (``module_name``) is outside the hash."""
+    return any(name == u or name.startswith(u + ".") for u in UNCOMPILED)
 
 
 def hashed_sources() -> list[Path]:
     """The package's sources that compiled code may depend on, sorted."""
-    return [p for p in sorted(_PACKAGE_DIR.rglob("*.py"))
-            if Path(p.relative_to(_PACKAGE_DIR).parts[0]).stem not in UNCOMPILED]
+    return [p for p in sorted(_PACKAGE_DIR.rglob("*.py")) if not is_uncompiled(module_name(p))]
 
 
 def _source_hash() -> str:

@@ -15,7 +15,7 @@ kind           signature                                       kernels
 ``VJP``        ``k(t, y, p, w, v, out)``                       vjp_y, vjp_p, vjp_yp,
                                                                vjp_w, obs_vjp_y,
                                                                obs_vjp_p
-``MAT``        ``k(t, y, p, w, out2d)``                        jac_y, jac_p
+``MAT``        ``k(t, y, p, w, out2d)``                        jac_y, jac_nz, jac_p
 ``SENS``       ``k(t, y, p, w, S, out2d)``                     sens_rhs
 =============  ==============================================  ==================
 
@@ -25,6 +25,14 @@ cotangent.  The meaning of each kernel (``f`` is the model rhs):
 
 - ``rhs``: ``out = f(t, y, p, w)``; ``dfdt``: ``out = df/dt``.
 - ``jac_y``: ``out = df/dy`` ``(n, n)``; ``jac_p``: ``out = df/dp`` ``(n, n_p)``.
+- ``jac_nz``: the structural nonzeros of ``df/dy`` only, ``out[0, k] =
+  df_{r_k}/dy_{c_k}`` for the pattern ``(JAC_ROWS, JAC_COLS)`` of the module,
+  ``out`` ``(1, m)`` with ``m >= nnz`` (entries past ``nnz`` untouched): what a
+  banded (or sparse) linear solve reads, in ``O(nnz)`` instead of the dense
+  ``O(n^2)`` fill.  The pattern is ordered by diagonal (``c - r``), then row,
+  so that the entries of a discretised PDE fold into one loop per diagonal.
+  It has ``MAT``'s signature, so the loops take either in the same argument
+  (``codegen.ModelKernels.newton`` hands out the one a method's storage needs).
 - ``vjp_y``: ``out = (df/dy)^T v``; ``vjp_p``: ``(df/dp)^T v``; ``vjp_w``:
   ``(df/dw)^T v``; ``vjp_yp``: both, ``out = [(df/dy)^T v, (df/dp)^T v]``
   ``(n + n_p,)``, in one call with common subexpressions shared (the costate
@@ -69,6 +77,7 @@ MODEL_KERNELS = {
     "rhs": VEC_SIG,
     "dfdt": VEC_SIG,
     "jac_y": MAT_SIG,
+    "jac_nz": MAT_SIG,
     "jac_p": MAT_SIG,
     "vjp_y": VJP_SIG,
     "vjp_p": VJP_SIG,

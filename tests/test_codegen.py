@@ -116,7 +116,7 @@ def _column(exprs):
     return sp.Matrix(len(exprs), 1, list(exprs))
 
 
-def _model_references(model):
+def _model_references(model, pattern=((), ())):
     """kernel name -> ``(t, y, p, w, extra) -> expected out``."""
     der = derive_model(model)
     n, n_p, n_w = model.n_states, model.n_params, model.n_controls
@@ -135,6 +135,8 @@ def _model_references(model):
         "rhs": lambda t, y, p, w, _: f(t, y, p, w).ravel(),
         "dfdt": lambda t, y, p, w, _: dfdt(t, y, p, w).ravel(),
         "jac_y": lambda t, y, p, w, _: jac_y(t, y, p, w),
+        # the pattern's values; the pattern itself is checked against der.dfdy's keys
+        "jac_nz": lambda t, y, p, w, _: jac_y(t, y, p, w)[pattern][None, :],
         "jac_p": lambda t, y, p, w, _: jac_p(t, y, p, w),
         "vjp_y": lambda t, y, p, w, v: jac_y(t, y, p, w).T @ v,
         "vjp_p": lambda t, y, p, w, v: jac_p(t, y, p, w).T @ v,
@@ -172,12 +174,13 @@ def _cost_references(model, cost):
     return out, der
 
 
-def _shapes(model, n_h):
+def _shapes(model, n_h, nnz=0):
     """kernel name -> (shape of v or S or None, shape of out)."""
     n, n_p, n_w = model.n_states, model.n_params, model.n_controls
     sens = (n, n_p + n)  # S = [dy/dp, dy/dy0]: more columns than params
     return {
         "rhs": (None, (n,)), "dfdt": (None, (n,)), "jac_y": (None, (n, n)), "jac_p": (None, (n, n_p)),
+        "jac_nz": (None, (1, nnz)),
         "vjp_y": ((n,), (n,)), "vjp_p": ((n,), (n_p,)), "vjp_w": ((n,), (n_w,)), "sens_rhs": (sens, sens),
         "vjp_yp": ((n,), (n + n_p,)), "L_grad": (None, (n + n_p + 1,)),
         "L": (None, (1,)), "dLdy": (None, (n,)), "dLdp": (None, (n_p,)), "dLdw": (None, (n_w,)),
@@ -227,8 +230,11 @@ def test_references_cover_the_abi(lorenz):
 def test_model_kernels_match_lambdify(name, request):
     model, _ = _model_and_cost(name, request)
     kernels = codegen.model_kernels(model)
-    shapes = _shapes(model, 0)
-    _check_kernels(kernels, _model_references(model), shapes, model, seed=MODELS.index(name))
+    rows, cols = kernels.jac_pattern
+    assert set(zip(rows.tolist(), cols.tolist())) == set(derive_model(model).dfdy)
+    assert np.all(np.diff(cols - rows) >= 0)  # jac_nz's order: by diagonal (abi)
+    shapes = _shapes(model, 0, rows.size)
+    _check_kernels(kernels, _model_references(model, (rows, cols)), shapes, model, seed=MODELS.index(name))
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -204,7 +204,10 @@ def test_band_lu_matches_dense_solve(kl, ku):
     d = 0.0  # build_and_factor forms d I - J: pass J = -M
     T = linalg.matrix_storage(n, True, mode.kl, mode.ku, 0, 0)
     piv = np.zeros(n, dtype=np.int64)
-    assert linalg.build_and_factor(np.ascontiguousarray(-M), d, *mode.args()[:3], mode.perm_inv,
+    J = linalg.jacobian_storage(n, True, mode.rows.size, 0, 0)
+    assert J.shape == (1, mode.rows.size)  # the pattern's values: no n x n matrix
+    J[0] = -M[mode.rows, mode.cols]
+    assert linalg.build_and_factor(J, d, *mode.args()[:3], mode.perm_inv,
                                    mode.rows, mode.cols, 0, 0, T, piv)
     b = rng.normal(size=n)
     x = b.copy()
@@ -229,7 +232,7 @@ def test_block_mode_solves_the_interleaved_block_diagonal_system():
     assert mode.args()[-2:] == (n, m)
     M = linalg.matrix_storage(N, False, 0, 0, n, m)
     assert M.shape == (n + 1, n)  # never N x N
-    J = linalg.jacobian_storage(N, n, m)
+    J = linalg.jacobian_storage(N, False, 0, n, m)
     assert J.shape == (n, n)
     J[:] = B
     piv = np.zeros(N, dtype=np.int64)
@@ -258,9 +261,14 @@ def test_lead_mode_solves_the_block_lower_triangular_system(banded):
     rows, cols = np.nonzero(B)
     mode = linalg.lead_mode(linalg.linear_mode(n, rows, cols, "banded" if banded else "dense"), n)
     assert mode.banded == banded and mode.block == n and mode.stride == linalg.LEAD
-    J = linalg.jacobian_storage(N, n, mode.stride)
-    assert J.shape == (N, n)
-    J[:n], J[n:] = B, C
+    J = linalg.jacobian_storage(N, mode.banded, mode.rows.size, n, mode.stride)
+    if banded:  # B's values on its pattern, then C row-major: no N x n matrix either
+        assert J.shape == (1, mode.rows.size + (N - n) * n)
+        J[0, :mode.rows.size] = B[mode.rows, mode.cols]
+        J[0, mode.rows.size:] = C.ravel()
+    else:
+        assert J.shape == (N, n)
+        J[:n], J[n:] = B, C
     M = linalg.matrix_storage(N, mode.banded, mode.kl, mode.ku, n, mode.stride)
     assert M.shape[0] == N + 1 and M.shape[1] == n  # rows: the block, C, d; never N x N
     d = 3.0

@@ -179,3 +179,71 @@ def test_stiff_costate_jumps_at_observations(vdp_data, method, mode):
     assert abs(res.value - ref.value) < 1e-8 * abs(ref.value)
     assert np.max(np.abs(res.grad_params - ref.grad_params)) < 1e-7 * np.max(np.abs(ref.grad_params))
     assert np.max(np.abs(res.grad_y0 - ref.grad_y0)) < 1e-7 * np.max(np.abs(ref.grad_y0))
+
+
+# --- banded Jacobians: the costate's leading block factored as a band -------------------
+
+N_BAND = 40
+
+
+@pytest.fixture(scope="module")
+def advection_diffusion():
+    """``x' = A(p) x`` with ``A = D L + a U - k I`` (``L`` the Dirichlet Laplacian,
+    ``U`` an upwind difference: non-symmetric, so ``-J^T`` differs from ``-J``),
+    the states stored in a scrambled order (the band appears only after the
+    reverse Cuthill--McKee permutation).  Returns the model, ``A``'s parts in
+    the stored order, and the permutation."""
+    n = N_BAND
+    h2 = float((n + 1) ** 2)
+    L = h2 * (np.diag(-2.0 * np.ones(n)) + np.diag(np.ones(n - 1), 1) + np.diag(np.ones(n - 1), -1))
+    U = (n + 1) * (np.diag(-np.ones(n)) + np.diag(np.ones(n - 1), -1))
+    order = np.random.default_rng(3).permutation(n)  # stored state s holds grid point order[s]
+    Lp, Up = L[np.ix_(order, order)], U[np.ix_(order, order)]
+    x = sp.symbols(f"x0:{n}")
+    D, a, k = sp.symbols("D a k")
+    rhs = [sum((D * Lp[i, j] + a * Up[i, j]) * x[j] for j in range(n) if Lp[i, j] or Up[i, j]) - k * x[i]
+           for i in range(n)]
+    model = sciode.Model(list(x), rhs, [D, a, k], name="advection_diffusion_scrambled")
+    return model, (Lp, Up), order
+
+
+@pytest.mark.parametrize("method", ["rodas4", "kvaerno5", "bdf"])
+@pytest.mark.parametrize("mode", ["adjoint", "checkpoint"])
+def test_banded_costate_matches_expm_frechet(advection_diffusion, method, mode, monkeypatch):
+    """``J = sum_i c_i x_i(T)^2``: ``x(T) = expm(A T) x0``, ``dx(T)/dp_k`` the Frechet
+    derivative of ``expm`` at ``A T`` in the direction ``(dA/dp_k) T`` (SciPy), so
+    the reference shares no code with the solver.  The loops get the pattern's
+    values (``jac_nz``), never the dense ``jac_y``."""
+    from scipy.linalg import expm, expm_frechet
+
+    from sciode.codegen import KernelSet, model_kernels
+    from sciode.cpu import stiff
+
+    model, (Lp, Up), _ = advection_diffusion
+    n = N_BAND
+    assert stiff.model_linear_mode(model_kernels(model)).banded
+    p = np.array([0.05, 0.4, 0.3])
+    T = 0.2
+    x0 = np.sin(np.linspace(0.3, 2.8, n))
+    c = np.linspace(1.0, 2.0, n)
+    y = model.states
+    cost = sciode.Cost(terminal=sum(float(ci) * yi ** 2 for ci, yi in zip(c, y)))
+    A = p[0] * Lp + p[1] * Up - p[2] * np.eye(n)
+    E = expm(A * T)
+    xT = E @ x0
+    ref_value = float(c @ xT ** 2)
+    g = 2.0 * c * xT  # dJ/dx(T)
+    ref_p = np.array([g @ (expm_frechet(A * T, dA * T, compute_expm=False) @ x0)
+                      for dA in (Lp, Up, -np.eye(n))])
+    ref_y0 = E.T @ g
+
+    asked = []
+    getitem = KernelSet.__getitem__
+    monkeypatch.setattr(KernelSet, "__getitem__", lambda self, name: asked.append(name) or getitem(self, name))
+    res = sciode.value_and_grad(model, cost, x0, (0.0, T), p, sensitivity=mode, method=method,
+                                rtol=1e-9, atol=1e-11)
+    assert "jac_nz" in asked and "jac_y" not in asked
+    assert res.stats["backward"]["njev"] > 0
+    assert abs(res.value - ref_value) < 1e-7 * abs(ref_value)
+    assert np.max(np.abs(res.grad_params - ref_p)) < 1e-6 * np.max(np.abs(ref_p))
+    assert np.max(np.abs(res.grad_y0 - ref_y0)) < 1e-6 * np.max(np.abs(ref_y0))

@@ -59,7 +59,8 @@ def _all_kernels(model, rng):
     v = rng.standard_normal(n)
     S = rng.standard_normal((n, n_p + n))
     out = {}
-    for name, shape, extra in [("rhs", n, ()), ("dfdt", n, ()), ("jac_y", (n, n), ()),
+    nnz = K.jac_pattern[0].size
+    for name, shape, extra in [("rhs", n, ()), ("dfdt", n, ()), ("jac_y", (n, n), ()), ("jac_nz", (1, nnz), ()),
                                ("jac_p", (n, n_p), ()), ("vjp_y", n, (v,)), ("vjp_p", n_p, (v,)),
                                ("vjp_w", n_w, (v,)), ("vjp_yp", n + n_p, (v,)), ("sens_rhs", S.shape, (S,))]:
         o = np.full(shape, np.nan)
@@ -79,6 +80,9 @@ def test_structured_kernels_equal_the_scalar_declarations(pair):
         np.testing.assert_allclose(a[name], b[name], rtol=1e-12, atol=1e-12, err_msg=name)
     np.testing.assert_array_equal(ka.jac_pattern[0], kb.jac_pattern[0])
     np.testing.assert_array_equal(ka.jac_pattern[1], kb.jac_pattern[1])
+    rows, cols = ka.jac_pattern
+    np.testing.assert_array_equal(a["jac_nz"][0], a["jac_y"][rows, cols])  # the pattern's values
+    assert np.count_nonzero(a["jac_y"]) == rows.size
 
 
 def test_flat_symbols_and_declaration_errors():

@@ -28,7 +28,7 @@ def _plan(prob, n_ck):
     tc = np.linspace(prob.t0, prob.t1, n_ck + 1)
     tc[-1] = prob.t1
     fn = entry("checkpoint_gradient", fmethod, bmethod)
-    jac_y, dfdt, jac_p = mk.newton(common.is_stiff(prob))
+    jac_y, dfdt, jac_p = mk.newton(fmethod, bmethod)
     kernels = (mk["rhs"], jac_y, dfdt, *common.rate_kernels(prob), jac_p,
                ck["obs"], ck["obs_vjp_y"], ck["obs_vjp_p"], ck["Phi"], ck["dPhidy"], ck["dPhidp"])
     stops = (solvers.control_stops(prob.controls, prob.t0, prob.t1),

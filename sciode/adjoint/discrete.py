@@ -162,7 +162,7 @@ def quadrature_forward(prob, dense: bool):
     tw, W, wbuf = solvers.control_arrays(prob.controls, prob.model.n_controls)
     method = common.augmented_method(prob, "discrete/fd")
     out = entry("quadrature", method)(
-        prob.mk["rhs"], prob.mk.newton(not isinstance(method, solvers.RKMethod))[0], prob.ck["L"], prob.ck["dLdy"], prob.p, tw, W, wbuf, z0,
+        prob.mk["rhs"], prob.mk.newton(method)[0], prob.ck["L"], prob.ck["dLdy"], prob.p, tw, W, wbuf, z0,
         prob.t0, prob.t1,
         *common.loop_tail(prob, method, atol, prob.t_rows, dense))
     status, t_reached, _, ts, zs, hs, Ks, z_eval, st = out

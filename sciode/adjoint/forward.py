@@ -63,7 +63,7 @@ def run(prob) -> common.GradResult:
     tw, W, wbuf = solvers.control_arrays(prob.controls, prob.model.n_controls)
     method = common.augmented_method(prob, "forward", exact_jacobian=False, block=(n, m))
     out = entry("sensitivity", method)(
-        mk["rhs"], mk.newton(common.is_stiff(prob))[0], mk["sens_rhs"], ck["L"], ck["dLdy"], ck["dLdp"], mk["vjp_w"],
+        mk["rhs"], mk.newton(method)[0], mk["sens_rhs"], ck["L"], ck["dLdy"], ck["dLdp"], mk["vjp_w"],
         ck["dLdw"], prob.p, tw, W, wbuf, n, z0, prob.t0, prob.t1,
         *_with_rtol(common.loop_tail(prob, method, atol, prob.t_rows, -1), rtol))
     status, t_reached, _, ts, zs, hs, Ks, z_eval, st = out

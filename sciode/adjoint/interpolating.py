@@ -43,7 +43,7 @@ def static_arguments(prob):
     n, n_p = prob.n, prob.n_p
     brtol, batol = common.sweep_tolerances(prob, n + n_p + 1 + prob.n_g, n)
     hmax = float(prob.options.get("max_step", np.inf))
-    jac_y, dfdt, jac_p = mk.newton(common.is_stiff(prob))
+    jac_y, dfdt, jac_p = mk.newton(fmethod, bmethod)
     kernels = (mk["rhs"], jac_y, dfdt, *common.rate_kernels(prob), jac_p,
                ck["obs"], ck["obs_vjp_y"], ck["obs_vjp_p"], ck["Phi"], ck["dPhidy"], ck["dPhidp"])
     stops = (solvers.control_stops(prob.controls, prob.t0, prob.t1),

@@ -199,12 +199,28 @@ def _costate_rhs(sys, t, z, out):
 def _costate_jac(sys, t, z, out):
     # d/dz of the costate system: only the lambda columns are nonzero, and the stiff
     # loops run it in ``linalg``'s lead mode (``common.augmented_method``), so ``out``
-    # is ``(size, n)``: [-J^T; -F_p^T; 0].
+    # is ``(size, n)``: [-J^T; -F_p^T; 0], or with a banded leading block
+    # (``linalg.jacobian_storage``) ``(1, nnz + (size - n) n)``: the values of -J on
+    # its pattern (they are -J^T's on the transposed pattern the mode was built
+    # from; ``sys.jac_y`` is then ``jac_nz``), then [-F_p^T; 0] row-major
     n = sys.ybuf.shape[0]
     n_p = sys.p.shape[0]
     dense_state(sys, t)
     _controls(sys, t)
     out[:] = 0.0
+    if out.shape[0] < z.shape[0]:
+        v = out[0]
+        nnz = v.shape[0] - (z.shape[0] - n) * n
+        sys.jac_y(t, sys.ybuf, sys.p, sys.wbuf, out)
+        for k in range(nnz):
+            v[k] = -v[k]
+        if n_p > 0:
+            Fp = np.zeros((n, n_p))
+            sys.jac_p(t, sys.ybuf, sys.p, sys.wbuf, Fp)
+            for j in range(n_p):
+                for i in range(n):
+                    v[nnz + j * n + i] = -Fp[i, j]
+        return
     J = out[:n]  # df/dy written in place, then turned into -J^T (no n x n scratch per call)
     sys.jac_y(t, sys.ybuf, sys.p, sys.wbuf, J)
     for i in range(n):

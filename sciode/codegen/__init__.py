@@ -129,19 +129,30 @@ class ModelKernels(KernelSet):
     def n_controls(self) -> int:
         return self.module.N_CONTROLS
 
-    def newton(self, stiff: bool) -> tuple:
-        """``(jac_y, dfdt, jac_p)``, the kernels that only the stiff loops call (their
-        Newton matrices).  For an explicit method the shared zero kernel stands in
-        for each (the explicit loops never call them), so that a new model compiles
-        only the kernels its method runs."""
+    def newton(self, *methods) -> tuple:
+        """``(jac, dfdt, jac_p)``, the kernels that only the stiff loops call (their
+        Newton matrices), for loops that run the method tuples ``methods``.
+
+        ``jac`` is the Jacobian in the storage of the methods' linear mode: the
+        dense ``jac_y`` ``(n, n)``, or the pattern's values ``jac_nz`` ``(1, nnz)``
+        where the mode is banded (``cpu.linalg.jacobian_storage``), so a banded
+        solve never fills an ``n x n`` matrix.  The methods of one call share the
+        kernel, so they must agree.  Explicit methods only (no ``banded`` field):
+        the shared zero kernel stands in for each (the explicit loops never call
+        them), so that a new model compiles only the kernels its method runs."""
+        banded = {bool(m.banded) for m in methods if hasattr(m, "banded")}
         names = ("jac_y", "dfdt", "jac_p")
-        if stiff:
-            return tuple(self[name] for name in names)
-        return tuple(zero_kernel(self._signatures[name]) for name in names)
+        if not banded:
+            return tuple(zero_kernel(self._signatures[name]) for name in names)
+        if len(banded) > 1:
+            raise ValueError("these methods store the Jacobian both densely and banded; "
+                             "one set of kernels serves one storage")
+        return (self["jac_nz" if banded.pop() else "jac_y"], self["dfdt"], self["jac_p"])
 
     @property
     def jac_pattern(self) -> tuple[np.ndarray, np.ndarray]:
-        """Row and column indices of the structural nonzeros of ``df/dy``."""
+        """Row and column indices of the structural nonzeros of ``df/dy``, in the
+        order of ``jac_nz``'s values (``sciode.abi``)."""
         return (np.asarray(self.module.JAC_ROWS, dtype=np.int64),
                 np.asarray(self.module.JAC_COLS, dtype=np.int64))
 

@@ -44,6 +44,13 @@ def canonical_symbols(model):
     return subs, names
 
 
+def nz_order(entries):
+    """The ``(row, col)`` pairs of a Jacobian pattern in ``jac_nz``'s order
+    (``sciode.abi``): by diagonal ``col - row``, then row, so that a band's
+    entries are consecutive and fold into one loop per diagonal."""
+    return sorted(entries, key=lambda rc: (rc[1] - rc[0], rc[0]))
+
+
 def cotangent_symbols(n: int, array: str = "v"):
     """Placeholders for a cotangent vector ``v[0..n)`` and their names."""
     syms = [sp.Dummy(f"{array}{i:07d}") for i in range(n)]
@@ -74,13 +81,14 @@ class KernelWriter:
         self.lines.append(f"{name} = {value!r}")
 
     def function(self, name, args, outputs, doc, extra_names=None, zero=None, tail=(), outer=None,
-                 after=(), fixed_cols=False):
+                 after=(), fixed_cols=False, prologue=()):
         """Write ``def name(*args)`` computing ``target = expr`` for each output.
 
         Parameters
         ----------
-        outputs : list of (target, expr, comment)
-            ``target`` is source text such as ``out[2]``.
+        outputs : list of (target, expr, comment[, anchor, relative_target])
+            ``target`` is source text such as ``out[2]``; an ``anchor`` row
+            folds the assignments along it (``rolling.fold``).
         extra_names : dict, optional
             More placeholder -> source-name entries (cotangents).
         zero : str or list of str, optional
@@ -98,12 +106,14 @@ class KernelWriter:
             their column indices are absolute (parameters).
         fixed_cols : bool
             Matrix outputs whose column index is absolute (``df/dp``).
+        prologue : sequence of str
+            Source lines at the top of the body (after the docstring).
         """
         names = dict(self.names)
         names.update(extra_names or {})
         printer = KernelPrinter(names)
-        exprs = [sp.sympify(e) for _, e, _ in outputs]
-        body = [f'    """{doc}"""']
+        exprs = [sp.sympify(o[1]) for o in outputs]
+        body = [f'    """{doc}"""', *(f"    {line}" for line in prologue)]
         if isinstance(zero, str):
             body.append(f"    {zero}[:] = 0.0")
         elif zero:
@@ -116,7 +126,7 @@ class KernelWriter:
         if len(outputs) > ROLL_THRESHOLD:
             # Large kernels: independent assignments folded into loops
             # (see rolling.py); CSE would tie them together.
-            printed = [(t, printer.doprint(e), c) for (t, _, c), e in zip(outputs, exprs)]
+            printed = [(o[0], printer.doprint(e), o[2], *o[3:]) for o, e in zip(outputs, exprs)]
             folded = fold(printed, name, "=", fixed_cols)
             if self.use_cse and _mostly_unfolded(folded, len(outputs), printed):
                 # Nothing repeats by rows (a dense network's weights, say): CSE
@@ -133,8 +143,8 @@ class KernelWriter:
                 replacements = []
             for sym, e in replacements:
                 body.append(f"{indent}{sym.name} = {printer.doprint(e)}")
-            for (target, _, comment), e in zip(outputs, exprs):
-                body.append(f"{indent}{target} = {printer.doprint(e)}  # {comment}")
+            for o, e in zip(outputs, exprs):
+                body.append(f"{indent}{o[0]} = {printer.doprint(e)}  # {o[2]}")
         if after:
             printed = [(a[0], printer.doprint(sp.sympify(a[1])), *a[2:]) for a in after]
             body.extend("    " + line for line in fold(printed, name, "+=", True))

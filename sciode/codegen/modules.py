@@ -13,7 +13,7 @@ import dataclasses
 import sympy as sp
 
 from ..symbolic.derive import CostDerivatives, ModelDerivatives
-from .emit import ROLL_THRESHOLD, KernelWriter, canonical_symbols, cotangent_symbols
+from .emit import ROLL_THRESHOLD, KernelWriter, canonical_symbols, cotangent_symbols, nz_order
 
 VEC_ARGS = ("t", "y", "p", "w", "out")
 VJP_ARGS = ("t", "y", "p", "w", "v", "out")
@@ -111,8 +111,9 @@ def model_module_source(der: ModelDerivatives, header: str, use_cse: bool = True
     w.constant("N_STATES", n)
     w.constant("N_PARAMS", n_p)
     w.constant("N_CONTROLS", n_w)
-    w.constant("JAC_ROWS", tuple(i for i, _ in sorted(der.dfdy)))
-    w.constant("JAC_COLS", tuple(j for _, j in sorted(der.dfdy)))
+    pattern = nz_order(der.dfdy)
+    w.constant("JAC_ROWS", tuple(i for i, _ in pattern))
+    w.constant("JAC_COLS", tuple(j for _, j in pattern))
     # kernels whose outputs are all structurally zero: ``KernelSet`` hands out one
     # shared compiled zero kernel for them instead of compiling (or loading) each
     zero = {"dfdt": _all_zero(dfdt), "jac_p": not dfdp, "vjp_p": not dfdp, "vjp_w": not dfdw}
@@ -121,6 +122,11 @@ def model_module_source(der: ModelDerivatives, header: str, use_cse: bool = True
     w.function("dfdt", VEC_ARGS, _vector_outputs(dfdt, "df/dt"), "out = df/dt")
     w.function("jac_y", VEC_ARGS, _matrix_outputs(dfdy, "df/dy"),
                "out = df/dy (n, n)", zero="out")
+    # the pattern's values, out[0, k] (``abi``): written through the row view
+    # ``out`` so that a band's entries fold along their rows (anchor i, target k)
+    nz = [(f"out[{k}]", dfdy[i, j], f"df/dy[{i}, {j}]", i, True) for k, (i, j) in enumerate(pattern)]
+    w.function("jac_nz", ("t", "y", "p", "w", "jac"), nz,
+               "out[0, k] = df/dy[JAC_ROWS[k], JAC_COLS[k]] (1, >= nnz)", prologue=["out = jac[0]"])
     w.function("jac_p", VEC_ARGS, _matrix_outputs(dfdp, "df/dp"),
                "out = df/dp (n, n_p)", zero="out", fixed_cols=True)
     _vjp_function(w, "vjp_y", dfdy, n, v, vnames, "out = (df/dy)^T v", n)

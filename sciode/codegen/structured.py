@@ -19,6 +19,7 @@ width 1000 spends far longer in its ``tanh`` than in two allocations.
 from __future__ import annotations
 
 from ..symbolic.matrix import Program
+from .emit import nz_order
 from .printer import KernelPrinter
 
 _ROLE_ARRAY = {"y": "y", "p": "p", "w": "w"}
@@ -244,13 +245,24 @@ def model_module_source(prog: Program, header: str) -> str:
     e = _Emitter(prog)
     n, n_p, n_w = prog.n_states, prog.n_params, prog.n_controls
     pattern = prog.jacobian_pattern()
-    rows, cols = pattern.nonzero()
+    nz = nz_order(zip(*(idx.tolist() for idx in pattern.nonzero())))
+    rows, cols = [r for r, _ in nz], [c for _, c in nz]
+    # jac_nz: row q's entries as (position in the pattern, column), CSR by row
+    by_row = [[] for _ in range(n)]
+    for k, (r, c) in enumerate(nz):
+        by_row[r].append((k, c))
+    ptr = [0]
+    for entries in by_row:
+        ptr.append(ptr[-1] + len(entries))
     lines = [header, "import math", "", "import numpy as np", "",
              f"N_STATES = {n}", f"N_PARAMS = {n_p}", f"N_CONTROLS = {n_w}",
              f"JAC_ROWS = {tuple(int(r) for r in rows)!r}", f"JAC_COLS = {tuple(int(c) for c in cols)!r}"]
     zero = {"dfdt": not prog.depends_on("t"), "jac_p": not prog.depends_on("p"),
             "vjp_p": not prog.depends_on("p"), "vjp_w": not prog.depends_on("w")}
     lines.append(f"ZERO_KERNELS = {tuple(sorted(k for k, z in zero.items() if z))!r}")
+    lines.append(f"_NZ_PTR = np.array({ptr!r}, dtype=np.int64)")
+    lines.append(f"_NZ_POS = np.array({[k for row in by_row for k, _ in row]!r}, dtype=np.int64)")
+    lines.append(f"_NZ_COL = np.array({[c for row in by_row for _, c in row]!r}, dtype=np.int64)")
     lines += _constants(prog)
     ind = "    "
     vec = ("t", "y", "p", "w", "out")
@@ -290,6 +302,9 @@ def model_module_source(prog: Program, header: str) -> str:
 
     lines += rows_kernel("dfdt", vec, {"t": ("_gt", 0)}, "out = df/dt", ["out[_q] = _gt"])
     lines += rows_kernel("jac_y", vec, {"y": ("_gy", 0)}, "out = df/dy (n, n)", ["out[_q, :] = _gy"])
+    lines += rows_kernel("jac_nz", vec, {"y": ("_gy", 0)}, "out[0, k] = df/dy at the pattern's k-th entry",
+                         ["for _k in range(_NZ_PTR[_q], _NZ_PTR[_q + 1]):",
+                          "    out[0, _NZ_POS[_k]] = _gy[_NZ_COL[_k]]"])
     lines += rows_kernel("jac_p", vec, {"p": ("_gp", 0)}, "out = df/dp (n, n_p)", ["out[_q, :] = _gp"])
     sens_store = ["for _k in range(S.shape[1]):",
                   "    _acc = 0.0",

@@ -220,7 +220,7 @@ def bdf_integrate(sys, z0, t0, t1, gamma, alpha, error_const, W, P, max_order, f
     perm, perm_inv, jrows, jcols = borrow1(perm), borrow1(perm_inv), borrow1(jrows), borrow1(jcols)
     gamma, alpha, error_const, W, P = (borrow1(gamma), borrow1(alpha), borrow1(error_const),
                                        borrow2(W), borrow2(P))
-    K_o, J_o, M_o, piv_o = (np.zeros((s, n)), jacobian_storage(n, block, stride),
+    K_o, J_o, M_o, piv_o = (np.zeros((s, n)), jacobian_storage(n, banded, jrows.shape[0], block, stride),
                             matrix_storage(n, banded, kl, ku, block, stride), np.zeros(n, dtype=np.int64))
     K, J, M, piv = borrow2(K_o), borrow2(J_o), borrow2(M_o), borrow1(piv_o)
     D_o, tmp_o, RU_o = np.zeros((MAX_ORDER + 3, n)), np.zeros((MAX_ORDER + 1, n)), np.zeros((6, 6))

@@ -171,15 +171,19 @@ def build_and_factor(J, d, banded, kl, ku, perm_inv, jrows, jcols, block, stride
     """Form ``M = d I - J`` (dense, permuted band, one repeated block, or a
     leading block) and factor it; ``False`` if singular.
 
-    ``M`` is ``(n, n)`` in dense mode, ``(n, 2 kl + ku + 1)`` in banded mode;
-    ``perm_inv[old] = new`` and the pattern ``jrows, jcols`` serve the band.
+    ``J`` is in ``jacobian_storage``'s layout for the mode: ``(n, n)`` dense,
+    or in banded mode the pattern's values ``J[0, k]`` at ``(jrows[k],
+    jcols[k])`` (``abi``'s ``jac_nz``; no ``n x n`` matrix anywhere).  ``M`` is
+    ``(n, n)`` in dense mode, ``(n, 2 kl + ku + 1)`` in banded mode;
+    ``perm_inv[old] = new`` places the values in the band.
     Block mode (``block > 0``, ``stride >= 0``, ``LinearMode`` doc): ``J`` is the
     ``(block, block)`` diagonal block, ``M`` is ``(block + 1, block)`` and keeps
     ``d`` in its last row for the entries whose Jacobian rows are zero.
-    Lead mode (``stride == LEAD``): ``J`` is ``(size, block)``, ``M`` is
-    ``(size + 1, block)``: the leading block's factors (dense or band) in its
-    first ``block`` rows, the coupling rows ``J[block:]`` copied after them for
-    the substitution, ``d`` in its last row.
+    Lead mode (``stride == LEAD``): ``J`` holds the leading block ``B`` and the
+    coupling rows ``C`` (``(size, block)`` dense; banded: ``B``'s values, then
+    ``C`` row-major), ``M`` is ``(size + 1, ...)``: ``B``'s factors (dense or
+    band) in its first ``block`` rows, ``C`` copied after them for the
+    substitution, ``d`` in its last row.
     """
     if block > 0 and stride >= 0:
         for i in range(block):
@@ -188,25 +192,25 @@ def build_and_factor(J, d, banded, kl, ku, perm_inv, jrows, jcols, block, stride
             M[i, i] += d
         M[block, 0] = d
         return lu_factor(M[:block], piv)
-    n = J.shape[0]
-    if block > 0:  # lead mode
+    nnz = jrows.shape[0]
+    if block > 0:  # lead mode: the coupling rows, then the leading block
         n = block
-        size = J.shape[0]
+        size = M.shape[0] - 1
         for i in range(block, size):
             for j in range(block):
-                M[i, j] = J[i, j]
+                M[i, j] = J[0, nnz + (i - block) * block + j] if banded else J[i, j]
         M[size, 0] = d
+    else:
+        n = M.shape[0]
     if banded:
         kv = kl + ku
         for i in range(n):
             for c in range(2 * kl + ku + 1):
                 M[i, c] = 0.0
-        for q in range(jrows.shape[0]):
-            r = jrows[q]
-            c = jcols[q]
-            i = perm_inv[r]
-            j = perm_inv[c]
-            M[j, kv + i - j] -= J[r, c]
+        for q in range(nnz):
+            i = perm_inv[jrows[q]]
+            j = perm_inv[jcols[q]]
+            M[j, kv + i - j] -= J[0, q]
         for j in range(n):
             M[j, kv] += d
         return band_factor(M[:n], kl, ku, piv)
@@ -286,9 +290,14 @@ def matrix_storage(n, banded, kl, ku, block, stride):
 
 
 @nb.njit(cache=True, nogil=True)
-def jacobian_storage(n, block, stride):
-    """An empty Jacobian for ``sys_jac``: ``(n, n)``, the diagonal block, or the
-    leading block's columns ``(n, block)`` (lead mode)."""
+def jacobian_storage(n, banded, nnz, block, stride):
+    """An empty Jacobian for ``sys_jac`` of a system of size ``n``: ``(n, n)``,
+    the diagonal block (block mode), or the leading block's columns ``(n,
+    block)`` (lead mode).  Banded: ``(1, nnz)``, the values of the pattern's
+    ``nnz`` entries (``abi``'s ``jac_nz``), followed in lead mode by the
+    ``(n - block, block)`` coupling rows."""
+    if banded:
+        return np.zeros((1, nnz + ((n - block) * block if block > 0 else 0)))
     if block > 0 and stride < 0:
         return np.zeros((n, block))
     m = block if block > 0 else n

@@ -116,7 +116,7 @@ def run(mk, method, p, controls, y0, t0, t1, t_eval, rtol, atol, h_init, hmax, d
     final state (explicit methods; the stiff loops keep the steps).
     """
     tw, W, wbuf = control_arrays(controls, mk.n_controls)
-    jac_y, dfdt, _ = mk.newton(not isinstance(method, RKMethod))
+    jac_y, dfdt, _ = mk.newton(method)
     out = entry("forward", method)(
         mk["rhs"], jac_y, dfdt, p, tw, W, wbuf, y0, float(t0), float(t1), method,
         float(rtol), atol, float(h_init), float(hmax), float(dt), int(max_steps),

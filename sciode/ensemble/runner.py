@@ -115,7 +115,7 @@ def forward(mk, P: np.ndarray, Z0: np.ndarray, t0: float, t1: float, t_eval: np.
     t_reached = np.zeros(N)
     stats = np.zeros((N, 6), dtype=np.int64)
     fn = entry("ensemble_forward", loop.method)
-    jac_y, dfdt, _ = mk.newton(not isinstance(loop.method, solvers.RKMethod))
+    jac_y, dfdt, _ = mk.newton(loop.method)
     args = (mk["rhs"], jac_y, dfdt, P, controls.tw, controls.W, Z0, float(t0),
             float(t1), loop.method, loop.rtol, loop.atol, loop.h_init, loop.hmax, loop.dt,
             loop.max_steps, t_eval, controls.stops)
@@ -165,7 +165,7 @@ def costate(mk, ck, P: np.ndarray, Z0: np.ndarray, t_rows: np.ndarray, G: np.nda
     aug = np.full(n + n_p + 1, float(np.min(back.atol)))
     aug[:n] = back.atol
     brtol, batol = quadratures_out_of_test(back.rtol, aug, n)
-    jac_y, dfdt, jac_p = mk.newton(not isinstance(loop.method, solvers.RKMethod))
+    jac_y, dfdt, jac_p = mk.newton(loop.method, back.method)
     args = (mk["rhs"], jac_y, dfdt, mk["vjp_yp"], ck["L_grad"], False, mk["vjp_w"],
             ck["dLdw"], jac_p, P, NO_CONTROLS.tw, NO_CONTROLS.W, Z0, t_rows, G,
             solvers.EMPTY, np.ascontiguousarray(t_rows[::-1]), loop.method, loop.rtol, loop.atol,
