@@ -45,7 +45,7 @@ UNCOMPILED = (
     "codegen.structured", "codegen.torch_kernels",
     # Python drivers that call the compiled entries
     "api", "solution", "cpu.__init__", "methods.__init__", "adjoint.__init__", "adjoint.backsolve",
-    "adjoint.checkpoint", "adjoint.fd", "adjoint.forward", "adjoint.interpolating",
+    "adjoint.checkpoint", "adjoint.fd", "adjoint.forward", "adjoint.interpolating", "adjoint.memory",
 )
 
 

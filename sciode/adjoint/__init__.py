@@ -7,7 +7,7 @@ stepping loops as ``solve``; the loops know nothing of costs.
 from __future__ import annotations
 
 from . import entries  # noqa: F401  (registers the compiled entry points)
-from . import backsolve, checkpoint, discrete, fd, forward, interpolating
+from . import backsolve, checkpoint, discrete, fd, forward, interpolating, memory
 from .common import GradResult, prepare
 
 MODES = {
@@ -20,7 +20,7 @@ MODES = {
 }
 
 _OPTIONS = {"checkpoints", "dt", "max_step", "fd_step", "sens_error_control", "drift_tol",
-            "quad_error_control"}
+            "quad_error_control", "memory_budget"}
 
 
 def value_and_grad(model, cost, y0, t_span, params=None, sensitivity="adjoint", method="dopri5",
@@ -40,7 +40,12 @@ def value_and_grad(model, cost, y0, t_span, params=None, sensitivity="adjoint", 
         tolerance units of drift, default 100),
         ``quad_error_control`` (adjoint, checkpoint, backsolve: keep the quadratures
         ``dJ/dp`` in the backward error test; default False for explicit methods
-        as in CVODES, True for stiff ones, see ``common.sweep_tolerances``)
+        as in CVODES, True for stiff ones, see ``common.sweep_tolerances``),
+        ``memory_budget`` (adjoint, checkpoint: bytes the stored forward
+        trajectory may take, ``8 (2 + n (1 + s))`` a step for a method whose
+        interpolant has ``s`` stages, up to 3x that while it grows; the adjoint
+        switches to checkpoints placed by step count when it would not fit,
+        see ``sciode.adjoint.memory``; ``stats["memory"]`` says what ran)
 
     Returns
     -------
@@ -61,9 +66,14 @@ def value_and_grad(model, cost, y0, t_span, params=None, sensitivity="adjoint", 
     from ..methods import registry
 
     registry.check(method, sensitivity=sensitivity)  # a pair that does not exist, before compiling
+    if "memory_budget" in options:
+        memory.check_budget(options["memory_budget"], sensitivity)
     y0_num, dy0dp = initial_state(model, y0, params)
     prob = prepare(model, cost, y0_num, t_span, params, method, rtol, atol, controls, max_steps, options)
-    res = MODES[sensitivity](prob)
+    if "memory_budget" in options:
+        res = memory.run(prob, sensitivity)
+    else:
+        res = MODES[sensitivity](prob)
     if dy0dp is not None:
         # x0 = x0(p): dJ/dp gains lambda(t0) . dx0/dp
         res.grad_params = res.grad_params + dy0dp.T @ res.grad_y0

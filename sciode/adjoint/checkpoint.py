@@ -17,16 +17,15 @@ from ..cpu.drivers import entry
 from . import common
 
 
-def _plan(prob, n_ck):
+def _plan(prob, tc):
     """The compiled entry and the arguments that depend on neither ``y0`` nor
-    ``p`` (kept in ``prob.plan``, as the adjoint's)."""
+    ``p`` (kept in ``prob.plan``, as the adjoint's), for the checkpoint times
+    ``tc`` (``t0`` first, ``t1`` last)."""
     fmethod = common.model_method(prob)
     bmethod = common.augmented_method(prob, "checkpoint")
     mk, ck = prob.mk, prob.ck
     n, n_p = prob.n, prob.n_p
     brtol, batol = common.sweep_tolerances(prob, n + n_p + 1 + prob.n_g, n)
-    tc = np.linspace(prob.t0, prob.t1, n_ck + 1)
-    tc[-1] = prob.t1
     fn = entry("checkpoint_gradient", fmethod, bmethod)
     jac_y, dfdt, jac_p = mk.newton(fmethod, bmethod)
     kernels = (mk["rhs"], jac_y, dfdt, *common.rate_kernels(prob), jac_p,
@@ -38,14 +37,34 @@ def _plan(prob, n_ck):
     return fn, kernels, stops, tail
 
 
+def plan_at(prob, tc):
+    """A plan for the checkpoint times ``tc`` (ordered from ``t0`` to ``t1``, both
+    included): segments placed where the steps are (``memory.run``) rather than
+    equally spaced."""
+    tc = np.ascontiguousarray(tc, dtype=np.float64)
+    d = 1.0 if prob.t1 >= prob.t0 else -1.0
+    if tc.size < 2 or tc[0] != prob.t0 or tc[-1] != prob.t1 or np.any(np.diff(tc) * d <= 0):
+        raise ValueError("checkpoint times must run strictly from t0 to t1")
+    return _plan(prob, tc)
+
+
 def run(prob) -> common.GradResult:
     n_ck = int(prob.options.get("checkpoints", 8))
     if n_ck < 1:
         raise ValueError(f"`checkpoints` must be >= 1, got {n_ck}")
     plan = prob.plan.get("checkpoint")
     if plan is None:
-        plan = prob.plan["checkpoint"] = _plan(prob, n_ck)
+        tc = np.linspace(prob.t0, prob.t1, n_ck + 1)
+        tc[-1] = prob.t1
+        plan = prob.plan["checkpoint"] = _plan(prob, tc)
+    return run_at(prob, plan)
+
+
+def run_at(prob, plan) -> common.GradResult:
+    """The checkpointed gradient with ``plan`` (``_plan``; ``plan_at`` for
+    checkpoint times of one's own)."""
     fn, kernels, stops, tail = plan
+    n_ck = stops[-1].size - 1
     (fstatus, f_reached, fst, failed, k, status, t_reached, rst, bst, value, z,
      peak) = fn(*kernels, prob.p, prob.tw, prob.W, prob.wbuf(), prob.y0, prob.t0, prob.t1,
                 prob.t_rows, prob.Yobs, prob.Wt, *stops, *tail)
