@@ -58,8 +58,8 @@ import numba as nb
 import numpy as np
 
 from .._numba_compat import borrow1, borrow2, keep_alive
-from .explicit import all_finite, first_step, initial_step, rms_scaled
-from .linalg import factor_for, jacobian_storage, matrix_storage, solve_in_place
+from .explicit import all_finite, first_step, initial_step, rms_range, rms_scaled
+from .linalg import factor_for, jacobian_storage, matrix_storage, newton_phases, solve_in_place
 from .status import NONFINITE, SINGULAR, STEP_UNDERFLOW, SUCCESS
 from .stepping import (EPS, MAX_SINGULAR, NONFINITE_SHRINK, begin_borrowed, borrow_storage,
                        copy_flat, full, grow_storage, land_step, next_attempt, stored)
@@ -118,42 +118,66 @@ def newton_bdf(sys, t_new, z_pred, c, psi, M, piv, banded, kl, ku, perm, block, 
                tol, Z, d, fz, dy, lwork):
     """Solve ``d - c F(t_new, z_pred + d) + psi = 0`` by simplified Newton.
 
-    ``Z = z_pred + d`` on return.  Returns ``(converged, n_iter, rate)``;
-    ``rate`` is ``inf`` when ``F`` was not finite.
+    ``Z = z_pred + d`` on return.  Returns ``(converged, n_iter, n_eval,
+    rate)``: the iterations of the slower phase (see ``newton_phases``), the
+    rhs evaluations, the larger of the phases' last contraction rates (on
+    failure the last rate); ``rate`` is ``inf`` when
+    ``F`` was not finite.
     """
     n = Z.shape[0]
     for k in range(n):
         Z[k] = z_pred[k]
         d[k] = 0.0
     inv_c = 1.0 / c
+    lo, hi = 0, newton_phases(block, stride, n)
     dw_old = 0.0
     rate = 0.0
-    for it in range(NEWTON_MAXITER):
+    worst = 0.0
+    prior = 0.0  # the states' last rate, for the second phase's first test
+    it = 0
+    n_iter = 0
+    n_eval = 0
+    while True:
         sys_rhs(sys, t_new, Z, fz)
+        n_eval += 1
         if not all_finite(fz):
-            return False, it + 1, np.inf
+            return False, max(n_iter, it + 1), n_eval, np.inf
         for k in range(n):
             dy[k] = fz[k] - (psi[k] + d[k]) * inv_c
         solve_in_place(M, piv, banded, kl, ku, perm, block, stride, dy, lwork)
-        dw = rms_scaled(dy, z_pred, z_pred, rtol, atol)
+        for k in range(lo):  # second phase: the states stay where they converged
+            dy[k] = 0.0
+        dw = rms_range(dy, z_pred, rtol, atol, lo, hi)
         if not math.isfinite(dw):
-            return False, it + 1, np.inf
+            return False, max(n_iter, it + 1), n_eval, np.inf
         if it > 0:
             rate = dw / dw_old
             if rate >= 1.0 or rate ** (NEWTON_MAXITER - it) / (1.0 - rate) * dw > tol:
-                return False, it + 1, rate
+                return False, max(n_iter, it + 1), n_eval, rate
         at_roundoff = True
-        for k in range(n):
+        for k in range(lo, hi):
             # an increment at the rounding level of Z cannot shrink further:
             # with atol far below eps*|Z| the scaled test alone never passes
             if abs(dy[k]) > 8.0 * EPS * abs(Z[k]):
                 at_roundoff = False
+        for k in range(lo, n):
             Z[k] += dy[k]
             d[k] += dy[k]
-        if dw == 0.0 or at_roundoff or (it > 0 and rate / (1.0 - rate) * dw < tol):
-            return True, it + 1, rate
+        if (dw == 0.0 or at_roundoff or (it > 0 and rate / (1.0 - rate) * dw < tol)
+                or (it == 0 and 0.0 < prior < 1.0 and prior / (1.0 - prior) * dw < tol)):
+            n_iter = max(n_iter, it + 1)
+            worst = max(worst, rate)
+            if hi == n or math.isinf(atol[hi]):  # (no second phase for untested entries)
+                return True, n_iter, n_eval, worst
+            lo, hi = hi, n  # the states converged: now their sensitivities
+            it = 0
+            prior = rate
+            rate = 0.0
+            continue
         dw_old = dw
-    return False, NEWTON_MAXITER, rate
+        it += 1
+        if it == NEWTON_MAXITER:
+            return False, NEWTON_MAXITER, n_eval, rate
 
 
 @nb.njit(cache=True, nogil=True)
@@ -291,9 +315,9 @@ def bdf_integrate(sys, z0, t0, t1, gamma, alpha, error_const, W, P, max_order, f
                 continue
             n_singular = 0
             stats[1] += 1
-            ok, n_iter, rate = newton_bdf(sys, t_new, zp, c, psi, M, piv, banded, kl, ku, perm, block,
-                                          stride, rtol, atol, tol, Z, d, fz, dy, lwork)
-            stats[0] += n_iter
+            ok, n_iter, n_eval, rate = newton_bdf(sys, t_new, zp, c, psi, M, piv, banded, kl, ku, perm,
+                                                  block, stride, rtol, atol, tol, Z, d, fz, dy, lwork)
+            stats[0] += n_eval
             if not ok:
                 # Newton failed: first refresh a stale Jacobian, then shrink the step
                 stats[3] += 1

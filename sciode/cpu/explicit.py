@@ -47,6 +47,18 @@ def rms_scaled(v, z, z_new, rtol, atol):
 
 
 @nb.njit(cache=True, nogil=True, **NO_NRT)
+def rms_range(v, z, rtol, atol, lo, hi):
+    """The share of the entries ``lo .. hi-1`` in ``rms_scaled(v, z, z, ...)``:
+    ``sqrt(sum_{lo <= i < hi} (v_i / (atol_i + rtol |z_i|))^2 / len(v))``, so
+    that the parts' shares add up (in squares) to the norm of the error test."""
+    acc = 0.0
+    for i in range(lo, hi):
+        sc = atol[i] + rtol * abs(z[i])
+        acc += (v[i] / sc) ** 2
+    return math.sqrt(acc / max(v.shape[0], 1))
+
+
+@nb.njit(cache=True, nogil=True, **NO_NRT)
 def all_finite(v):
     for i in range(v.shape[0]):
         if not math.isfinite(v[i]):

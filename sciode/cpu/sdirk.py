@@ -37,8 +37,8 @@ import math
 import numba as nb
 import numpy as np
 
-from .explicit import rms_scaled
-from .linalg import solve_in_place
+from .explicit import rms_range
+from .linalg import newton_phases, solve_in_place
 from .stepping import EPS
 from .systems import sys_rhs
 
@@ -60,42 +60,61 @@ def newton_stage(sys, tc, psi, hg, Z, M, piv, banded, kl, ku, perm, block, strid
                  fz, dZ, lwork):
     """Solve ``Z = psi + hg F(tc, Z)`` from the guess in ``Z``.
 
-    Returns ``(converged, n_iter, rate)``; ``rate`` is the last contraction
-    factor (0 when one iteration sufficed).
+    Returns ``(converged, n_iter, n_eval, rate)``: the iterations of the
+    slower phase (``linalg.newton_phases``: in block mode the states, then
+    their sensitivities), the rhs evaluations, the larger of the phases' last
+    contraction factors (0 when one iteration sufficed; on failure the last).
     """
     n = Z.shape[0]
     d = 1.0 / hg
+    lo, hi = 0, newton_phases(block, stride, n)
     dw_old = 0.0
     rate = 0.0
-    for it in range(NEWTON_MAXITER):
+    worst = 0.0
+    prior = 0.0  # the states' last rate, for the second phase's first test
+    it = 0
+    n_iter = 0
+    n_eval = 0
+    while True:
         sys_rhs(sys, tc, Z, fz)
+        n_eval += 1
         for k in range(n):
             dZ[k] = (psi[k] - Z[k]) * d + fz[k]
         solve_in_place(M, piv, banded, kl, ku, perm, block, stride, dZ, lwork)
-        dw = rms_scaled(dZ, Z, Z, rtol, atol)
+        for k in range(lo):  # second phase: the states stay where they converged
+            dZ[k] = 0.0
+        dw = rms_range(dZ, Z, rtol, atol, lo, hi)
         at_roundoff = True
-        for k in range(n):
+        for k in range(lo, hi):
             # an increment at the rounding level of Z cannot shrink further:
             # with atol far below eps*|Z| the scaled test alone never passes
             if abs(dZ[k]) > 8.0 * EPS * abs(Z[k]):
                 at_roundoff = False
+        for k in range(lo, n):
             Z[k] += dZ[k]
         if not math.isfinite(dw):
-            return False, it + 1, np.inf
-        if at_roundoff:
-            return True, it + 1, rate
-        if it > 0:
+            return False, max(n_iter, it + 1), n_eval, np.inf
+        converged = at_roundoff
+        if not converged and it > 0:
             rate = dw / dw_old
-            if rate >= 1.0:
-                return False, it + 1, rate
-            if rate ** (NEWTON_MAXITER - it - 1) / (1.0 - rate) * dw > tol:
-                return False, it + 1, rate
-            if rate / (1.0 - rate) * dw < tol:
-                return True, it + 1, rate
-        if dw == 0.0 or (it == 0 and dw < 1e-2 * tol):
-            return True, it + 1, rate
+            if rate >= 1.0 or rate ** (NEWTON_MAXITER - it - 1) / (1.0 - rate) * dw > tol:
+                return False, max(n_iter, it + 1), n_eval, rate
+            converged = rate / (1.0 - rate) * dw < tol
+        if converged or dw == 0.0 or (it == 0 and dw < 1e-2 * tol) or (
+                it == 0 and 0.0 < prior < 1.0 and prior / (1.0 - prior) * dw < tol):
+            n_iter = max(n_iter, it + 1)
+            worst = max(worst, rate)
+            if hi == n or math.isinf(atol[hi]):  # (no second phase for untested entries)
+                return True, n_iter, n_eval, worst
+            lo, hi = hi, n  # the states converged: now their sensitivities
+            it = 0
+            prior = rate
+            rate = 0.0
+            continue
         dw_old = dw
-    return False, NEWTON_MAXITER, rate
+        it += 1
+        if it == NEWTON_MAXITER:
+            return False, NEWTON_MAXITER, n_eval, rate
 
 
 @nb.njit(cache=True, nogil=True)
@@ -117,9 +136,10 @@ def dirk_stages(sys, t, z, h, A, c, gamma, K, M, piv, banded, kl, ku, perm, bloc
                 acc += A[i, j] * K[j, k]
             psi[k] = z[k] + h * acc
             Z[k] = psi[k] + hg * K[i - 1, k]
-        ok, n_iter, rate = newton_stage(sys, t + c[i] * h, psi, hg, Z, M, piv, banded, kl, ku,
-                                        perm, block, stride, rtol, atol, tol, fz, dZ, lwork)
-        stats[0] += n_iter
+        ok, n_iter, n_eval, rate = newton_stage(sys, t + c[i] * h, psi, hg, Z, M, piv, banded, kl,
+                                                ku, perm, block, stride, rtol, atol, tol, fz, dZ,
+                                                lwork)
+        stats[0] += n_eval
         if not ok:
             return False, True
         if n_iter > 2 and rate > (SLOW_RATE_BANDED if banded else SLOW_RATE_DENSE):
