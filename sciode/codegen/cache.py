@@ -31,7 +31,7 @@ from pathlib import Path
 import numba
 
 #: Bump when the generated source or the kernel ABI changes.
-CODEGEN_API = 17
+CODEGEN_API = 18
 
 #: Counters for this process: modules written vs. found on disk.
 STATS = {"generated": 0, "reused": 0}
