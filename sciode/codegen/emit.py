@@ -16,10 +16,8 @@ from .printer import KernelPrinter
 from .rolling import fold
 
 CSE_PREFIX = "_c"
-AFTER_CSE_PREFIX = "_cd"  # (printed as CSE names) the increments after the assignments (``function``'s ``after``)
 #: 1-D input arrays whose entries a kernel reads at fixed indices (``y[3]``)
 HOISTED = ("y", "p", "w", "v")
-_FIXED_READ = re.compile(r"\b(" + "|".join(HOISTED) + r")\[(\d+)\]")
 #: Kernels with more outputs than this are folded into loops where rows repeat (CSE otherwise).
 ROLL_THRESHOLD = 64
 
@@ -75,53 +73,48 @@ def _mostly_unfolded(folded, n_outputs: int, printed) -> bool:
     return 2 * scalar > n_outputs and sum(len(p[1]) for p in printed) <= CSE_MAX_CHARS
 
 
-def _hoist_reads(body: list, args, start: int) -> list:
+def _hoisted(lines: list, patterns, indent: str) -> list:
+    """``lines`` with each fixed-index read matched by ``patterns`` (``(regex,
+    local name of a match)``) read once into a local, declared first."""
+    seen = {}
+    out = []
+    for line in lines:
+        code, sep, comment = line.partition("  # ")
+        for regex, local in patterns:
+            code = regex.sub(lambda m, local=local: seen.setdefault(m.group(0), local(m)), code)
+        out.append(code + sep + comment)
+    return [f"{indent}{name} = {read}" for read, name in seen.items()] + out
+
+
+def _hoist_reads(body: list, args, start: int, loop=None) -> list:
     """Read every fixed entry of the 1-D inputs (``y[3]``, ``p[0]``) once, into
-    a local at the top of the body (``_y3 = y[3]``), and use the local after.
+    a local (``_y3 = y[3]``), and use the local after; inside ``sens_rhs``'s
+    column loop (``body[loop]``) the loop body's reads, ``S[j, k]`` too, at
+    the top of the loop body.
 
     Same arithmetic, same machine code after LLVM; but Numba types and lowers
     each indexing expression separately, bounds logic and all, and a model's
-    kernels repeat the same few dozen reads hundreds of times: a quarter of
-    the compile time of a PEtab model's kernels (Boehm: 4.5 -> 3.4 s).
-    Inputs only: generated kernels write ``out`` alone, so a read moved
-    before the writes reads the same value.
+    kernels repeat the same few dozen reads hundreds of times: 40% of the
+    compile time of a PEtab model's kernels (Boehm: 4.5 -> 2.7 s).  Not
+    hoisted out of the loop: hundreds of values live across its back edge
+    made the 2-100-2 network's ``sens_rhs`` compile 3x slower.  Inputs
+    only: generated kernels write ``out`` alone, so a read moved before the
+    writes reads the same value.
     """
     names = [a for a in HOISTED if a in args]
-    if not names:
-        return body
-    seen = {}
-
-    def local(m):
-        key = (m.group(1), int(m.group(2)))
-        seen.setdefault(key, f"_{key[0]}{key[1]}")
-        return seen[key]
-
-    out = body[:start]
-    for line in body[start:]:
-        code, sep, comment = line.partition("  # ")
-        out.append(_FIXED_READ.sub(lambda m: local(m) if m.group(1) in names else m.group(0), code)
-                   + sep + comment)
-    reads = [f"    {seen[k]} = {k[0]}[{k[1]}]" for k in sorted(seen, key=lambda k: (HOISTED.index(k[0]), k[1]))]
-    return out[:start] + reads + out[start:]
+    fixed = [(re.compile(r"\b(" + "|".join(names) + r")\[(\d+)\]"),
+              lambda m: f"_{m.group(1)}{m.group(2)}")] if names else []
+    if loop is None:
+        return body[:start] + _hoisted(body[start:], fixed, "    ")
+    end = loop + 1
+    while end < len(body) and body[end].startswith("        "):
+        end += 1
+    column = [(_COLUMN_READ, lambda m: f"_S{m.group(1)}")]
+    return (body[:loop + 1] + _hoisted(body[loop + 1:end], fixed + column, "        ")
+            + _hoisted(body[end:], fixed, "    "))
 
 
 _COLUMN_READ = re.compile(r"\bS\[(\d+), k\]")
-
-
-def _hoist_column_reads(body: list, loop: int) -> list:
-    """``_hoist_reads`` for the column loop of ``sens_rhs`` (``body[loop]``):
-    each ``S[j, k]`` read once at the top of the loop body."""
-    seen = set()
-    out = body[:loop + 1]
-    for line in body[loop + 1:]:
-        if not line.startswith("        "):
-            out.append(line)
-            continue
-        code, sep, comment = line.partition("  # ")
-        seen.update(int(j) for j in _COLUMN_READ.findall(code))
-        out.append(_COLUMN_READ.sub(lambda m: f"_S{m.group(1)}", code) + sep + comment)
-    reads = [f"        _S{j} = S[{j}, k]" for j in sorted(seen)]
-    return out[:loop + 1] + reads + out[loop + 1:]
 
 
 class KernelWriter:
@@ -201,30 +194,18 @@ class KernelWriter:
             for o, e in zip(outputs, exprs):
                 body.append(f"{indent}{o[0]} = {printer.doprint(e)}  # {o[2]}")
         if after:
-            body.extend("    " + line for line in self._increments(printer, name, after))
+            # (no CSE here: it made the 2-100-2 network's sens_rhs compile 4x slower)
+            printed = [(a[0], printer.doprint(sp.sympify(a[1])), *a[2:]) for a in after]
+            body.extend("    " + line for line in fold(printed, name, "+=", True))
         body.extend(f"    {line}" for line in tail)
-        if outer is not None:
-            body = _hoist_column_reads(body, body.index(f"    {outer}"))
-        body = _hoist_reads(body, args, 1 + len(prologue))
+        body = _hoist_reads(body, args, 1 + len(prologue),
+                            None if outer is None else body.index(f"    {outer}"))
         if len(body) == 1:
             body.append("    return")
         self.lines.append("")
         self.lines.append("")
         self.lines.append(f"def {name}({', '.join(args)}):")
         self.lines.extend(body)
-
-    def _increments(self, printer, name, after) -> list:
-        """The lines of ``target += expr`` for ``after`` (``function``): folded
-        into loops where rows repeat, else with their common subexpressions
-        taken out once (``_cd`` names), as the assignments are."""
-        exprs = [sp.sympify(a[1]) for a in after]
-        printed = [(a[0], printer.doprint(e), *a[2:]) for a, e in zip(after, exprs)]
-        folded = fold(printed, name, "+=", True)
-        if not (self.use_cse and len(after) > 1 and _mostly_unfolded(folded, len(after), printed)):
-            return folded
-        replacements, exprs = sp.cse(exprs, symbols=sp.numbered_symbols(AFTER_CSE_PREFIX), order="none")
-        return ([f"{sym.name} = {printer.doprint(e)}" for sym, e in replacements]
-                + [f"{a[0]} += {printer.doprint(e)}  # {a[2]}" for a, e in zip(after, exprs)])
 
     def source(self, header: str) -> str:
         return header + "\nimport math\n\n" + "\n".join(self.lines) + "\n"
