@@ -41,8 +41,8 @@ UNCOMPILED = (
     "__init__",
     # the symbolic layer and the writers of generated source (generated kernels
     # are cached by their own content digest, ``codegen.cache``)
-    "symbolic", "codegen.emit", "codegen.modules", "codegen.printer", "codegen.rolling",
-    "codegen.structured", "codegen.torch_kernels",
+    "symbolic", "codegen.__init__", "codegen.cache", "codegen.emit", "codegen.modules",
+    "codegen.printer", "codegen.rolling", "codegen.structured", "codegen.torch_kernels",
     # Python drivers that call the compiled entries
     "api", "solution", "cpu.__init__", "methods.__init__", "adjoint.__init__", "adjoint.backsolve",
     "adjoint.checkpoint", "adjoint.fd", "adjoint.forward", "adjoint.interpolating", "adjoint.memory",

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..checks import check_controls, check_span, check_tolerances
-from ..codegen import cost_kernels, model_kernels
 from ..cost import as_cost
 from ..cpu import solvers
 from ..cpu.drivers import entry
@@ -171,6 +170,10 @@ def _prepare(model, cost, y0, t_span, params, method, rtol, atol, controls, max_
     controls = check_controls(model, controls)
     spec = solvers.lookup_method(method)
     tw, W, _ = solvers.control_arrays(controls, model.n_controls)
+    # (imported here: this module sits in the compiled loops' import chain, which
+    # the code generator stays out of; see sciode._numba_cache.UNCOMPILED)
+    from ..codegen import cost_kernels, model_kernels
+
     mk = model_kernels(model)
     ck = cost_kernels(model, cost)
     t_rows, Yobs, Wt = data_rows(cost, ck.n_obs)

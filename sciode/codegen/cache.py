@@ -4,8 +4,8 @@ Modules are written to ``<cache dir>/kernels/<kind>_<hash>.py`` where the
 hash covers the model/cost content, the codegen options, the sciode and
 codegen-API versions and the Numba version.  A module is written atomically
 (temporary file + ``os.replace``), so two processes may build the same
-kernels at once; each imports the file by path, and Numba's own cache
-(``cache=True``) stores the machine code beside it, so a second process
+kernels at once; each imports the file by path, and Numba's own disk
+cache stores the machine code beside it, so a second process
 neither regenerates source nor recompiles.
 
 The cache directory is ``$SCIODE_CACHE_DIR`` when set, else the user's cache
@@ -26,9 +26,8 @@ import os
 import sys
 import tempfile
 import warnings
+from importlib.metadata import version as _version
 from pathlib import Path
-
-import numba
 
 #: Bump when the generated source or the kernel ABI changes.
 CODEGEN_API = 18
@@ -97,7 +96,7 @@ def content_hash(*parts: str) -> str:
     from .. import __version__
 
     h = hashlib.sha256()
-    for part in (f"api={CODEGEN_API}", f"sciode={__version__}", f"numba={numba.__version__}", *parts):
+    for part in (f"api={CODEGEN_API}", f"sciode={__version__}", f"numba={_version('numba')}", *parts):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:24]
