@@ -92,7 +92,9 @@ def _hoist_reads(body: list, args, start: int, loop=None) -> list:
     column loop (``body[loop]``) the loop body's reads, ``S[j, k]`` too, at
     the top of the loop body.
 
-    Same arithmetic, same machine code after LLVM; but Numba types and lowers
+    The same expressions (under the kernels' ``reassoc`` flag LLVM may order
+    a band's sums differently: Brusselator results move by <= 1e-10
+    relative at rtol 1e-6, Lotka-Volterra and Robertson not at all); but Numba types and lowers
     each indexing expression separately, bounds logic and all, and a model's
     kernels repeat the same few dozen reads hundreds of times: 40% of the
     compile time of a PEtab model's kernels (Boehm: 4.5 -> 2.7 s).  Not

@@ -129,7 +129,7 @@ def newton_bdf(sys, t_new, z_pred, c, psi, M, piv, banded, kl, ku, perm, block, 
         Z[k] = z_pred[k]
         d[k] = 0.0
     inv_c = 1.0 / c
-    lo, hi = 0, newton_phases(block, stride, n)
+    lo, hi = 0, newton_phases(block, stride, atol)
     dw_old = 0.0
     rate = 0.0
     worst = 0.0
@@ -167,7 +167,7 @@ def newton_bdf(sys, t_new, z_pred, c, psi, M, piv, banded, kl, ku, perm, block, 
                 or (it == 0 and 0.0 < prior < 1.0 and prior / (1.0 - prior) * dw < tol)):
             n_iter = max(n_iter, it + 1)
             worst = max(worst, rate)
-            if hi == n or math.isinf(atol[hi]):  # (no second phase for untested entries)
+            if hi == n:
                 return True, n_iter, n_eval, worst
             lo, hi = hi, n  # the states converged: now their sensitivities
             it = 0

@@ -305,9 +305,10 @@ def jacobian_storage(n, banded, nnz, block, stride):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def newton_phases(block, stride, n):
+def newton_phases(block, stride, atol):
     """Where Newton's first convergence test ends: ``block`` in block mode
-    (forward sensitivities), else ``n``.
+    (forward sensitivities) with the sensitivities in the error test, else
+    ``len(atol)`` (one phase).
 
     In block mode Newton's matrix ``diag(B, ..., B)`` leaves out how the
     sensitivities' rates depend on the states (``d(J S)/dy``); one joint test
@@ -319,15 +320,15 @@ def newton_phases(block, stride, n):
     rest (linear in themselves, Newton's matrix their exact one but for a
     stale ``J``) with their own test, whose first iteration may already pass
     on the states' last contraction rate (the same matrix, the same ``J``:
-    CVODES carries its ``crate`` likewise).  Entries outside the error test
-    (an infinite ``atol``: ``sens_error_control=False``) have no second
-    phase: they keep the first phase's iterates, as before the split (the
-    PEtab gradients agree to 1e-10 either way, and the phase costs an rhs
-    evaluation per Newton solve, 15-40% of those problems' forward gradients).
+    CVODES carries its ``crate`` likewise).  Sensitivities outside the error
+    test (an infinite ``atol``: ``sens_error_control=False``) keep the one
+    joint phase, bit-identical to before the split: a second phase would
+    cost an rhs evaluation per Newton solve (15-40% of the PEtab problems'
+    forward gradients) for gradients that agree to 1e-10 either way.
     """
-    if block > 0 and stride >= 0:
+    if block > 0 and stride >= 0 and block < atol.shape[0] and not math.isinf(atol[block]):
         return block
-    return n
+    return atol.shape[0]
 
 
 # -- choosing the mode (Python, once per model) --------------------------------------
