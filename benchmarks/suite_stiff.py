@@ -187,7 +187,7 @@ def bdf_section(cfg, rep, rtol=1e-6):
     # forward sensitivities of J = |y(t1)|^2 on Robertson (3 parameters), at the
     # suite's atol = 1e-6 rtol and at a looser atol = 1e-2 rtol: at the tight one a
     # joint Newton test over states and sensitivities rejected most steps (bdf 3.3e5
-    # of 5e5, kvaerno5 1.2e5 of 2e5) before the staggered phases (linalg.newton_phases)
+    # of 5e5, kvaerno5 1.2e5 of 2e5) before the staggered phases (cpu.newton.newton_phases)
     prob = P.robertson()
     grows = []
     _, g_ref = casadi_forward_grad(prob)(1e-12, 1e-18)

@@ -21,15 +21,16 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
-#: One unit of work per family of loops: (name, method, sensitivity modes,
+#: One unit of work per compiled loop: (name, ((method, sensitivity modes), ...),
 #: whether it runs the ensemble entry points).  Each unit runs in one process,
-#: in order, because its calls share compiled helpers.
+#: in order, because its calls share compiled helpers: the stiff methods share
+#: one loop (``cpu.implicit``), so they are one unit; as units of their own in
+#: parallel processes, each compiled that loop again.
 UNITS = (
-    ("explicit", "dopri5", ("adjoint", "checkpoint", "forward", "discrete", "backsolve"), False),
-    ("esdirk", "kvaerno5", ("adjoint", "checkpoint", "forward"), False),
-    ("rosenbrock", "rodas4", ("adjoint", "checkpoint"), False),
-    ("bdf", "bdf", ("adjoint", "checkpoint", "forward"), False),
-    ("ensembles", "dopri5", (), True),
+    ("explicit", (("dopri5", ("adjoint", "checkpoint", "forward", "discrete", "backsolve")),), False),
+    ("stiff", (("kvaerno5", ("adjoint", "checkpoint", "forward")), ("rodas4", ("adjoint", "checkpoint")),
+               ("bdf", ("adjoint", "checkpoint", "forward"))), False),
+    ("ensembles", (), True),
 )
 
 
@@ -63,7 +64,7 @@ def _quiet():
 
 
 def _run_unit(unit: tuple) -> tuple[str, float]:
-    """Compile one family's loops (in a worker process); returns (name, seconds)."""
+    """Compile one unit's loops (in a worker process); returns (name, seconds)."""
     import warnings
 
     import numpy as np
@@ -72,7 +73,7 @@ def _run_unit(unit: tuple) -> tuple[str, float]:
     from .api import solve
     from .ensemble import solve_ensemble, value_and_grad_ensemble
 
-    name, method, modes, ensembles = unit
+    name, methods, ensembles = unit
     model, cost, y0, span, p, t_obs = _problem()
     start = time.perf_counter()
     with warnings.catch_warnings(), _quiet():
@@ -82,7 +83,7 @@ def _run_unit(unit: tuple) -> tuple[str, float]:
             for m in ("dopri5", "rodas4", "kvaerno5"):
                 solve_ensemble(model, y0, span, P, t_eval=t_obs, method=m, threads=1)
             value_and_grad_ensemble(model, cost, y0, span, P, method="dopri5", threads=1)
-        else:
+        for method, modes in methods:
             solve(model, y0, span, p, t_eval=t_obs, method=method)
             for mode in modes:
                 value_and_grad(model, cost, y0, span, p, method=method, sensitivity=mode)
@@ -95,20 +96,20 @@ def precompile(jobs: int | None = None, progress: bool = True, stream=None) -> d
     Parameters
     ----------
     jobs : number of worker processes (default: the CPU count, at most the
-        number of families).
-    progress : print one line per finished family, and the total.
+        number of units).
+    progress : print one line per finished unit, and the total.
     stream : where to print (default ``sys.stderr``).
 
     Returns
     -------
     dict
-        Family name -> seconds its worker spent (compiling, or loading from
+        Unit name -> seconds its worker spent (compiling, or loading from
         the cache when it is already there: then each takes well under a second).
     """
     stream = sys.stderr if stream is None else stream
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(UNITS)))
     say = (lambda msg: print(msg, file=stream, flush=True)) if progress else (lambda msg: None)
-    say(f"sciode: compiling the solver loops, once per installation ({len(UNITS)} families, "
+    say(f"sciode: compiling the solver loops, once per installation ({len(UNITS)} units, "
         f"{jobs} process{'es' if jobs > 1 else ''}; a few minutes on two cores)")
     start, out = time.perf_counter(), {}
     if jobs == 1:

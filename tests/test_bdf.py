@@ -136,6 +136,42 @@ def test_rescaled_history_equals_differences_at_the_new_spacing(order):
 
 
 @pytest.mark.parametrize("order", [1, 2, 3, 4, 5])
+def test_rescalings_compose(order):
+    """The loop rescales the history once per attempt, by the ratio of the
+    attempted step to the history's spacing, not once per change of ``h``
+    (``implicit.py``): that needs ``rescale(r2) o rescale(r1) = rescale(r1 r2)``
+    on any history, not only on a polynomial's."""
+    rng = np.random.default_rng(10 + order)
+    D0 = np.zeros((8, 3))
+    D0[: order + 1] = rng.normal(size=(order + 1, 3))
+    scratch = np.zeros((6, 6)), np.zeros((6, 3))
+    for r1, r2 in ((0.5, 0.5), (0.2, 7.0), (1.9, 0.3), (10.0, 0.1)):
+        twice, once = D0.copy(), D0.copy()
+        bdf.rescale_history(twice, order, r1, *scratch)
+        bdf.rescale_history(twice, order, r2, *scratch)
+        bdf.rescale_history(once, order, r1 * r2, *scratch)
+        np.testing.assert_allclose(twice, once, rtol=1e-10, atol=1e-12 * np.abs(D0).max())
+
+
+def test_every_stiff_method_runs_the_one_implicit_loop():
+    """BDF, ESDIRK and Rosenbrock methods are one Numba type (``ImplicitMethod``),
+    so a process that used one stiff method compiles no loop for another."""
+    import numba
+
+    from sciode.cpu.implicit import ImplicitMethod
+    from sciode.cpu.linalg import linear_mode
+
+    n = 40
+    rows = np.r_[np.arange(n), np.arange(1, n), np.arange(n - 1)]
+    cols = np.r_[np.arange(n), np.arange(n - 1), np.arange(1, n)]
+    for force in ("dense", "banded"):
+        mode = linear_mode(n, rows, cols, force)
+        built = [solvers.STIFF_METHODS[name].build(mode) for name in ("rodas4", "rodas5", "kvaerno5", "bdf")]
+        assert all(isinstance(m, ImplicitMethod) for m in built)
+        assert len({numba.typeof(m) for m in built}) == 1
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 4, 5])
 def test_power_form_interpolant_reproduces_the_polynomial(order):
     """``dense_coefficients`` (``K = W^T D / h``, ``P = I``): ``z_old + h sum_m K[m-1]
     theta^m`` is the polynomial through the last ``order + 1`` points, exactly at

@@ -300,7 +300,7 @@ def test_forward_sensitivities_at_tight_atol_take_about_the_states_steps(roberts
     """Robertson to t = 1e5 at atol 1e-12 with the sensitivities in the error
     test: Newton's block-diagonal matrix leaves out ``d(J S)/dy``, and one joint
     convergence test collapsed the steps (100,000 steps by t = 1440).  The
-    staggered Newton (``linalg.newton_phases``) takes at most 2x the state's
+    staggered Newton (``newton.newton_phases``) takes at most 2x the state's
     steps, and the gradient matches SciPy's Radau on the full system."""
     model, cost, p = robertson
     y0, span = [1.0, 0.0, 0.0], (0.0, 1e5)

@@ -57,7 +57,7 @@ def run(prob) -> common.GradResult:
         # own test would loosen by sqrt(size / n); see common.sweep_tolerances)
         scale = np.sqrt(n / z0.size)
         atol[:n] *= scale
-        atol[n:] = np.inf  # (Newton's second phase skips them: linalg.newton_phases)
+        atol[n:] = np.inf  # (Newton's second phase skips them: cpu.newton.newton_phases)
         rtol = rtol * scale
     mk, ck = prob.mk, prob.ck
     tw, W, wbuf = solvers.control_arrays(prob.controls, prob.model.n_controls)

@@ -290,15 +290,13 @@ def rk_steps(sys, t1, direction, span, A, b, c, e, e3, P, A_ext, c_ext, fsal, ad
         finite = all_finite(z_new)
         if adaptive:
             err = error_norm(hh, e, e3, K, z, z_new, rtol, atol, work, n_err) if finite else np.inf
-            if not math.isfinite(err):
-                saw_nonfinite = True
+            if not err <= 1.0:  # rejected, or not finite: shrink and retry
+                if math.isfinite(err):
+                    h = abs(hh) * max(FAC_MIN, SAFETY * err ** (-1.0 / q))
+                else:
+                    saw_nonfinite = True
+                    h = abs(hh) * NONFINITE_SHRINK
                 stats[3] += 1
-                h = abs(hh) * NONFINITE_SHRINK
-                rejected_last = True
-                continue
-            if err > 1.0:
-                stats[3] += 1
-                h = abs(hh) * max(FAC_MIN, SAFETY * err ** (-1.0 / q))
                 rejected_last = True
                 continue
             fac = FAC_MAX if err == 0.0 else SAFETY * err ** (-expo) * err_prev ** beta

@@ -1,5 +1,5 @@
-"""The stepping loop of the one-step stiff methods: Rosenbrock (RODAS4, RODAS5)
-and ESDIRK (Kvaerno5), written once.
+"""The stepping loop of the stiff methods: Rosenbrock (RODAS4, RODAS5), ESDIRK
+(Kvaerno5) and the variable-order BDF, written once.
 
 What a family supplies is its attempt-step and its controller:
 
@@ -9,22 +9,29 @@ What a family supplies is its attempt-step and its controller:
   controller is ``rodas.f``'s with Gustafsson's predictive step
   (``rodas_ratio``).
 - ESDIRK (``sdirk.py``): ``dirk_stages`` solves the implicit stages by
-  simplified Newton with the same ``M`` (``J`` kept across steps, refreshed
-  when Newton fails or converges slowly); ``z_new`` is the last stage
-  (stiffly accurate), ``err = h sum e_i K_i``; a PI controller that holds
-  ``h`` (and the LU) for ratios in [1, 1.2] (``dirk_ratio``).
+  simplified Newton (``newton.py``) with the same ``M`` (``J`` kept across
+  steps, refreshed when Newton fails or converges slowly); ``z_new`` is the
+  last stage (stiffly accurate), ``err = h sum e_i K_i``; a PI controller that
+  holds ``h`` (and the LU) for ratios in [1, 1.2] (``dirk_ratio``).
+- BDF (``bdf.py``): ``bdf_predict`` from the history of differences, one
+  simplified Newton solve with ``M = I/c - J``, ``c = h / alpha_k`` (``J`` at the
+  predictor, kept across steps as ESDIRK's), ``err = error_const_k (z_new -
+  z_pred)``; after an accepted step ``bdf_accept`` moves the history and
+  ``bdf_next`` chooses order and step.  The history follows the step lazily:
+  an attempt whose step differs from the history's spacing rescales it first.
 
 Everything else is this loop's: the prologue (first ``F``, starting step
 with the method's error order), the guards (``step_guard``), landing on
-stops (``next_target``/``step_to``), refactoring ``M`` only when ``h``
-changes (``linalg.factor_for``) and halving on a singular ``M``, rejecting
-non-finite trials, dense output (``K[i]`` of the accepted step, ``P`` in the
-explicit loops' polynomial form), storage and its regrowth, and the
-statuses.  The family is the method tuple's ``kind`` (``ROSENBROCK`` or
-``ESDIRK``), a run-time value: one compiled loop serves both families, and
-the branch costs nothing next to a step's LU solves.
+stops (``next_target``/``step_to``), refactoring ``M`` only when its constant
+``c`` (``h gamma``, or BDF's ``h / alpha_k``) changes (``linalg.factor_for``)
+and halving on a singular ``M``, the Jacobian's reuse, rejecting failed
+Newton solves and non-finite trials, dense output (``K`` of the accepted step,
+``P`` in the explicit loops' polynomial form), storage and its regrowth, and
+the statuses.  The family is the method tuple's ``kind`` (``ROSENBROCK``,
+``ESDIRK`` or ``BDF``), a run-time value: one compiled loop serves every stiff
+method, and the branches cost nothing next to a step's LU solves.
 
-Both families keep ``F(t, z)`` in ``K[0]`` at the start of a step: the
+The one-step families keep ``F(t, z)`` in ``K[0]`` at the start of a step: the
 ESDIRK's first (explicit) stage, the Rosenbrock's ``f0``.
 """
 
@@ -37,8 +44,11 @@ import numba as nb
 import numpy as np
 
 from .._numba_compat import borrow1, borrow2, keep_alive
-from .explicit import all_finite, first_step, rms_scaled
+from . import bdf as B
+from .bdf import bdf_accept, bdf_next, bdf_predict, rescale_history, restart_history
+from .explicit import all_finite, first_step, initial_step, rms_scaled
 from .linalg import factor_for, jacobian_storage, matrix_storage
+from .newton import simplified_newton
 from .rosenbrock import rodas_ratio, rodas_stages
 from .sdirk import dirk_ratio, dirk_stages
 from .stepping import (EPS, MAX_SINGULAR, NONFINITE_SHRINK, begin_borrowed, borrow_storage,
@@ -47,13 +57,19 @@ from .status import NONFINITE, SINGULAR, STEP_UNDERFLOW, SUCCESS
 from .systems import sys_dfdt, sys_jac, sys_rhs
 
 #: ``ImplicitMethod.kind``
-ROSENBROCK, ESDIRK = 0, 1
+ROSENBROCK, ESDIRK, BDF = 0, 1, 2
 
-#: A one-step stiff method plus its linear-algebra mode (``linalg.LinearMode.args()``).
+#: A stiff method plus its linear-algebra mode (``linalg.LinearMode.args()``).
 #: Rosenbrock: ``A, C, alpha, gamma_sum, m, e`` of ``RosenbrockTableau``;
 #: ESDIRK: ``A``, ``alpha = c``, ``m = b``, ``e`` of ``DIRKTableau`` (``C``,
 #: ``gamma_sum`` empty).  ``P`` the dense output, ``gamma`` the diagonal,
-#: ``q`` the embedded order plus one (controller exponent ``1/q``).
+#: ``q`` the embedded order plus one (controller exponent ``1/q``; the
+#: starting step's order is ``q - 1``).
+#: BDF (``BDFCoefficients``, by order 0..5): ``A = W`` the interpolant basis,
+#: ``alpha``, ``m = gamma`` (the NDF's sums), ``e = error_const``, ``P`` the
+#: identity (power form), ``gamma = 1``, ``q = 2`` (an order-1 start);
+#: ``max_order`` caps the order and ``fixed_order`` raises it to the cap and
+#: keeps it there (convergence studies); both unused by the one-step families.
 #: ``sweep_on_steps``: a backward (costate) sweep must land on every stored
 #: forward step (``adjoint.entries.costate_sweep``), because the method's error
 #: estimate does not see the sweep's dependence on t (RODAS5's is identically
@@ -61,6 +77,7 @@ ROSENBROCK, ESDIRK = 0, 1
 #: piecewise smooth: a step across a forward step boundary loses order unseen.
 ImplicitMethod = namedtuple("ImplicitMethod", [
     "A", "C", "alpha", "gamma_sum", "m", "e", "P", "gamma", "q", "kind", "sweep_on_steps",
+    "max_order", "fixed_order",
     "banded", "kl", "ku", "perm", "perm_inv", "jrows", "jcols", "block", "stride"])
 
 
@@ -77,45 +94,57 @@ def implicit_integrate(meth, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_
     z0 : (n,) initial state
     rtol : float; atol : (n,)
     h_init : first step (0 = automatic); hmax : largest |h|
-    dt : fixed step (0 = adaptive; a fixed step is never rejected)
+    dt : fixed step (0 = adaptive; a fixed step is never rejected; BDF's
+        order then rises by one per step to ``max_order``)
     max_steps : bound on attempted steps
     t_eval : (m,) output times; store_dense : storage level (``stepping``: 1
         with the stages ``K`` of every step, 0 steps, -1 latest state only)
-    t_stops : times a step lands on (``rk_integrate``), where ``sys_stop`` may reset the state
+    t_stops : times a step lands on (``rk_integrate``), where ``sys_stop`` may
+        reset the state (BDF restarts its history there at order 1)
 
     Returns
     -------
-    status, t_reached, n_stored, ts, zs, hs, Ks (n_stored - 1, s, n) or empty,
+    status, t_reached, n_stored, ts, zs, hs, Ks (n_stored - 1, len(P), n) or empty,
     z_eval (m, n), stats (nfev, nsteps, naccepted, nrejected, njev, nlu);
     ``nfev`` counts every rhs evaluation of Newton.
     """
     n = z0.shape[0]
     s = meth.A.shape[0]
-    rosen = meth.kind == ROSENBROCK
+    s_dense = meth.P.shape[0]
+    kind = meth.kind
+    rosen = kind == ROSENBROCK
+    bdf = kind == BDF
     gamma, q = meth.gamma, meth.q
+    max_order = max(1, min(B.MAX_ORDER, meth.max_order))
     banded, kl, ku, block, stride = meth.banded, meth.kl, meth.ku, meth.block, meth.stride
     direction = 1.0 if t1 >= t0 else -1.0
     span = abs(t1 - t0)
     adaptive = dt <= 0.0
-    tol = max(10.0 * EPS / rtol, min(0.03, rtol ** 0.5))  # Newton's (ESDIRK)
+    tol = max(10.0 * EPS / rtol, min(0.03, rtol ** 0.5))  # Newton's
     # borrowed views of every array handed to a helper (see ``rk_integrate``)
     atol, t_eval, t_stops = borrow1(atol), borrow1(t_eval), borrow1(t_stops)
     perm, perm_inv = borrow1(meth.perm), borrow1(meth.perm_inv)
     jrows, jcols = borrow1(meth.jrows), borrow1(meth.jcols)
     A, C, alpha, gamma_sum = borrow2(meth.A), borrow2(meth.C), borrow1(meth.alpha), borrow1(meth.gamma_sum)
     mw, e, P = borrow1(meth.m), borrow1(meth.e), borrow2(meth.P)
-    U_o, K_o = np.zeros((s if rosen else 0, n)), np.zeros((s, n))
+    U_o, K_o = np.zeros((s if rosen else 0, n)), np.zeros((s_dense, n))
     J_o = jacobian_storage(n, banded, jrows.shape[0], block, stride)
     M_o = matrix_storage(n, banded, kl, ku, block, stride)
     piv_o = np.zeros(n, dtype=np.int64)
     U, K, J, M, piv = borrow2(U_o), borrow2(K_o), borrow2(J_o), borrow2(M_o), borrow1(piv_o)
-    vec_o = np.zeros(7 * n + s)
+    # BDF's history of differences and its rescaling scratch (empty otherwise)
+    nh = n if bdf else 0
+    D_o, tmp_o, RU_o = np.zeros((B.MAX_ORDER + 3, nh)), np.zeros((B.MAX_ORDER + 1, nh)), np.zeros((6, 6))
+    D, tmp, RU = borrow2(D_o), borrow2(tmp_o), borrow2(RU_o)
+    vec_o = np.zeros(9 * n + s_dense)
     vb = borrow1(vec_o)
     z, z_new, work, lwork = vb[:n], vb[n:2 * n], vb[2 * n:3 * n], vb[3 * n:4 * n]
-    # family scratch: Rosenbrock dF/dt and the stage right-hand side; ESDIRK psi, F(Z), dZ
-    a1, a2, a3, wbuf = vb[4 * n:5 * n], vb[5 * n:6 * n], vb[6 * n:7 * n], vb[7 * n:]
+    # family scratch: Rosenbrock dF/dt and the stage right-hand side; ESDIRK psi,
+    # F(Z), dZ; BDF the predictor, psi, F(Z), dZ and the correction
+    a1, a2, a3, a4, a5 = vb[4 * n:5 * n], vb[5 * n:6 * n], vb[6 * n:7 * n], vb[7 * n:8 * n], vb[8 * n:9 * n]
+    wbuf = vb[9 * n:]
     (stats, ts_o, hs_o, zs_o, Ks_o, z_eval_own, i_eval,
-     ts, hs, zs, Ks, z_eval) = begin_borrowed(t0, z0, z, s, store_dense, t_eval)
+     ts, hs, zs, Ks, z_eval) = begin_borrowed(t0, z0, z, s_dense, store_dense, t_eval)
     n_stored = 1
     t = t0
     if span == 0.0:
@@ -125,12 +154,19 @@ def implicit_integrate(meth, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_
                            work, a3, stats)
     if not finite:
         return NONFINITE, t, n_stored, ts_o[:1], zs_o[:1], hs_o[:0], Ks_o[:0], z_eval_own, stats
+    order = 1  # BDF's
+    n_equal = 0  # BDF: accepted steps of the current size and order
+    h_hist = h  # BDF: the step the history is spaced by
+    if bdf:
+        restart_history(D, z, f0, direction * h)
     need_jac = True
-    jac_current = False  # J was evaluated at the current (t, z)
-    h_fact = 0.0  # the signed step M is factored for (0: none)
+    jac_current = False  # J was evaluated for the current attempt's point
+    c_fact = 0.0  # the constant M = I/c - J is factored for (0: none)
     err_prev = 1e-4  # ESDIRK's PI memory; Rosenbrock's last accepted step and error:
     h_acc = 1.0
     err_acc = 1.0
+    err = 0.0
+    n_iter = 0
     n_singular = 0
     rejected_last = False
     saw_nonfinite = False
@@ -143,17 +179,30 @@ def implicit_integrate(meth, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_
                                                              t_stops, i_stop, direction, span)
             if status != SUCCESS:
                 break
+            if bdf:
+                if abs(hh) != h_hist:  # the history follows the step
+                    rescale_history(D, order, abs(hh) / h_hist, RU, tmp)
+                    h_hist = abs(hh)
+                    n_equal = 0
+                bdf_predict(D, order, mw, alpha, a1, z_new, a2)
+                c = hh / alpha[order]
+            else:
+                c = hh * gamma
+            t_new = target if last else t + hh
             if need_jac:
-                sys_jac(sys, t, z, J)
-                if rosen:
-                    sys_dfdt(sys, t, z, a1)
+                if bdf:  # at the predictor
+                    sys_jac(sys, t_new, a1, J)
+                else:
+                    sys_jac(sys, t, z, J)
+                    if rosen:
+                        sys_dfdt(sys, t, z, a1)
                 stats[4] += 1
                 need_jac = False
                 jac_current = True
-                h_fact = 0.0
-            h_fact = factor_for(hh, h_fact, gamma, J, banded, kl, ku, perm_inv, jrows, jcols, block, stride, M,
+                c_fact = 0.0
+            c_fact = factor_for(c, c_fact, 1.0, J, banded, kl, ku, perm_inv, jrows, jcols, block, stride, M,
                                 piv, stats)
-            if h_fact == 0.0:  # singular: halve the step, a few times at most
+            if c_fact == 0.0:  # singular: halve the step, a few times at most
                 n_singular += 1
                 if n_singular > MAX_SINGULAR or not adaptive:
                     status = SINGULAR
@@ -162,12 +211,12 @@ def implicit_integrate(meth, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_
                 continue
             n_singular = 0
             # -- the family's attempt: z_new, and (Rosenbrock) the error vector in work
-            slow = False
+            stats[1] += 1
+            ok, slow, finite = True, False, True
             if rosen:
                 rodas_stages(sys, t, z, hh, A, C, alpha, gamma_sum, f0, a1, M, piv, banded, kl, ku,
                              perm, block, stride, U, work, a2, lwork)
                 stats[0] += s - 1
-                stats[1] += 1
                 for k in range(n):
                     acc = 0.0
                     ek = 0.0
@@ -176,44 +225,60 @@ def implicit_integrate(meth, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_
                         ek += e[i] * U[i, k]
                     z_new[k] = z[k] + acc
                     work[k] = ek
+            elif bdf:
+                ok, n_iter, n_eval, rate = simplified_newton(sys, t_new, a2, c, z_new, a1, M, piv, banded,
+                                                             kl, ku, perm, block, stride, rtol, atol, tol,
+                                                             B.NEWTON_MAXITER, 0.0, a3, a4, lwork)
+                stats[0] += n_eval
+                finite = rate != np.inf
+                # slow convergence asks for a new J only if this one is stale: a J
+                # evaluated for this very step would not converge faster
+                slow = n_iter >= B.SLOW_ITER and rate > B.SLOW_RATE and not jac_current
+                for k in range(n):
+                    a5[k] = z_new[k] - a1[k]  # the correction
             else:
-                stats[1] += 1
-                ok, slow = dirk_stages(sys, t, z, hh, A, alpha, gamma, K, M, piv, banded, kl, ku, perm,
-                                       block, stride, rtol, atol, tol, z_new, a1, a2, a3, lwork, stats)
-                if not ok:
-                    # Newton failed: first refresh a stale Jacobian, then shrink the step.
-                    stats[3] += 1
-                    if not jac_current:
-                        need_jac = True
-                    elif adaptive:
-                        h = 0.5 * abs(hh)
-                        if not all_finite(z_new):
-                            saw_nonfinite = True
-                    else:
-                        status = NONFINITE if not all_finite(z_new) else STEP_UNDERFLOW
-                        break
-                    rejected_last = True
-                    continue
+                ok, slow, finite = dirk_stages(sys, t, z, hh, A, alpha, gamma, K, M, piv, banded, kl, ku,
+                                               perm, block, stride, rtol, atol, tol, z_new, a1, a2, a3,
+                                               lwork, stats)
+            if not ok:
+                # Newton failed: first refresh a stale Jacobian, then shrink the step.
+                stats[3] += 1
+                if not finite:
+                    saw_nonfinite = True
+                if not jac_current:
+                    need_jac = True
+                elif adaptive:
+                    h = 0.5 * abs(hh)
+                else:
+                    status = NONFINITE if saw_nonfinite else STEP_UNDERFLOW
+                    break
+                rejected_last = True
+                continue
             finite = all_finite(z_new)
             if adaptive:
                 if finite:
-                    if not rosen:
+                    if bdf:
                         for k in range(n):
-                            acc = 0.0
-                            for i in range(s):
-                                acc += e[i] * K[i, k]
-                            work[k] = hh * acc
-                    err = rms_scaled(work, z, z_new, rtol, atol)
+                            work[k] = e[order] * a5[k]
+                        err = rms_scaled(work, z_new, z_new, rtol, atol)
+                    else:
+                        if not rosen:
+                            for k in range(n):
+                                acc = 0.0
+                                for i in range(s):
+                                    acc += e[i] * K[i, k]
+                                work[k] = hh * acc
+                        err = rms_scaled(work, z, z_new, rtol, atol)
                 else:
                     err = np.inf
+                # -- the family's controller: the ratio h_new / h, and whether to reject
                 if not math.isfinite(err):
                     saw_nonfinite = True
-                    stats[3] += 1
-                    h = abs(hh) * NONFINITE_SHRINK
-                    rejected_last = True
-                    continue
-                # -- the family's controller: the ratio h_new / h, and whether to reject
-                if rosen:
+                    err = np.inf
+                    r = NONFINITE_SHRINK
+                elif bdf:
+                    r = max(B.RATIO_MIN, B.bdf_safety(n_iter) * B.growth(err, order + 1)) if err > 1.0 else 1.0
+                elif rosen:
                     r = rodas_ratio(err, abs(hh), h_acc, err_acc, stats[2], q)
                     if err > 1.0:
                         r = 0.1 if stats[2] == 0 else r
@@ -237,37 +302,62 @@ def implicit_integrate(meth, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_
                     status = NONFINITE
                     break
                 h_next = dt
-            # -- accepted
-            if rosen:  # dense output in the stages' form: K[i] = U[i] / h
+            # -- accepted: the step's dense output in K
+            if bdf:
+                bdf_accept(D, order, a5, A, hh, K)
+            elif rosen:  # the stages' form: K[i] = U[i] / h
                 for i in range(s):
                     for k in range(n):
                         K[i, k] = U[i, k] / hh
-            t, i_eval, _, reset, n_stored = land_step(sys, t, hh, target, last, t1, z, z_new, K, P,
-                                                      wbuf, t_eval, i_eval, z_eval, direction, ts, hs,
-                                                      zs, Ks, n_stored, store_dense, stats)
+            t, i_eval, at_stop, reset, n_stored = land_step(sys, t, hh, target, last, t1, z, z_new, K, P,
+                                                            wbuf, t_eval, i_eval, z_eval, direction, ts, hs,
+                                                            zs, Ks, n_stored, store_dense, stats)
             copy_flat(z, z_new)
             rejected_last = False
-            h = h_next
             jac_current = False
-            if rosen or reset:
-                sys_rhs(sys, t, z, f0)
-                stats[0] += 1
-                if not all_finite(f0):
-                    status = NONFINITE
-                    break
-            else:  # stiffly accurate: f(t_new, z_new) up to the Newton tolerance
-                copy_flat(f0, K[s - 1])
             if rosen or slow:
                 need_jac = True
+            if not bdf:
+                h = h_next
+                if rosen or reset:
+                    sys_rhs(sys, t, z, f0)
+                    stats[0] += 1
+                    if not all_finite(f0):
+                        status = NONFINITE
+                        break
+                else:  # stiffly accurate: f(t_new, z_new) up to the Newton tolerance
+                    copy_flat(f0, K[s - 1])
+                continue
+            n_equal += 1
+            if at_stop:
+                # a discontinuity (state reset, control kink): restart at order 1, as CVODES does
+                sys_rhs(sys, t, z, f0)
+                stats[0] += 1
+                h = dt
+                if adaptive:
+                    h0 = initial_step(sys, t, z, f0, direction, 1, rtol, atol, hmax, abs(t1 - t), work, a3)
+                    stats[0] += 1
+                    h = min(abs(hh), h0)
+                restart_history(D, z, f0, direction * h)
+                h_hist = h
+                order = 1
+                n_equal = 0
+            elif not adaptive:
+                order = min(order + 1, max_order)
+                h = dt
+            else:
+                order, h, n_equal = bdf_next(D, order, n_equal, h, err, n_iter, max_order, meth.fixed_order,
+                                             hmax, e, z, rtol, atol, work)
         if status != SUCCESS or (t1 - t) * direction <= 0.0:
             break
         ts_o, hs_o, zs_o, Ks_o = grow_storage(ts_o, hs_o, zs_o, Ks_o, store_dense)
         ts, hs, zs, Ks = borrow_storage(ts_o, hs_o, zs_o, Ks_o)
     ts, zs, hs, Ks = stored(ts_o, hs_o, zs_o, Ks_o, n_stored, store_dense)
     keep_alive(U_o, K_o, J_o, M_o)  # one array type per call
+    keep_alive(D_o, tmp_o, RU_o)
     keep_alive(vec_o)
     keep_alive(piv_o)
     return status, t, n_stored, ts, zs, hs, Ks, z_eval_own, stats
 
 
-__all__ = ["ESDIRK", "ROSENBROCK", "ImplicitMethod", "implicit_integrate"]
+__all__ = ["BDF", "ESDIRK", "ROSENBROCK", "ImplicitMethod", "implicit_integrate"]

@@ -2,7 +2,7 @@
 
 A *method* is a ``NamedTuple`` of coefficient arrays and flags (``RKMethod``
 for explicit Runge--Kutta tableaus, ``implicit.ImplicitMethod`` for the
-Rosenbrock and ESDIRK families, which share one loop).
+Rosenbrock, ESDIRK and BDF families, which share one loop).
 ``integrate`` dispatches at compile time on the method's class, so drivers
 and sensitivity sweeps are written once for every method, explicit or
 implicit, and compiled once per (system, method) kind.

@@ -304,33 +304,6 @@ def jacobian_storage(n, banded, nnz, block, stride):
     return np.zeros((m, m))
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
-def newton_phases(block, stride, atol):
-    """Where Newton's first convergence test ends: ``block`` in block mode
-    (forward sensitivities) with the sensitivities in the error test, else
-    ``len(atol)`` (one phase).
-
-    In block mode Newton's matrix ``diag(B, ..., B)`` leaves out how the
-    sensitivities' rates depend on the states (``d(J S)/dy``); one joint test
-    then reads the states' last corrections, carried into the sensitivities
-    through that coupling, as divergence, and the steps collapse (Robertson
-    at atol 1e-12).  So the iteration runs in two phases, as CVODES's
-    staggered corrector: the states to convergence (their entries alone
-    tested, as if there were no sensitivities), then, the states held, the
-    rest (linear in themselves, Newton's matrix their exact one but for a
-    stale ``J``) with their own test, whose first iteration may already pass
-    on the states' last contraction rate (the same matrix, the same ``J``:
-    CVODES carries its ``crate`` likewise).  Sensitivities outside the error
-    test (an infinite ``atol``: ``sens_error_control=False``) keep the one
-    joint phase, bit-identical to before the split: a second phase would
-    cost an rhs evaluation per Newton solve (15-40% of the PEtab problems'
-    forward gradients) for gradients that agree to 1e-10 either way.
-    """
-    if block > 0 and stride >= 0 and block < atol.shape[0] and not math.isinf(atol[block]):
-        return block
-    return atol.shape[0]
-
-
 # -- choosing the mode (Python, once per model) --------------------------------------
 
 

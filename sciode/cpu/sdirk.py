@@ -21,9 +21,8 @@ Each stage is solved by simplified Newton with ``M = I/(h gamma) - J``::
 when Newton fails with a stale ``J`` or converged slowly in the last step;
 ``M`` is refactored only when ``h`` changes, and ``h`` is held when the
 controller asks for a ratio in [1, 1.2] (``radau5.f``'s ``QUOT1/QUOT2``) to
-save the factorisation.  Newton stops as in Hairer's RADAU5 / SciPy's
-``Radau``: converged when ``rate/(1 - rate) |dZ| < tol``, abandoned when the
-rate is >= 1 or the predicted final error exceeds ``tol``.
+save the factorisation.  Newton is ``newton.simplified_newton`` (SciPy's
+``Radau`` stopping rule), at most ``NEWTON_MAXITER`` iterations.
 
 Dense output is the tableau's ``P`` (cubic Hermite on ``K[0]`` and
 ``K[s-1]``), stored exactly as the explicit loops store theirs.  (``J``'s
@@ -32,20 +31,18 @@ reuse and ``M``'s refactoring are ``implicit_integrate``'s.)
 
 from __future__ import annotations
 
-import math
-
 import numba as nb
 import numpy as np
 
-from .explicit import rms_range
-from .linalg import newton_phases, solve_in_place
-from .stepping import EPS
-from .systems import sys_rhs
+from .newton import simplified_newton
 
 SAFETY = 0.9
 RATIO_MIN = 0.2
 RATIO_MAX = 5.0
 NEWTON_MAXITER = 8
+#: a first Newton increment below this fraction of the tolerance is converged
+#: (``newton.simplified_newton``): the stage's predictor is usually that good
+ACCEPT_FIRST = 1e-2
 HOLD_LO, HOLD_HI = 1.0, 1.2  # keep h (and the LU) for ratios in this range
 #: a step whose Newton needed more than 2 iterations at this rate asks for a new J:
 #: Hairer's RADAU5 default (``THET``) for small dense systems, and his advice for
@@ -56,74 +53,13 @@ SLOW_RATE_BANDED = 0.1
 
 
 @nb.njit(cache=True, nogil=True)
-def newton_stage(sys, tc, psi, hg, Z, M, piv, banded, kl, ku, perm, block, stride, rtol, atol, tol,
-                 fz, dZ, lwork):
-    """Solve ``Z = psi + hg F(tc, Z)`` from the guess in ``Z``.
-
-    Returns ``(converged, n_iter, n_eval, rate)``: the iterations of the
-    slower phase (``linalg.newton_phases``: in block mode the states, then
-    their sensitivities), the rhs evaluations, the larger of the phases' last
-    contraction factors (0 when one iteration sufficed; on failure the last).
-    """
-    n = Z.shape[0]
-    d = 1.0 / hg
-    lo, hi = 0, newton_phases(block, stride, atol)
-    dw_old = 0.0
-    rate = 0.0
-    worst = 0.0
-    prior = 0.0  # the states' last rate, for the second phase's first test
-    it = 0
-    n_iter = 0
-    n_eval = 0
-    while True:
-        sys_rhs(sys, tc, Z, fz)
-        n_eval += 1
-        for k in range(n):
-            dZ[k] = (psi[k] - Z[k]) * d + fz[k]
-        solve_in_place(M, piv, banded, kl, ku, perm, block, stride, dZ, lwork)
-        for k in range(lo):  # second phase: the states stay where they converged
-            dZ[k] = 0.0
-        dw = rms_range(dZ, Z, rtol, atol, lo, hi)
-        at_roundoff = True
-        for k in range(lo, hi):
-            # an increment at the rounding level of Z cannot shrink further:
-            # with atol far below eps*|Z| the scaled test alone never passes
-            if abs(dZ[k]) > 8.0 * EPS * abs(Z[k]):
-                at_roundoff = False
-        for k in range(lo, n):
-            Z[k] += dZ[k]
-        if not math.isfinite(dw):
-            return False, max(n_iter, it + 1), n_eval, np.inf
-        converged = at_roundoff
-        if not converged and it > 0:
-            rate = dw / dw_old
-            if rate >= 1.0 or rate ** (NEWTON_MAXITER - it - 1) / (1.0 - rate) * dw > tol:
-                return False, max(n_iter, it + 1), n_eval, rate
-            converged = rate / (1.0 - rate) * dw < tol
-        if converged or dw == 0.0 or (it == 0 and dw < 1e-2 * tol) or (
-                it == 0 and 0.0 < prior < 1.0 and prior / (1.0 - prior) * dw < tol):
-            n_iter = max(n_iter, it + 1)
-            worst = max(worst, rate)
-            if hi == n:
-                return True, n_iter, n_eval, worst
-            lo, hi = hi, n  # the states converged: now their sensitivities
-            it = 0
-            prior = rate
-            rate = 0.0
-            continue
-        dw_old = dw
-        it += 1
-        if it == NEWTON_MAXITER:
-            return False, NEWTON_MAXITER, n_eval, rate
-
-
-@nb.njit(cache=True, nogil=True)
 def dirk_stages(sys, t, z, h, A, c, gamma, K, M, piv, banded, kl, ku, perm, block, stride, rtol,
                 atol, tol, Z, psi, fz, dZ, lwork, stats):
     """Stages ``1 .. s-1`` into ``K`` (``K[0]`` given); ``Z`` ends as ``z_new``.
 
-    Returns ``(converged, slow)``: ``slow`` when Newton needed several
-    iterations at a poor rate (time for a new Jacobian).
+    Returns ``(converged, slow, finite)``: ``slow`` when Newton needed several
+    iterations at a poor rate (time for a new Jacobian); ``finite`` false when
+    it failed on a non-finite ``F`` or increment.
     """
     n = z.shape[0]
     s = A.shape[0]
@@ -136,17 +72,17 @@ def dirk_stages(sys, t, z, h, A, c, gamma, K, M, piv, banded, kl, ku, perm, bloc
                 acc += A[i, j] * K[j, k]
             psi[k] = z[k] + h * acc
             Z[k] = psi[k] + hg * K[i - 1, k]
-        ok, n_iter, n_eval, rate = newton_stage(sys, t + c[i] * h, psi, hg, Z, M, piv, banded, kl,
-                                                ku, perm, block, stride, rtol, atol, tol, fz, dZ,
-                                                lwork)
+        ok, n_iter, n_eval, rate = simplified_newton(sys, t + c[i] * h, psi, hg, Z, Z, M, piv, banded,
+                                                     kl, ku, perm, block, stride, rtol, atol, tol,
+                                                     NEWTON_MAXITER, ACCEPT_FIRST, fz, dZ, lwork)
         stats[0] += n_eval
         if not ok:
-            return False, True
+            return False, True, rate != np.inf
         if n_iter > 2 and rate > (SLOW_RATE_BANDED if banded else SLOW_RATE_DENSE):
             slow = True
         for k in range(n):
             K[i, k] = (Z[k] - psi[k]) / hg
-    return True, slow
+    return True, slow, True
 
 
 @nb.njit(cache=True, nogil=True, inline="always")

@@ -9,26 +9,18 @@ permutation) is chosen once per model from the Jacobian's sparsity pattern
 
 from __future__ import annotations
 
-from collections import namedtuple
 from dataclasses import dataclass
 
 import numba as nb
 import numpy as np
 
-from ..methods.bdf_coefficients import BDF
+from ..methods.bdf_coefficients import BDF as BDF_COEFFICIENTS
 from ..methods.stiff_tableaus import KVAERNO5, RODAS4, RODAS5, RosenbrockTableau
 from . import solvers
-from .bdf import bdf_integrate
-from .implicit import ESDIRK, ROSENBROCK, ImplicitMethod, implicit_integrate
+from .implicit import BDF, ESDIRK, ROSENBROCK, ImplicitMethod, implicit_integrate
 from .integrate import register_method
 from .linalg import LinearMode, linear_mode
 from .rosenbrock import rodas_P
-
-#: The variable-order BDF/NDF method (``BDFCoefficients``; ``max_order`` and
-#: ``fixed_order`` are ``bdf_integrate``'s order cap and convergence-study switch).
-BDFMethod = namedtuple("BDFMethod", [
-    "gamma", "alpha", "error_const", "W", "P", "max_order", "fixed_order",
-    "banded", "kl", "ku", "perm", "perm_inv", "jrows", "jcols", "block", "stride"])
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -38,17 +30,7 @@ def _implicit_loop(m, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, 
                               store_dense, t_stops)
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
-def _bdf_loop(m, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense,
-              t_stops):
-    return bdf_integrate(sys, z0, t0, t1, m.gamma, m.alpha, m.error_const, m.W, m.P, m.max_order,
-                         m.fixed_order, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense,
-                         t_stops, m.banded, m.kl, m.ku, m.perm, m.perm_inv, m.jrows, m.jcols,
-                         m.block, m.stride)
-
-
 register_method(ImplicitMethod, _implicit_loop)
-register_method(BDFMethod, _bdf_loop)
 
 
 def _copy(a):
@@ -59,7 +41,7 @@ def _rosenbrock_arrays(tab: RosenbrockTableau, sweep_on_steps: bool = False) -> 
     """The fields of ``ImplicitMethod`` before the linear-algebra mode."""
     return (*(_copy(a) for a in (tab.A, tab.C, tab.alpha, tab.gamma_sum, tab.m, tab.e)),
             rodas_P(tab.m, tab.H), float(tab.gamma), float(tab.error_order + 1), ROSENBROCK,
-            bool(sweep_on_steps))
+            bool(sweep_on_steps), 0, False)
 
 
 _RODAS4 = _rosenbrock_arrays(RODAS4)
@@ -70,13 +52,15 @@ _RODAS5 = _rosenbrock_arrays(RODAS5, sweep_on_steps=True)
 # an ESDIRK has no C or gamma_sum: empty arrays of the same types
 _KVAERNO5 = (_copy(KVAERNO5.A), np.zeros((0, 0)), _copy(KVAERNO5.c), np.zeros(0), _copy(KVAERNO5.b),
              _copy(KVAERNO5.e), _copy(KVAERNO5.P), float(KVAERNO5.gamma),
-             float(KVAERNO5.error_order + 1), ESDIRK, False)
+             float(KVAERNO5.error_order + 1), ESDIRK, False, 0, False)
 
 
 def _bdf_arrays(max_order: int = 5, fixed_order: bool = False) -> tuple:
-    """The method fields of ``BDFMethod`` before the linear-algebra mode."""
-    return (*(_copy(a) for a in (BDF.gamma, BDF.alpha, BDF.error_const, BDF.W, BDF.P)),
-            int(max_order), bool(fixed_order))
+    """The fields of ``ImplicitMethod`` before the linear-algebra mode, for the
+    NDFs (``implicit.ImplicitMethod`` says which field holds which coefficient)."""
+    c = BDF_COEFFICIENTS
+    return (_copy(c.W), np.zeros((0, 0)), _copy(c.alpha), np.zeros(0), _copy(c.gamma),
+            _copy(c.error_const), _copy(c.P), 1.0, 2.0, BDF, False, int(max_order), bool(fixed_order))
 
 
 _BDF = _bdf_arrays()
@@ -99,7 +83,7 @@ class StiffMethod:
 RODAS4_METHOD = StiffMethod("rodas4", lambda mode: ImplicitMethod(*_RODAS4, *mode.args()), True)
 RODAS5_METHOD = StiffMethod("rodas5", lambda mode: ImplicitMethod(*_RODAS5, *mode.args()), True)
 KVAERNO5_METHOD = StiffMethod("kvaerno5", lambda mode: ImplicitMethod(*_KVAERNO5, *mode.args()), False)
-BDF_METHOD = StiffMethod("bdf", lambda mode: BDFMethod(*_BDF, *mode.args()), False)
+BDF_METHOD = StiffMethod("bdf", lambda mode: ImplicitMethod(*_BDF, *mode.args()), False)
 
 
 _MODES: dict = {}
@@ -150,7 +134,7 @@ def run_bdf(mk, p, controls, z0, t0, t1, te, rtol, atol, h_init, hmax, max_steps
     ``fixed_order=True`` (convergence studies) raises the order to
     ``max_order`` and keeps it there, adapting only the step.
     """
-    method = BDFMethod(*_bdf_arrays(max_order, fixed_order), *model_linear_mode(mk, linalg).args())
+    method = ImplicitMethod(*_bdf_arrays(max_order, fixed_order), *model_linear_mode(mk, linalg).args())
     return solvers.run(mk, method, p, controls, z0, t0, t1, te, rtol, atol, h_init, hmax, dt,
                        max_steps, dense)
 
