@@ -127,6 +127,38 @@ def test_bad_tableau_raises_naming_it(change, message):
     assert message in str(info.value)
 
 
+def test_step_controller_is_tableau_data_read_by_every_backend():
+    """The controller's exponent and PI stabilisation live on the tableau
+    (``dopri5.f``: BETA = 0.04; ``dop853.f``: EXPO1 = 1/8), not inferred from
+    array shapes, and the CPU loop, the torch path and the CUDA kernels read them."""
+    import sympy as sp
+
+    import sciode
+    from sciode.codegen import model_kernels
+    from sciode.cpu import solvers
+    from sciode.torch.methods import METHODS
+
+    want = {"bosh3": (3.0, 0.0), "dopri5": (5.0, 0.04), "tsit5": (5.0, 0.04), "dop853": (8.0, 0.0)}
+    for name, (q, beta) in want.items():
+        tab = EXPLICIT_TABLEAUS[name]
+        assert (tab.controller_q, tab.pi_beta) == (q, beta)
+        assert (solvers.rk_method(tab).q, solvers.rk_method(tab).beta) == (q, beta)
+        assert (METHODS[name].q, METHODS[name].beta) == (q, beta)
+    with pytest.raises(ValueError, match="pi_beta"):
+        dataclasses.replace(EXPLICIT_TABLEAUS["dopri5"], name="unstable", pi_beta=0.5)
+    # the compiled loop takes beta from the tableau: without it, another step sequence
+    x, y = sp.symbols("x y")
+    model = sciode.Model([x, y], [x * (1 - y), -y * (1 - x)], [], name="controller_data")
+    mk = model_kernels(model)
+    steps = {}
+    for beta in (0.04, 0.0):
+        tab = dataclasses.replace(EXPLICIT_TABLEAUS["dopri5"], name=f"dopri5_beta{beta}", pi_beta=beta)
+        raw = solvers.run_explicit(mk, tab, np.zeros(0), None, np.array([1.2, 0.7]), 0.0, 20.0,
+                                   np.zeros(0), 1e-8, np.full(2, 1e-8), 0.0, np.inf, 0.0, 100_000, False)
+        steps[beta] = int(raw.stats["nsteps"])
+    assert steps[0.04] != steps[0.0]
+
+
 def test_adaptive_needs_zero_sum_error_weights():
     kwargs = _fields(EXPLICIT_TABLEAUS["bosh3"]) | {"e": [0.1, 0.0, 0.0, 0.0]}
     with pytest.raises(ValueError, match="sum\\(e\\)"):

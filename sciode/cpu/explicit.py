@@ -180,7 +180,7 @@ def error_norm(h, e, e3, K, z, z_new, rtol, atol, work, n_err):
 
 @nb.njit(cache=True, nogil=True, inline="always")  # see ``integrate``: one compiled layer
 def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptive,
-                 order, q, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops):
+                 order, q, beta, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops):
     """Integrate ``z' = F(t, z)`` from ``t0`` to ``t1`` (either direction).
 
     Parameters
@@ -190,7 +190,8 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
     A, b, c, e, e3, P, A_ext, c_ext : tableau arrays (``e3`` empty unless DOP853)
     fsal, adaptive : bool
     order : int, order of the method (initial step heuristic)
-    q : float, exponent denominator of the controller (error order + 1)
+    q, beta : float, the PI controller's exponent denominator (error order + 1,
+        or 8 for DOP853) and stabilisation (``Tableau.controller_q``, ``pi_beta``)
     rtol : float; atol : (n,)
     h_init : first step (0 = automatic); hmax : largest |h|; dt : fixed step
     max_steps : int
@@ -243,7 +244,7 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
     fstate = np.array([t, h, 1e-4])
     istate = np.array([1, i_eval, 0, 0, 0, SUCCESS], dtype=np.int64)
     while True:
-        rk_steps(sys, t1, direction, span, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptive, q, rtol,
+        rk_steps(sys, t1, direction, span, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptive, q, beta, rtol,
                  atol, n_err, hmax, dt, max_steps, t_eval, store_dense, t_stops, K, work, z, z_new,
                  wbuf, stats, ts, hs, zs, Ks, z_eval, fstate, istate)
         t, n_stored, status = fstate[0], istate[0], istate[5]
@@ -255,7 +256,7 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
 
 
 @nb.njit(cache=True, nogil=True, **NO_NRT)
-def rk_steps(sys, t1, direction, span, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptive, q, rtol,
+def rk_steps(sys, t1, direction, span, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptive, q, beta, rtol,
              atol, n_err, hmax, dt, max_steps, t_eval, store_dense, t_stops, K, work, z, z_new, wbuf,
              stats, ts, hs, zs, Ks, z_eval, fstate, istate):
     """The stepping loop of ``rk_integrate``: steps until ``t1``, a failure, or
@@ -275,9 +276,7 @@ def rk_steps(sys, t1, direction, span, A, b, c, e, e3, P, A_ext, c_ext, fsal, ad
     t, h, err_prev = fstate[0], fstate[1], fstate[2]
     n_stored, i_eval, i_stop = istate[0], istate[1], istate[2]
     rejected_last, saw_nonfinite, status = istate[3] != 0, istate[4] != 0, istate[5]
-    # PI controller exponents (Hairer's DOPRI5 stabilisation; none for DOP853)
-    beta = 0.04 if q >= 5.0 and e3.shape[0] == 0 else 0.0
-    expo = 1.0 / q - 0.75 * beta
+    expo = 1.0 / q - 0.75 * beta  # PI controller (Hairer, Norsett & Wanner I, Sec. II.4)
     while (t1 - t) * direction > 0.0 and not full(ts, n_stored, store_dense):
         status, i_stop, target, reach, hh = next_attempt(stats, max_steps, h, t, t1, saw_nonfinite,
                                                          t_stops, i_stop, direction, span)

@@ -1,8 +1,9 @@
 """One entry to every stepping loop: ``integrate(method, sys, ...)``.
 
 A *method* is a ``NamedTuple`` of coefficient arrays and flags (``RKMethod``
-for explicit Runge--Kutta tableaus, ``implicit.ImplicitMethod`` for the
-Rosenbrock, ESDIRK and BDF families, which share one loop).
+for explicit Runge--Kutta tableaus, ``implicit.RosenbrockMethod``,
+``ESDIRKMethod`` and ``BDFMethod`` for the stiff families, whose one loop
+source is compiled per family).
 ``integrate`` dispatches at compile time on the method's class, so drivers
 and sensitivity sweeps are written once for every method, explicit or
 implicit, and compiled once per (system, method) kind.
@@ -14,14 +15,14 @@ Compile time (a fresh install's first gradient) sets how the layers are
 built.  Every separately compiled function links in its callees' LLVM IR
 and optimises the whole again, so each wrapper layer above a loop costs as
 much LLVM time as the loop itself.  Hence ``integrate``'s implementation is
-the one compiled layer per (method, system) kind: the per-family wrapper
-(``_rk_loop``, ``stiff._implicit_loop``) and ``rk_integrate``
-are inlined into it at Numba's IR level, and ``integrate`` itself is an
-ordinary (not inlined) overload, whose implementation an inlining overload
-would compile once more only to type it.  Below it, only the stepping cores
-(``rk_steps``; ``implicit_integrate``, which is faster to compile on its
-own: inlined, it cost 9 s more on a cold Kvaerno5 gradient) and small
-helpers are compiled on their own.
+the one compiled layer per (method, system) kind: the explicit wrapper
+``_rk_loop`` and ``rk_integrate`` are inlined into it at Numba's IR level,
+and ``integrate`` itself is an ordinary (not inlined) overload, whose
+implementation an inlining overload would compile once more only to type
+it.  Below it, only the stepping cores (``rk_steps``; the stiff families'
+loops, ``implicit.loop_for``, which are faster to compile on their own:
+inlined, one cost 9 s more on a cold Kvaerno5 gradient) and small helpers
+are compiled on their own.
 Measured on the Lotka-Volterra adjoint gradient with empty caches: 78 s of
 CPU before, 50 s after (with slice copies replaced by
 ``stepping.copy_flat``), warm speed unchanged.
@@ -36,8 +37,10 @@ from numba.extending import overload
 
 from .explicit import rk_integrate
 
+#: ``q``, ``beta``: the step controller's exponent denominator and PI stabilisation
+#: (``Tableau.controller_q``, ``Tableau.pi_beta``).
 RKMethod = namedtuple("RKMethod", ["A", "b", "c", "e", "e3", "P", "A_ext", "c_ext",
-                                   "fsal", "adaptive", "order", "q"])
+                                   "fsal", "adaptive", "order", "q", "beta"])
 
 _LOOPS: dict = {}
 
@@ -72,8 +75,8 @@ def _integrate(method, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps,
 @nb.njit(cache=True, nogil=True, inline="always")
 def _rk_loop(m, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops):
     return rk_integrate(sys, z0, t0, t1, m.A, m.b, m.c, m.e, m.e3, m.P, m.A_ext, m.c_ext, m.fsal,
-                        m.adaptive, m.order, m.q, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
-                        store_dense, t_stops)
+                        m.adaptive, m.order, m.q, m.beta, rtol, atol, h_init, hmax, dt, max_steps,
+                        t_eval, store_dense, t_stops)
 
 
 register_method(RKMethod, _rk_loop)

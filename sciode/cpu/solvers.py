@@ -69,9 +69,9 @@ def rk_method(tab: Tableau) -> RKMethod:
         A_ext = tab.A_extra if tab.A_extra is not None else np.zeros((0, tab.s_total))
         c_ext = tab.c_extra if tab.c_extra is not None else EMPTY
         e3 = tab.e3 if tab.e3 is not None else EMPTY
-        q = 8.0 if tab.e3 is not None else float(tab.error_order + 1)
         arrays = tuple(_writeable(a) for a in (tab.A[:s, :s], tab.b, tab.c, tab.e, e3, tab.P, A_ext, c_ext))
-        m = _METHODS[tab.name] = RKMethod(*arrays, bool(tab.fsal), bool(tab.adaptive), int(tab.order), q)
+        m = _METHODS[tab.name] = RKMethod(*arrays, bool(tab.fsal), bool(tab.adaptive), int(tab.order),
+                                          float(tab.controller_q), float(tab.pi_beta))
     return m
 
 

@@ -67,8 +67,7 @@ def build_loop(rhs, N, tab, dtype):
     D = Pd.shape[1]
     fsal = bool(tab.fsal)
     order = int(tab.order)
-    q = float(tab.error_order + 1)
-    beta = 0.04 if q >= 5.0 else 0.0
+    q, beta = float(tab.controller_q), float(tab.pi_beta)  # as the CPU loop
     expo = 1.0 / q - 0.75 * beta
     eps = float(np.finfo(np.float64).eps)  # the CPU loop's guards, in float64
     stages, stage_sum = stage_functions(rhs, N, tab, dtype)

@@ -129,6 +129,16 @@ class Tableau:
         Nodes of the extra stages.
     e3 : ndarray, shape (s,) or None
         Second (3rd-order) error estimator; only ``dop853`` has one.
+    controller_q : float
+        The step controller's exponent denominator ``q`` (``h_new = h SAFETY
+        err^(-1/q + 0.75 beta) err_prev^beta``): 0 (the default) means the
+        elementary controller's ``error_order + 1``; ``dop853`` sets 8 (Hairer's
+        ``EXPO1 = 1/8`` for its combined 5th/3rd-order estimate).
+    pi_beta : float
+        The PI controller's stabilisation ``beta`` (Hairer, Norsett & Wanner,
+        *Solving ODEs I*, Sec. II.4: ``BETA = 0.04`` in ``dopri5.f``); 0 (the
+        default) is the elementary controller.  Every backend reads these two
+        numbers from here.
 
     Raises
     ------
@@ -150,8 +160,12 @@ class Tableau:
     A_extra: np.ndarray | None = None
     c_extra: np.ndarray | None = None
     e3: np.ndarray | None = None
+    controller_q: float = 0.0
+    pi_beta: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.controller_q == 0.0:
+            self._set("controller_q", float(self.error_order + 1))
         self._freeze_arrays()
         self._check_shapes()
         self._check_stages()
@@ -229,6 +243,11 @@ class Tableau:
                     self._fail(f"`{field}` is all zeros for an adaptive method.")
                 if abs(weights.sum()) > _SUM_TOL * max(1.0, np.abs(weights).sum()):
                     self._fail(f"sum({field}) = {weights.sum()!r}, expected 0.")
+            if not self.controller_q >= 1.0:
+                self._fail(f"controller_q = {self.controller_q!r}, expected >= 1.")
+            if not (self.pi_beta >= 0.0 and 0.75 * self.pi_beta < 1.0 / self.controller_q):
+                # the error's exponent 1/q - 0.75 beta must stay positive
+                self._fail(f"pi_beta = {self.pi_beta!r}: expected 0 <= 0.75 pi_beta < 1/controller_q.")
         elif np.any(self.e) or self.e3 is not None or self.error_order != 0:
             self._fail("a fixed-step method needs e == 0, e3 None and error_order == 0.")
 
@@ -466,6 +485,7 @@ DOPRI5 = Tableau(
     adaptive=True,
     dense_order=4,
     P=_hermite_P(_DOPRI5_B, fsal_index=6, D=[_DOPRI5_D]),
+    pi_beta=0.04,  # dopri5.f's BETA
 )
 
 # -- Tsitouras 5(4) ------------------------------------------------------------
@@ -523,6 +543,7 @@ TSIT5 = Tableau(
         [0.0, -27.896526289197286, 65.09189467479366, -34.87065786149661],
         [0.0, 1.5, -4.0, 2.5],
     ],
+    pi_beta=0.04,  # the PI controller of dopri5.f, as for every 5(4) pair here
 )
 
 # -- DOP853 --------------------------------------------------------------------
@@ -592,6 +613,7 @@ DOP853 = Tableau(
     c=_DOP853_C + [1.0],
     e=_vector(_DOP853_E5, _DOP853_S),
     e3=_DOP853_B_VEC - _vector(_DOP853_BHH, _DOP853_S),
+    controller_q=8.0,  # dop853.f's EXPO1 = 1/8 (SciPy: error_estimator_order = 7)
     fsal=True,
     adaptive=True,
     dense_order=7,

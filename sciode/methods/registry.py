@@ -42,12 +42,11 @@ class MethodInfo:
 def _explicit(tab) -> MethodInfo:
     if not tab.adaptive:
         controller = "fixed step (dt)"
-    elif tab.e3 is not None:
-        controller = "I, exponent 1/8 on DOP853's combined 5th/3rd-order estimate"
-    elif tab.error_order + 1 >= 5:
-        controller = f"PI, exponent 1/{tab.error_order + 1}, beta 0.04"
-    else:
-        controller = f"I, exponent 1/{tab.error_order + 1}"
+    else:  # the tableau's own controller data, as every backend reads it
+        q = f"{tab.controller_q:g}"
+        on = " on the combined 5th/3rd-order estimate" if tab.e3 is not None else ""
+        controller = (f"PI, exponent 1/{q}, beta {tab.pi_beta:g}{on}" if tab.pi_beta
+                      else f"I, exponent 1/{q}{on}")
     cuda = tab.adaptive and tab.e3 is None and tab.s_extra == 0
     return MethodInfo(tab.name, "explicit", tab.order, tab.error_order, tab.adaptive, controller,
                       ALL_MODES, ("cpu", "torch", "cuda") if cuda else ("cpu", "torch"))
@@ -59,7 +58,7 @@ def _explicit(tab) -> MethodInfo:
 _STIFF = {
     "rodas4": ("rosenbrock", ("adjoint", "checkpoint", "fd"),
                "Gustafsson's predictive controller, exponent 1/4"),
-    # rodas5's costate sweeps land on every forward step (cpu.implicit.ImplicitMethod)
+    # rodas5's costate sweeps land on every forward step (cpu.implicit.FIELDS: sweep_on_steps)
     "rodas5": ("rosenbrock", ("adjoint", "checkpoint", "fd"),
                "Gustafsson's predictive controller, exponent 1/5"),
     "kvaerno5": ("esdirk", ("adjoint", "checkpoint", "forward", "fd"),

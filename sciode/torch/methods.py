@@ -33,11 +33,9 @@ class Method:
         Nonzero ``A[i, j]`` of the main stages, then of the extra stages.
     b, e, e3 : tuple of (int, float)
         Nonzero weights of the solution and the error estimators.
-    q : float
-        Controller exponent denominator: ``error_order + 1``, or 8 for DOP853's
-        combined estimate (see ``explicit_tableaus``).
-    beta : float
-        PI stabilisation (Hairer's 0.04 for 5th-order pairs without ``e3``).
+    q, beta : float
+        The controller's exponent denominator and PI stabilisation, read from
+        the tableau (``Tableau.controller_q``, ``Tableau.pi_beta``) as every backend does.
     """
 
     tab: Tableau
@@ -65,8 +63,7 @@ class Method:
 def _build(tab: Tableau) -> Method:
     rows = [_terms(tab.A[i, :i]) for i in range(tab.s)]
     rows += [_terms(tab.A_extra[m, : tab.s + m]) for m in range(tab.s_extra)]
-    q = 8.0 if tab.e3 is not None else float(tab.error_order + 1)
-    beta = 0.04 if q >= 5.0 and tab.e3 is None else 0.0
+    q, beta = float(tab.controller_q), float(tab.pi_beta)
     return Method(tab=tab, a_rows=tuple(rows), c=tuple(float(x) for x in (*tab.c, *tab.c_extra)),
                   b=_terms(tab.b), e=_terms(tab.e),
                   e3=None if tab.e3 is None else _terms(tab.e3), q=q, beta=beta)
