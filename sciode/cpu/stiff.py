@@ -16,8 +16,8 @@ import numpy as np
 from ..methods.bdf_coefficients import BDF as BDF_COEFFICIENTS
 from ..methods.stiff_tableaus import KVAERNO5, RODAS4, RODAS5, RosenbrockTableau
 from . import solvers
-from .implicit import (BDF, ESDIRK, ROSENBROCK, BDFMethod, ESDIRKMethod, RosenbrockMethod,
-                       bdf_integrate, esdirk_integrate, rosenbrock_integrate)
+from .implicit import (BDF, ESDIRK, METHOD_CLASS, ROSENBROCK, BDFMethod, ESDIRKMethod,
+                       RosenbrockMethod, bdf_integrate, esdirk_integrate, rosenbrock_integrate)
 from .integrate import register_method
 from .linalg import LinearMode, linear_mode
 from .rosenbrock import rodas_P
@@ -26,7 +26,6 @@ from .rosenbrock import rodas_P
 register_method(RosenbrockMethod, rosenbrock_integrate)
 register_method(ESDIRKMethod, esdirk_integrate)
 register_method(BDFMethod, bdf_integrate)
-_CLASS = {ROSENBROCK: RosenbrockMethod, ESDIRK: ESDIRKMethod, BDF: BDFMethod}
 
 
 def _copy(a):
@@ -62,7 +61,7 @@ def _bdf_arrays(max_order: int = 5, fixed_order: bool = False) -> tuple:
 def _build(family_fields: tuple, mode: LinearMode):
     """The loop's method tuple: the family's class, its fields, the linear mode."""
     family, fields = family_fields
-    return _CLASS[family](*fields, *mode.args())
+    return METHOD_CLASS[family](*fields, *mode.args())
 
 
 _BDF = _bdf_arrays()
