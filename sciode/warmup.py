@@ -23,13 +23,13 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 
 #: One unit of work per compiled loop: (name, ((method, sensitivity modes), ...),
 #: whether it runs the ensemble entry points).  Each unit runs in one process,
-#: in order, because its calls share compiled helpers.  The stiff families
-#: share one loop source but compile it each for itself (``cpu.implicit.loop_for``).
+#: in order, because its calls share compiled helpers: the stiff methods share
+#: one loop (``cpu.implicit``), so they are one unit; as units of their own in
+#: parallel processes, each compiled that loop again.
 UNITS = (
     ("explicit", (("dopri5", ("adjoint", "checkpoint", "forward", "discrete", "backsolve")),), False),
-    ("esdirk", (("kvaerno5", ("adjoint", "checkpoint", "forward")),), False),
-    ("rosenbrock", (("rodas4", ("adjoint", "checkpoint")),), False),
-    ("bdf", (("bdf", ("adjoint", "checkpoint", "forward")),), False),
+    ("stiff", (("kvaerno5", ("adjoint", "checkpoint", "forward")), ("rodas4", ("adjoint", "checkpoint")),
+               ("bdf", ("adjoint", "checkpoint", "forward"))), False),
     ("ensembles", (), True),
 )
 

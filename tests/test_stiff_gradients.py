@@ -86,7 +86,7 @@ def test_rodas5_sweep_lands_on_every_forward_step(mode):
     and the interpolated forward state is only piecewise smooth: a backward
     step across a forward step boundary lost order unseen, and dJ/d[mu, y0]
     was 1.3e-4 off at rtol 1e-8.  Landing on every forward step
-    (``implicit.FIELDS``: ``sweep_on_steps``): 1.1e-7."""
+    (``ImplicitMethod.sweep_on_steps``): 1.1e-7."""
     from validation.independent.engine import forward_sensitivities
     from validation.independent.problems import van_der_pol_stiff
 

@@ -108,7 +108,7 @@ def sweep(sys, z, t_start, t_stop, t_stops, method, rtol, atol, h_init, hmax, dt
 
 def sweeps_on_steps(method):
     """Whether a costate sweep with ``method`` must land on the stored forward
-    steps (``cpu.implicit.FIELDS``: ``sweep_on_steps``; compiled code only)."""
+    steps (``cpu.implicit.ImplicitMethod.sweep_on_steps``; compiled code only)."""
     raise NotImplementedError
 
 

@@ -1,6 +1,6 @@
 """The variable-order (1-5), variable-step BDF family in NDF form (``method="bdf"``):
 its predictor, history and order/step controller; the loop that runs them is
-``implicit.py``'s (``loop_for(BDF)``).
+``implicit.py``'s (``kind == BDF``).
 
 The formulas are Shampine & Reichelt's numerical differentiation formulas
 (``sciode.methods.bdf_coefficients``) on a quasi-constant step.  The history

@@ -1,9 +1,8 @@
 """One entry to every stepping loop: ``integrate(method, sys, ...)``.
 
 A *method* is a ``NamedTuple`` of coefficient arrays and flags (``RKMethod``
-for explicit Runge--Kutta tableaus, ``implicit.RosenbrockMethod``,
-``ESDIRKMethod`` and ``BDFMethod`` for the stiff families, whose one loop
-source is compiled per family).
+for explicit Runge--Kutta tableaus, ``implicit.ImplicitMethod`` for the
+Rosenbrock, ESDIRK and BDF families, which share one loop).
 ``integrate`` dispatches at compile time on the method's class, so drivers
 and sensitivity sweeps are written once for every method, explicit or
 implicit, and compiled once per (system, method) kind.
@@ -15,14 +14,14 @@ Compile time (a fresh install's first gradient) sets how the layers are
 built.  Every separately compiled function links in its callees' LLVM IR
 and optimises the whole again, so each wrapper layer above a loop costs as
 much LLVM time as the loop itself.  Hence ``integrate``'s implementation is
-the one compiled layer per (method, system) kind: the explicit wrapper
-``_rk_loop`` and ``rk_integrate`` are inlined into it at Numba's IR level,
-and ``integrate`` itself is an ordinary (not inlined) overload, whose
-implementation an inlining overload would compile once more only to type
-it.  Below it, only the stepping cores (``rk_steps``; the stiff families'
-loops, ``implicit.loop_for``, which are faster to compile on their own:
-inlined, one cost 9 s more on a cold Kvaerno5 gradient) and small helpers
-are compiled on their own.
+the one compiled layer per (method, system) kind: the per-family wrapper
+(``_rk_loop``, ``stiff._implicit_loop``) and ``rk_integrate``
+are inlined into it at Numba's IR level, and ``integrate`` itself is an
+ordinary (not inlined) overload, whose implementation an inlining overload
+would compile once more only to type it.  Below it, only the stepping cores
+(``rk_steps``; ``implicit_integrate``, which is faster to compile on its
+own: inlined, it cost 9 s more on a cold Kvaerno5 gradient) and small
+helpers are compiled on their own.
 Measured on the Lotka-Volterra adjoint gradient with empty caches: 78 s of
 CPU before, 50 s after (with slice copies replaced by
 ``stepping.copy_flat``), warm speed unchanged.

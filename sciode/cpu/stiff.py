@@ -11,21 +11,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 
 from ..methods.bdf_coefficients import BDF as BDF_COEFFICIENTS
 from ..methods.stiff_tableaus import KVAERNO5, RODAS4, RODAS5, RosenbrockTableau
 from . import solvers
-from .implicit import (BDF, ESDIRK, METHOD_CLASS, ROSENBROCK, BDFMethod, ESDIRKMethod,
-                       RosenbrockMethod, bdf_integrate, esdirk_integrate, rosenbrock_integrate)
+from .implicit import BDF, ESDIRK, ROSENBROCK, ImplicitMethod, implicit_integrate
 from .integrate import register_method
 from .linalg import LinearMode, linear_mode
 from .rosenbrock import rodas_P
 
-# one loop source, compiled per family (``implicit.loop_for``)
-register_method(RosenbrockMethod, rosenbrock_integrate)
-register_method(ESDIRKMethod, esdirk_integrate)
-register_method(BDFMethod, bdf_integrate)
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _implicit_loop(m, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense,
+                   t_stops):
+    return implicit_integrate(m, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
+                              store_dense, t_stops)
+
+
+register_method(ImplicitMethod, _implicit_loop)
 
 
 def _copy(a):
@@ -33,35 +38,29 @@ def _copy(a):
 
 
 def _rosenbrock_arrays(tab: RosenbrockTableau, sweep_on_steps: bool = False) -> tuple:
-    """The family and the fields of its method tuple before the linear-algebra mode."""
-    return ROSENBROCK, (*(_copy(a) for a in (tab.A, tab.C, tab.alpha, tab.gamma_sum, tab.m, tab.e)),
-                        rodas_P(tab.m, tab.H), float(tab.gamma), float(tab.error_order + 1),
-                        bool(sweep_on_steps), 0, False)
+    """The fields of ``ImplicitMethod`` before the linear-algebra mode."""
+    return (*(_copy(a) for a in (tab.A, tab.C, tab.alpha, tab.gamma_sum, tab.m, tab.e)),
+            rodas_P(tab.m, tab.H), float(tab.gamma), float(tab.error_order + 1), ROSENBROCK,
+            bool(sweep_on_steps), 0, False)
 
 
 _RODAS4 = _rosenbrock_arrays(RODAS4)
-# RODAS5's embedded estimate is blind to t-dependence (``implicit.FIELDS``):
+# RODAS5's embedded estimate is blind to t-dependence (``ImplicitMethod``):
 # stiff Van der Pol's adjoint gradient was off 1.3e-4 at rtol 1e-8 (7.8e-4 at
 # 1e-6) with the sweep crossing forward steps, 1.1e-7 (2.3e-6) landing on them
 _RODAS5 = _rosenbrock_arrays(RODAS5, sweep_on_steps=True)
 # an ESDIRK has no C or gamma_sum: empty arrays of the same types
-_KVAERNO5 = ESDIRK, (_copy(KVAERNO5.A), np.zeros((0, 0)), _copy(KVAERNO5.c), np.zeros(0),
-                     _copy(KVAERNO5.b), _copy(KVAERNO5.e), _copy(KVAERNO5.P), float(KVAERNO5.gamma),
-                     float(KVAERNO5.error_order + 1), False, 0, False)
+_KVAERNO5 = (_copy(KVAERNO5.A), np.zeros((0, 0)), _copy(KVAERNO5.c), np.zeros(0), _copy(KVAERNO5.b),
+             _copy(KVAERNO5.e), _copy(KVAERNO5.P), float(KVAERNO5.gamma),
+             float(KVAERNO5.error_order + 1), ESDIRK, False, 0, False)
 
 
 def _bdf_arrays(max_order: int = 5, fixed_order: bool = False) -> tuple:
-    """The family and the fields of its method tuple before the linear-algebra mode,
-    for the NDFs (``implicit.FIELDS`` says which field holds which coefficient)."""
+    """The fields of ``ImplicitMethod`` before the linear-algebra mode, for the
+    NDFs (``implicit.ImplicitMethod`` says which field holds which coefficient)."""
     c = BDF_COEFFICIENTS
-    return BDF, (_copy(c.W), np.zeros((0, 0)), _copy(c.alpha), np.zeros(0), _copy(c.gamma),
-                 _copy(c.error_const), _copy(c.P), 1.0, 2.0, False, int(max_order), bool(fixed_order))
-
-
-def _build(family_fields: tuple, mode: LinearMode):
-    """The loop's method tuple: the family's class, its fields, the linear mode."""
-    family, fields = family_fields
-    return METHOD_CLASS[family](*fields, *mode.args())
+    return (_copy(c.W), np.zeros((0, 0)), _copy(c.alpha), np.zeros(0), _copy(c.gamma),
+            _copy(c.error_const), _copy(c.P), 1.0, 2.0, BDF, False, int(max_order), bool(fixed_order))
 
 
 _BDF = _bdf_arrays()
@@ -81,10 +80,10 @@ class StiffMethod:
     exact_jacobian: bool
 
 
-RODAS4_METHOD = StiffMethod("rodas4", lambda mode: _build(_RODAS4, mode), True)
-RODAS5_METHOD = StiffMethod("rodas5", lambda mode: _build(_RODAS5, mode), True)
-KVAERNO5_METHOD = StiffMethod("kvaerno5", lambda mode: _build(_KVAERNO5, mode), False)
-BDF_METHOD = StiffMethod("bdf", lambda mode: _build(_BDF, mode), False)
+RODAS4_METHOD = StiffMethod("rodas4", lambda mode: ImplicitMethod(*_RODAS4, *mode.args()), True)
+RODAS5_METHOD = StiffMethod("rodas5", lambda mode: ImplicitMethod(*_RODAS5, *mode.args()), True)
+KVAERNO5_METHOD = StiffMethod("kvaerno5", lambda mode: ImplicitMethod(*_KVAERNO5, *mode.args()), False)
+BDF_METHOD = StiffMethod("bdf", lambda mode: ImplicitMethod(*_BDF, *mode.args()), False)
 
 
 _MODES: dict = {}
@@ -135,7 +134,7 @@ def run_bdf(mk, p, controls, z0, t0, t1, te, rtol, atol, h_init, hmax, max_steps
     ``fixed_order=True`` (convergence studies) raises the order to
     ``max_order`` and keeps it there, adapting only the step.
     """
-    method = _build(_bdf_arrays(max_order, fixed_order), model_linear_mode(mk, linalg))
+    method = ImplicitMethod(*_bdf_arrays(max_order, fixed_order), *model_linear_mode(mk, linalg).args())
     return solvers.run(mk, method, p, controls, z0, t0, t1, te, rtol, atol, h_init, hmax, dt,
                        max_steps, dense)
 

@@ -58,7 +58,7 @@ def _explicit(tab) -> MethodInfo:
 _STIFF = {
     "rodas4": ("rosenbrock", ("adjoint", "checkpoint", "fd"),
                "Gustafsson's predictive controller, exponent 1/4"),
-    # rodas5's costate sweeps land on every forward step (cpu.implicit.FIELDS: sweep_on_steps)
+    # rodas5's costate sweeps land on every forward step (cpu.implicit.ImplicitMethod)
     "rodas5": ("rosenbrock", ("adjoint", "checkpoint", "fd"),
                "Gustafsson's predictive controller, exponent 1/5"),
     "kvaerno5": ("esdirk", ("adjoint", "checkpoint", "forward", "fd"),
