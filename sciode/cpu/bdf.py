@@ -140,7 +140,7 @@ def growth(norm, p):
     return norm ** (-1.0 / p)
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, inline="always")  # per step: no call in the loop
 def bdf_predict(D, order, gamma, alpha, zp, Z, psi):
     """The predictor of a step of order ``k = order`` and its Newton equation's
     constant: ``zp = Z = sum_{j<=k} D[j]``, ``psi = zp - (1/alpha_k) sum_{1<=j<=k}
@@ -157,7 +157,7 @@ def bdf_predict(D, order, gamma, alpha, zp, Z, psi):
         psi[x] = acc - ps / alpha[order]
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, inline="always")  # per step: no call in the loop
 def bdf_accept(D, order, d, W, hh, K):
     """Move the differences to the accepted point (``D[k+2] = d - D[k+1]``,
     ``D[k+1] = d``, ``D[j] += D[j+1]`` for ``j = k .. 0``) and write the step's
@@ -172,7 +172,7 @@ def bdf_accept(D, order, d, W, hh, K):
     dense_coefficients(D, order, W, hh, K)
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, inline="always")  # per step: no call in the loop
 def bdf_safety(n_iter):
     """The step controller's safety factor, lower after a slow Newton (SciPy's ``BDF``)."""
     return 0.9 * (2 * NEWTON_MAXITER + 1) / (2 * NEWTON_MAXITER + n_iter)
