@@ -13,15 +13,12 @@ import contextlib
 import numpy as np
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
 
-from .. import _numba_compat, abi
+from .. import abi
 from ..cost import as_cost
 from ..errors import ModelError
 from . import cache
 from .cache import STATS, cache_dir
-from .shared import KERNEL_FASTMATH, KERNEL_OPTIONS, compile_kernel, zero_kernel  # noqa: F401  (re-exported)
-
-#: A compiled kernel handed to the loops (see ``sciode._numba_compat``).
-Kernel = _numba_compat.Kernel
+from .shared import KERNEL_FASTMATH, KERNEL_OPTIONS, Kernel, compile_kernel, zero_kernel  # noqa: F401  (re-exported)
 
 
 class KernelSet:

@@ -18,6 +18,8 @@ from .rolling import fold
 CSE_PREFIX = "_c"
 #: 1-D input arrays whose entries a kernel reads at fixed indices (``y[3]``)
 HOISTED = ("y", "p", "w", "v")
+#: a read of the sensitivity column ``k`` in ``sens_rhs``'s loop body
+_COLUMN_READ = re.compile(r"\bS\[(\d+), k\]")
 #: Kernels with more outputs than this are folded into loops where rows repeat (CSE otherwise).
 ROLL_THRESHOLD = 64
 
@@ -114,9 +116,6 @@ def _hoist_reads(body: list, args, start: int, loop=None) -> list:
     column = [(_COLUMN_READ, lambda m: f"_S{m.group(1)}")]
     return (body[:loop + 1] + _hoisted(body[loop + 1:end], fixed + column, "        ")
             + _hoisted(body[end:], fixed, "    "))
-
-
-_COLUMN_READ = re.compile(r"\bS\[(\d+), k\]")
 
 
 class KernelWriter:

@@ -12,9 +12,8 @@ the neighbouring orders).  A step of order ``k`` and size ``h`` from ``t``::
     solve   d - c F(t + h, z_pred + d) + psi = 0      (d: the correction)
     z_new = z_pred + d,          err = error_const_k d
 
-by simplified Newton with ``M = I/c - J`` (``linalg.factor_for`` with
-``gamma = 1``: ``M`` is factored for ``c``, so an order change refactors
-it as a step change does), in the stages' form ``Z = (z_pred - psi) + c F(t + h, Z)``
+by simplified Newton with ``M = I/c - J`` (``linalg.factor_for``: ``M`` is
+factored for ``c``, so an order change refactors it as a step change does), in the stages' form ``Z = (z_pred - psi) + c F(t + h, Z)``
 (``newton.simplified_newton``, norms scaled by ``z_pred``; ``d = Z - z_pred``)::
 
     M dZ = F(t + h, Z) - (psi + Z - z_pred) / c,     Z += dZ
@@ -176,6 +175,14 @@ def bdf_accept(D, order, d, W, hh, K):
 def bdf_safety(n_iter):
     """The step controller's safety factor, lower after a slow Newton (SciPy's ``BDF``)."""
     return 0.9 * (2 * NEWTON_MAXITER + 1) / (2 * NEWTON_MAXITER + n_iter)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def bdf_ratio(err, order, n_iter):
+    """``h_new / h`` after a rejected step of order ``order`` (scaled error
+    ``err > 1``): ``max(RATIO_MIN, s err^(-1/(k+1)))``; an accepted step's
+    step and order are ``bdf_next``'s."""
+    return max(RATIO_MIN, bdf_safety(n_iter) * growth(err, order + 1))
 
 
 @nb.njit(cache=True, nogil=True)

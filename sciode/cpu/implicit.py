@@ -53,7 +53,7 @@ import numpy as np
 
 from .._numba_compat import borrow1, borrow2, keep_alive
 from . import bdf as B
-from .bdf import bdf_accept, bdf_next, bdf_predict, rescale_history, restart_history
+from .bdf import bdf_accept, bdf_next, bdf_predict, bdf_ratio, rescale_history, restart_history
 from .explicit import all_finite, first_step, initial_step, rms_scaled
 from .linalg import factor_for, jacobian_storage, matrix_storage
 from .newton import simplified_newton
@@ -208,8 +208,8 @@ def implicit_integrate(meth, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_
                 need_jac = False
                 jac_current = True
                 c_fact = 0.0
-            c_fact = factor_for(c, c_fact, 1.0, J, banded, kl, ku, perm_inv, jrows, jcols, block, stride, M,
-                                piv, stats)
+            c_fact = factor_for(c, c_fact, J, banded, kl, ku, perm_inv, jrows, jcols, block, stride, M, piv,
+                                stats)
             if c_fact == 0.0:  # singular: halve the step, a few times at most
                 n_singular += 1
                 if n_singular > MAX_SINGULAR or not adaptive:
@@ -285,7 +285,7 @@ def implicit_integrate(meth, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_
                     err = np.inf
                     r = NONFINITE_SHRINK
                 elif bdf:
-                    r = max(B.RATIO_MIN, B.bdf_safety(n_iter) * B.growth(err, order + 1)) if err > 1.0 else 1.0
+                    r = bdf_ratio(err, order, n_iter) if err > 1.0 else 1.0
                 elif rosen:
                     r = rodas_ratio(err, abs(hh), h_acc, err_acc, stats[2], q)
                     if err > 1.0:

@@ -265,15 +265,16 @@ def solve_in_place(M, piv, banded, kl, ku, perm, block, stride, b, work):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def factor_for(hh, h_fact, gamma, J, banded, kl, ku, perm_inv, jrows, jcols, block, stride, M, piv, stats):
-    """Factor ``M = I / (hh gamma) - J`` unless it already is for the step ``hh``
-    (``h_fact``); counts factorizations in ``stats[5]``.  Returns the step ``M``
-    is now factored for, 0.0 if it was singular."""
-    if hh == h_fact:
-        return h_fact
+def factor_for(c, c_fact, J, banded, kl, ku, perm_inv, jrows, jcols, block, stride, M, piv, stats):
+    """Factor ``M = I / c - J`` unless it already is for the constant ``c``
+    (``c_fact``: ``h gamma`` of a one-step method, ``h / alpha_k`` of BDF);
+    counts factorizations in ``stats[5]``.  Returns the ``c`` that ``M`` is
+    now factored for, 0.0 if it was singular."""
+    if c == c_fact:
+        return c_fact
     stats[5] += 1
-    if build_and_factor(J, 1.0 / (hh * gamma), banded, kl, ku, perm_inv, jrows, jcols, block, stride, M, piv):
-        return hh
+    if build_and_factor(J, 1.0 / c, banded, kl, ku, perm_inv, jrows, jcols, block, stride, M, piv):
+        return c
     return 0.0
 
 

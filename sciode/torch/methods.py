@@ -34,8 +34,8 @@ class Method:
     b, e, e3 : tuple of (int, float)
         Nonzero weights of the solution and the error estimators.
     q, beta : float
-        The controller's exponent denominator and PI stabilisation, read from
-        the tableau (``Tableau.controller_q``, ``Tableau.pi_beta``) as every backend does.
+        The controller's exponent denominator and PI stabilisation: the
+        tableau's (``Tableau.controller_q``, ``Tableau.pi_beta``), as every backend reads them.
     """
 
     tab: Tableau
@@ -44,12 +44,18 @@ class Method:
     b: tuple
     e: tuple
     e3: tuple | None
-    q: float
-    beta: float
 
     @property
     def name(self) -> str:
         return self.tab.name
+
+    @property
+    def q(self) -> float:
+        return float(self.tab.controller_q)
+
+    @property
+    def beta(self) -> float:
+        return float(self.tab.pi_beta)
 
     def P(self, like: torch.Tensor) -> torch.Tensor:
         """Dense-output matrix ``(s_total, degree)`` in ``like``'s dtype and device."""
@@ -63,10 +69,9 @@ class Method:
 def _build(tab: Tableau) -> Method:
     rows = [_terms(tab.A[i, :i]) for i in range(tab.s)]
     rows += [_terms(tab.A_extra[m, : tab.s + m]) for m in range(tab.s_extra)]
-    q, beta = float(tab.controller_q), float(tab.pi_beta)
     return Method(tab=tab, a_rows=tuple(rows), c=tuple(float(x) for x in (*tab.c, *tab.c_extra)),
                   b=_terms(tab.b), e=_terms(tab.e),
-                  e3=None if tab.e3 is None else _terms(tab.e3), q=q, beta=beta)
+                  e3=None if tab.e3 is None else _terms(tab.e3))
 
 
 METHODS: dict[str, Method] = {name: _build(tab) for name, tab in TABLEAUS.items()}
