@@ -1,6 +1,6 @@
 """Every use of Numba's private internals, each beside its public-API fallback.
 
-sciode's compiled layer is fast because of six things Numba does not promise
+sciode's compiled layer is fast because of seven things Numba does not promise
 to keep (checked against Numba 0.59-0.68):
 
 ==================================  ==================================  =================================
@@ -20,6 +20,8 @@ borrowed views (``borrow1..3``):    Numba increfs/decrefs every array   the arra
 arrays without a meminfo            of a system tuple at each use       counted as usual
 ``_nrt=False`` on the allocation-   no reference counting in the        reference counting (Numba's
 free stepping cores                 inner loops                         default)
+``_numba_type_`` on the kernel      read by the dispatcher's C typeof:  ``typeof_impl.register`` (a Python
+bundles (``abi.ModelFns``)          ~3 us less per bundle per call      call per bundle per call)
 quiet ``NumbaIRAssumptionWarning``  (inlining on purpose; first-class   the same: they are warnings about
 and the experimental-feature        functions are the design)           our design, in both modes
 warning while compiling the loops
@@ -48,6 +50,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import struct
 import warnings
 from pathlib import Path
 
@@ -179,7 +182,7 @@ if not PORTABLE:
 
         A first-class function like Numba's ``FunctionType`` (same data model,
         called through its jit address), but unboxed from the two addresses
-        the ``Kernel`` computed once (``_c_addr``, ``_jit_addr``).  Numba's own
+        the ``Kernel`` computed once (``_addresses``).  Numba's own
         unboxing of a ``FunctionType`` argument imports a module and unpickles
         the signature twice per kernel per call, ~1.2 us: an entry point with
         seven kernels spent more time unboxing them than a small sweep takes.
@@ -189,18 +192,19 @@ if not PORTABLE:
 
     @unbox(KernelType)
     def _unbox_kernel(typ, obj, c):
+        # one attribute, ``Kernel._addresses``: 16 bytes holding (c_addr, jit_addr)
         fn = cgutils.create_struct_proxy(typ)(c.context, c.builder)
-        is_error = cgutils.alloca_once_value(c.builder, cgutils.false_bit)
-        for field in ("c_addr", "jit_addr"):
-            addr = c.pyapi.object_getattr_string(obj, "_" + field)
-            with c.builder.if_else(cgutils.is_null(c.builder, addr), likely=False) as (missing, found):
-                with missing:  # not a Kernel: the AttributeError propagates
-                    c.builder.store(cgutils.true_bit, is_error)
-                with found:
-                    setattr(fn, field, c.pyapi.long_as_voidptr(addr))
-                    c.pyapi.decref(addr)
+        addresses = c.pyapi.object_getattr_string(obj, "_addresses")
+        is_error = cgutils.is_null(c.builder, addresses)
+        with c.builder.if_then(c.builder.not_(is_error), likely=True):
+            # (a missing attribute, not a Kernel: its AttributeError propagates)
+            raw = c.builder.bitcast(c.pyapi.bytes_as_string(addresses),
+                                    c.context.get_value_type(types.voidptr).as_pointer())
+            fn.c_addr = c.builder.load(raw)
+            fn.jit_addr = c.builder.load(c.builder.gep(raw, [cgutils.int32_t(1)]))
+            c.pyapi.decref(addresses)  # the Kernel keeps its bytes alive
         fn.py_addr = c.builder.bitcast(obj, c.context.get_value_type(types.voidptr))
-        return NativeValue(fn._getvalue(), is_error=c.builder.load(is_error))
+        return NativeValue(fn._getvalue(), is_error=is_error)
 
     def kernel_type(sig):
         """The Numba type of a kernel argument with signature ``sig``."""
@@ -218,6 +222,8 @@ if not PORTABLE:
             cres = dispatcher.get_compile_result(sig)
             self._c_addr = cres.library.get_pointer_to_function(cres.fndesc.llvm_cfunc_wrapper_name)
             self._jit_addr = cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
+            # what the unboxing reads, in one attribute
+            self._addresses = struct.pack("PP", self._c_addr, self._jit_addr)
             self._numba_type_ = KernelType(sig)  # numba's typeof reads this first
 
         def __wrapper_address__(self) -> int:
@@ -245,6 +251,16 @@ else:
 
         def __wrapper_address__(self) -> int:
             return self._cfunc.address
+
+
+def declare_type(cls, numba_type) -> None:
+    """Make every instance of ``cls`` have the Numba type ``numba_type`` (for
+    bundles whose fields' types are fixed, such as ``abi.ModelFns``)."""
+    from numba.extending import typeof_impl
+
+    typeof_impl.register(cls)(lambda val, c: numba_type)
+    if not PORTABLE:
+        cls._numba_type_ = numba_type
 
 
 # --- borrowed views ----------------------------------------------------------------------------

@@ -55,9 +55,11 @@ the loop.
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 from numba import types
 
-from ._numba_compat import kernel_type
+from ._numba_compat import declare_type, kernel_type
 
 ARRAY = types.float64[::1]
 MATRIX = types.float64[:, ::1]
@@ -98,3 +100,37 @@ COST_KERNELS = {
     "obs_vjp_y": VJP_SIG,
     "obs_vjp_p": VJP_SIG,
 }
+
+
+# --- kernel bundles: what an entry point takes instead of a positional list ---------------------
+
+def _fields(kernels: dict) -> dict:
+    """``{field: Numba type}`` of a bundle of ``kernels``; ``jac_y`` and
+    ``jac_nz`` share one field ``jac``: a loop calls the Jacobian in its
+    method's storage (``codegen.ModelKernels.newton``)."""
+    out = {}
+    for name, sig in kernels.items():
+        out.setdefault("jac" if name in ("jac_y", "jac_nz") else name, kernel_type(sig))
+    return out
+
+
+#: ``{field: Numba type}`` of ``ModelFns`` and ``CostFns`` (``has_L``: whether
+#: the cost has a running term, which the costate's rates skip otherwise).
+MODEL_FNS_FIELDS = _fields(MODEL_KERNELS)
+COST_FNS_FIELDS = {**_fields(COST_KERNELS), "has_L": types.boolean}
+
+ModelFns = namedtuple("ModelFns", list(MODEL_FNS_FIELDS))
+ModelFns.__doc__ = """A model's kernels, one field per kind of ``MODEL_KERNELS``
+(``jac``: ``jac_y`` or ``jac_nz``).  Built by ``codegen.ModelKernels.fns``,
+which puts the shared zero kernel in every field its caller does not use."""
+CostFns = namedtuple("CostFns", list(COST_FNS_FIELDS))
+CostFns.__doc__ = """A cost's kernels (``COST_KERNELS``) and ``has_L``; built by
+``codegen.CostKernels.fns``."""
+
+#: The bundles' Numba types.  Every field's type is fixed by this ABI, so
+#: ``typeof`` of a bundle is a constant (``_numba_compat.declare_type``):
+#: typing a tuple of ten kernels field by field cost ~25 us a call.
+MODEL_FNS = types.NamedTuple(tuple(MODEL_FNS_FIELDS.values()), ModelFns)
+COST_FNS = types.NamedTuple(tuple(COST_FNS_FIELDS.values()), CostFns)
+declare_type(ModelFns, MODEL_FNS)
+declare_type(CostFns, COST_FNS)

@@ -15,10 +15,12 @@ How a planted kernel reaches every call path
   entry of its ``_compiled`` dict therefore reaches every model with the same
   equations, including the fresh ``Model`` that ``validation``'s
   ``case.build()`` makes on each call.
-- The drivers ``backsolve``, ``forward``, ``discrete`` and ``fd`` look their
-  kernels up (``prob.mk[name]``) on every call: they see the plant at once.
-- ``adjoint`` and ``checkpoint`` keep a *plan* (compiled entry, kernel tuple,
-  stops, checkpoint times) in ``Problem.plan``, and ``adjoint.common.prepare``
+- The drivers ``backsolve``, ``forward``, ``discrete`` and ``fd`` take their
+  kernels from the set on every call (``prob.mk[name]``, or the bundles of
+  ``KernelSet.fns``, which the set memoises in ``_fns``: the planter empties
+  that memo), so they see the plant at once.
+- ``adjoint`` and ``checkpoint`` keep a *plan* (compiled entry, kernel bundles,
+  loops with their stops, checkpoint times) in ``Problem.plan``, and ``adjoint.common.prepare``
   keeps each static problem, plan included, in the module memo
   ``common._STATIC``.  A plan built before the plant holds the good kernels
   (and the good stops), so every planter swaps ``_STATIC`` for an empty dict
@@ -107,6 +109,7 @@ def _wrapped(ks, name: str, tag: str, post) -> Kernel:
 
 def _plant(monkeypatch, ks, name: str, tag: str, post) -> None:
     monkeypatch.setitem(ks._compiled, name, _wrapped(ks, name, tag, post))
+    monkeypatch.setattr(ks, "_fns", {})  # bundles built before the plant hold the good kernel
 
 
 # -- kernel faults -------------------------------------------------------------
@@ -214,7 +217,7 @@ def drop_observation_jump(monkeypatch, model=None, cost=None) -> None:
 def drop_last_checkpoint(monkeypatch, model=None, cost=None) -> None:
     """Fault 7: an off-by-one in the checkpoint segment boundaries.
 
-    ``checkpoint._plan`` makes ``checkpoints + 1`` boundaries ``tc``
+    ``checkpoint.run`` makes ``checkpoints + 1`` boundaries ``tc``
     (``np.linspace(t0, t1, n_ck + 1)``); planted: one too few (``tc[:-1]``, as
     ``np.linspace(t0, t1, n_ck + 1)[:-1]`` or a ``range`` one short would give).
     The last segment is neither re-solved nor swept: the terminal costate
@@ -222,10 +225,9 @@ def drop_last_checkpoint(monkeypatch, model=None, cost=None) -> None:
     """
     good = checkpoint._plan
 
-    def _plan(prob, n_ck):
-        fn, kernels, stops, tail = good(prob, n_ck)
-        *head, tc = stops
-        return fn, kernels, (*head, np.ascontiguousarray(tc[:-1])), tail
+    def _plan(prob, tc):
+        plan, tc = good(prob, tc)
+        return plan, np.ascontiguousarray(tc[:-1])
 
     monkeypatch.setattr(checkpoint, "_plan", _plan)
     _forget_plans(monkeypatch)

@@ -22,6 +22,7 @@ import warnings
 
 import numba
 import numpy as np
+from numba import types
 import pytest
 import sympy as sp
 
@@ -553,5 +554,9 @@ def test_structurally_zero_kernels_are_one_shared_kernel(lorenz):
     x, t = sp.symbols("x t")
     forced = sciode.Model([x], [sp.sin(t) - x], t=t, name="forced_zero_check")
     assert codegen.model_kernels(forced)["dfdt"] is not vec0
+    sens0 = codegen.zero_kernel(abi.SENS_SIG)  # the bundles' stand-in for sens_rhs
+    out2 = np.full((3, 2), 7.0)
+    sens0(0.0, np.ones(3), np.ones(3), np.zeros(0), np.ones((3, 2)), out2)
+    assert np.array_equal(out2, np.zeros((3, 2)))
     with pytest.raises(ValueError, match="no zero kernel"):
-        codegen.zero_kernel(abi.SENS_SIG)
+        codegen.zero_kernel(types.void(types.float64))

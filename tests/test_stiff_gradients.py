@@ -240,6 +240,8 @@ def test_banded_costate_matches_expm_frechet(advection_diffusion, method, mode, 
     asked = []
     getitem = KernelSet.__getitem__
     monkeypatch.setattr(KernelSet, "__getitem__", lambda self, name: asked.append(name) or getitem(self, name))
+    # kernel bundles memoised by earlier cases would not ask the set again (``KernelSet.fns``)
+    monkeypatch.setattr(model_kernels(model), "_fns", {})
     res = sciode.value_and_grad(model, cost, x0, (0.0, T), p, sensitivity=mode, method=method,
                                 rtol=1e-9, atol=1e-11)
     assert "jac_nz" in asked and "jac_y" not in asked

@@ -19,6 +19,7 @@ import numpy as np
 from ..cpu import solvers
 from ..cpu.drivers import entry
 from . import common
+from .entries import Jumps
 
 
 def run(prob) -> common.GradResult:
@@ -32,11 +33,13 @@ def run(prob) -> common.GradResult:
     z1 = np.concatenate([y1, dPhidy, dPhidp, [0.0], np.zeros(prob.n_g)])
     method = solvers.rk_method(tab)
     jump_t = np.ascontiguousarray(prob.t_rows[::-1])  # rows in the backward direction
-    status, t_reached, z, st, _ = entry("backsolve_sweep", method)(
-        prob.mk["rhs"], *common.rate_kernels(prob), prob.p, prob.tw, prob.W, prob.wbuf(), z1,
-        prob.t1, prob.t0, jump_t, np.ascontiguousarray(JY[::-1]), np.ascontiguousarray(JP[::-1]),
-        common.sweep_stops(prob, prob.t1, prob.t0, jump_t), *common.sweep_tail(prob, method, z1.size, 2 * n))
-    common.check_status(status, t_reached, prob, "backward (backsolve)")
+    jumps = Jumps(jump_t, np.ascontiguousarray(JY[::-1]), np.ascontiguousarray(JP[::-1]))
+    loop = common.sweep_loop(prob, method, z1.size, 2 * n,
+                             common.sweep_stops(prob, prob.t1, prob.t0, jump_t))
+    out = entry("backsolve_sweep", method)(*common.costate_fns(prob, method), common.inputs(prob), z1,
+                                           prob.t1, prob.t0, jumps, loop)
+    z, st = out.z, out.stats
+    common.check_status(out.status, out.t_reached, prob, "backward (backsolve)")
     drift = np.max(np.abs(z[:n] - prob.y0) / (prob.atol + prob.rtol * np.abs(prob.y0)))
     # A stable backward pass still accumulates about one tolerance unit per step
     # (and a random walk of them), so the limit grows with sqrt(steps): an

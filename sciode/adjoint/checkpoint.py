@@ -13,28 +13,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..cpu import solvers
-from ..cpu.drivers import entry
-from . import common
+from . import common, interpolating
 
 
 def _plan(prob, tc):
-    """The compiled entry and the arguments that depend on neither ``y0`` nor
-    ``p`` (kept in ``prob.plan``, as the adjoint's), for the checkpoint times
-    ``tc`` (``t0`` first, ``t1`` last)."""
-    fmethod = common.model_method(prob)
-    bmethod = common.augmented_method(prob, "checkpoint")
-    mk, ck = prob.mk, prob.ck
-    n, n_p = prob.n, prob.n_p
-    brtol, batol = common.sweep_tolerances(prob, n + n_p + 1 + prob.n_g, n)
-    fn = entry("checkpoint_gradient", fmethod, bmethod)
-    jac_y, dfdt, jac_p = mk.newton(fmethod, bmethod)
-    kernels = (mk["rhs"], jac_y, dfdt, *common.rate_kernels(prob), jac_p,
-               ck["obs"], ck["obs_vjp_y"], ck["obs_vjp_p"], ck["Phi"], ck["dPhidy"], ck["dPhidp"])
-    stops = (solvers.control_stops(prob.controls, prob.t0, prob.t1),
-             common.sweep_stops(prob, prob.t1, prob.t0, prob.t_rows[::-1]), prob.n_g, tc)
-    tail = (fmethod, prob.rtol, prob.atol, float(prob.options.get("max_step", np.inf)),
-            common.fixed_step(prob), prob.max_steps, bmethod, brtol, batol)
-    return fn, kernels, stops, tail
+    """``(interpolating.Plan, tc)``: what does not depend on ``y0`` and ``p``
+    (kept in ``prob.plan``, as the adjoint's), for the checkpoint times ``tc``
+    (``t0`` first, ``t1`` last)."""
+    return interpolating.plan(prob, "checkpoint_gradient", "checkpoint"), tc
 
 
 def plan_at(prob, tc):
@@ -63,19 +49,20 @@ def run(prob) -> common.GradResult:
 def run_at(prob, plan) -> common.GradResult:
     """The checkpointed gradient with ``plan`` (``_plan``; ``plan_at`` for
     checkpoint times of one's own)."""
-    fn, kernels, stops, tail = plan
-    n_ck = stops[-1].size - 1
-    (fstatus, f_reached, fst, failed, k, status, t_reached, rst, bst, value, z,
-     peak) = fn(*kernels, prob.p, prob.tw, prob.W, prob.wbuf(), prob.y0, prob.t0, prob.t1,
-                prob.t_rows, prob.Yobs, prob.Wt, *stops, *tail)
-    common.check_status(fstatus, f_reached, prob, "forward")
-    if failed:
-        what = f"forward (segment {k} re-solved)" if failed == 1 else f"backward (segment {k})"
-        common.check_status(status, t_reached, prob, what)
+    pl, tc = plan
+    n_ck = tc.size - 1
+    out = pl.fn(pl.f, pl.c, common.inputs(prob), pl.rows, prob.y0,
+                prob.t0, prob.t1, prob.n_g, tc, pl.fwd, pl.bwd)
+    common.check_status(out.forward.status, out.forward.t_reached, prob, "forward")
+    common.check_status(out.recompute.status, out.recompute.t_reached, prob,
+                        f"forward (segment {out.segment} re-solved)")
+    common.check_status(out.backward.status, out.backward.t_reached, prob,
+                        f"backward (segment {out.segment})")
     n, n_p = prob.n, prob.n_p
-    value += z[n + n_p]
-    stats = {"forward": solvers.loop_stats(fst), "recompute": solvers.loop_stats(rst),
-             "backward": solvers.loop_stats(bst), "checkpoints": n_ck,
-             "peak_stored_floats": int(peak)}
-    return common.GradResult(float(value), z[n:n + n_p].copy(), z[:n].copy(),
+    z = out.z
+    stats = {"forward": solvers.loop_stats(out.forward.stats),
+             "recompute": solvers.loop_stats(out.recompute.stats),
+             "backward": solvers.loop_stats(out.backward.stats), "checkpoints": n_ck,
+             "peak_stored_floats": int(out.peak)}
+    return common.GradResult(float(out.value + z[n + n_p]), z[n:n + n_p].copy(), z[:n].copy(),
                              common.control_gradient(prob, z[n + n_p + 1:]), stats)

@@ -16,12 +16,14 @@ import numpy as np
 from ..checks import check_controls, check_span, check_tolerances
 from ..cost import as_cost
 from ..cpu import solvers
+from ..cpu.bundles import Inputs, make_loop
 from ..cpu.drivers import entry
 from ..cpu.status import SUCCESS, message
 from ..errors import SolverError
 from ..methods import registry
 from ..methods.tableaus import Tableau
 from ..model import Model
+from .entries import Rows
 
 
 @dataclass
@@ -243,13 +245,12 @@ def check_status(status, t_reached, prob: Problem, what: str) -> None:
         raise SolverError(f"{what} pass failed ({prob.method}): {message(status, t_reached, prob.max_steps)}")
 
 
-def sweep_tail(prob: Problem, method, size: int, lead: int, h_init: float = 0.0):
-    """Method + tolerance arguments (``SWEEP_ARGS``) of a sweep over ``z`` of
-    ``size`` entries whose first ``lead`` are the error-controlled ones
-    (``sweep_tolerances``)."""
+def sweep_loop(prob: Problem, method, size: int, lead: int, stops: np.ndarray, h_init: float = 0.0):
+    """The ``Loop`` of a sweep over ``z`` of ``size`` entries whose first ``lead``
+    are the error-controlled ones (``sweep_tolerances``), landing on ``stops``."""
     rtol, atol = sweep_tolerances(prob, size, lead)
-    return (method, rtol, atol, float(h_init), float(prob.options.get("max_step", np.inf)),
-            fixed_step(prob), prob.max_steps)
+    return make_loop(method, rtol, atol, h_init, float(prob.options.get("max_step", np.inf)),
+                     fixed_step(prob), prob.max_steps, stops)
 
 
 def sweep_tolerances(prob: Problem, size: int, lead: int):
@@ -299,10 +300,23 @@ def sweep_stops(prob: Problem, t_start: float, t_stop: float, jump_t: np.ndarray
     return np.ascontiguousarray(g if t_stop >= t_start else g[::-1])
 
 
-def rate_kernels(prob: Problem) -> tuple:
-    """``vjp_yp, L_grad, has_L, vjp_w, dLdw``: the kernels of ``costate_rates``."""
-    mk, ck = prob.mk, prob.ck
-    return (mk["vjp_yp"], ck["L_grad"], bool(prob.cost.running != 0), mk["vjp_w"], ck["dLdw"])
+#: The kernels a costate sweep calls (``systems.costate_rates``) besides the
+#: stiff methods' Newton kernels (``codegen.ModelKernels.newton``) ...
+COSTATE_MODEL_KERNELS = ("rhs", "vjp_yp", "vjp_w")
+COSTATE_COST_KERNELS = ("L_grad", "dLdw")
+#: ... the observables' (``entries.obs_jumps``), and what a whole gradient adds
+OBS_KERNELS = ("obs", "obs_vjp_y", "obs_vjp_p")
+GRADIENT_COST_KERNELS = COSTATE_COST_KERNELS + OBS_KERNELS + ("Phi", "dPhidy", "dPhidp")
+
+
+def costate_fns(prob: Problem, *methods, cost_kernels=COSTATE_COST_KERNELS):
+    """``(abi.ModelFns, abi.CostFns)`` of a costate sweep with ``methods``."""
+    return (prob.mk.fns(*methods, uses=COSTATE_MODEL_KERNELS),
+            prob.ck.fns(cost_kernels, has_L=prob.cost.running != 0))
+
+
+def inputs(prob: Problem) -> Inputs:
+    return Inputs(prob.p, prob.tw, prob.W, prob.wbuf())
 
 
 def fixed_step(prob: Problem) -> float:
@@ -312,19 +326,26 @@ def fixed_step(prob: Problem) -> float:
     return dt
 
 
-def loop_tail(prob: Problem, method, atol, t_eval, dense: bool):
-    """``method, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops``."""
-    return (method, prob.rtol, atol, 0.0, float(prob.options.get("max_step", np.inf)),
-            fixed_step(prob), prob.max_steps, np.ascontiguousarray(t_eval, dtype=float), int(dense),
-            solvers.control_stops(prob.controls, prob.t0, prob.t1))
+def model_loop(prob: Problem, method, atol, rtol=None):
+    """The ``Loop`` of a forward solve with ``method`` (of the model, or of a
+    system augmented from it, whose ``atol`` is given), landing on the control
+    grid."""
+    return make_loop(method, prob.rtol if rtol is None else rtol, atol, 0.0,
+                     float(prob.options.get("max_step", np.inf)), fixed_step(prob), prob.max_steps,
+                     solvers.control_stops(prob.controls, prob.t0, prob.t1))
 
 
 def observation_jumps(prob: Problem, Y_rows: np.ndarray):
     """``h`` at each row and the costate jumps ``(dh/dy)^T r``, ``(dh/dp)^T r``."""
-    ck = prob.ck
-    return entry("obs_jumps")(ck["obs"], ck["obs_vjp_y"], ck["obs_vjp_p"], prob.p, prob.tw, prob.W,
-                              prob.wbuf(), prob.t_rows, np.ascontiguousarray(Y_rows), prob.Yobs,
-                              prob.Wt, prob.n_p)
+    return entry("obs_jumps")(prob.ck.fns(OBS_KERNELS), inputs(prob),
+                              Rows(prob.t_rows, prob.Yobs, prob.Wt), np.ascontiguousarray(Y_rows),
+                              prob.n_p)
+
+
+def observation_jacobians(prob: Problem, Y_rows: np.ndarray):
+    """``dh/dy`` ``(m, n_h, n)`` and ``dh/dp`` ``(m, n_h, n_p)`` at each row."""
+    return entry("obs_jacobians")(prob.ck.fns(OBS_KERNELS), inputs(prob), prob.t_rows,
+                                  np.ascontiguousarray(Y_rows), prob.ck.n_obs)
 
 
 def misfit(prob: Problem, H: np.ndarray) -> float:

@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import abi
 from ..cpu import solvers
+from ..cpu.bundles import INPUTS
 from ..cpu.controls import control_at, control_segment
 from ..cpu.drivers import entry, register_entry
 from ..cpu.stepping import interp_weights
@@ -68,8 +69,13 @@ def _stage_control_vjp(vjp_w, dLdw, t, Y, p, w, kbar, tw, Gw, tmp_w, tmp_w2):
             Gw[k + 1, j] += s * g
 
 
-def _discrete_reverse(vjp_y, vjp_p, vjp_w, dLdy, dLdp, dLdw, p, tw, W, wbuf, ts, hs, zs, Ks, Af,
-                      bf, cf, P, abar, t_rows, JY):
+def _discrete_reverse(f, c, a_in, ts, hs, zs, Ks, Af, bf, cf, P, abar, t_rows, JY):
+    """The reverse sweep over the stored steps ``ts, hs, zs, Ks`` of ``z = [y, q]``
+    (module doc) with the full stage tableau ``Af, bf, cf`` (``full_stages``) and
+    interpolant ``P``, from ``abar = dJ/dz(t1)``, adding the rows' jumps ``JY``
+    at ``t_rows``: ``(dJ/dz0, dJ/dp, dJ/dW)``."""
+    vjp_y, vjp_p, vjp_w, dLdy, dLdp, dLdw = f.vjp_y, f.vjp_p, f.vjp_w, c.dLdy, c.dLdp, c.dLdw
+    p, tw, W, wbuf = a_in.p, a_in.tw, a_in.W, a_in.wbuf
     n = JY.shape[1]
     nz = zs.shape[1]
     s_tot = Af.shape[0]
@@ -136,8 +142,7 @@ def _discrete_reverse(vjp_y, vjp_p, vjp_w, dLdy, dLdp, dLdw, p, tw, W, wbuf, ts,
 
 
 register_entry("discrete_reverse", _discrete_reverse,
-               (abi.VJP, abi.VJP, abi.VJP, abi.VEC, abi.VEC, abi.VEC, A1, A1, A2, A1, A1, A1, A2, A3,
-                A2, A1, A1, A2, A1, A1, A2))
+               (abi.MODEL_FNS, abi.COST_FNS, INPUTS, A1, A1, A2, A3, A2, A1, A1, A2, A1, A1, A2))
 
 
 def full_stages(tab):
@@ -159,15 +164,15 @@ def quadrature_forward(prob, dense: bool):
     """Forward solve of ``[y, q]`` (``q' = L``) with the observations' ``h``."""
     z0 = np.concatenate([prob.y0, [0.0]])
     atol = prob.aug_atol(z0.size, prob.n)
-    tw, W, wbuf = solvers.control_arrays(prob.controls, prob.model.n_controls)
     method = common.augmented_method(prob, "discrete/fd")
     out = entry("quadrature", method)(
-        prob.mk["rhs"], prob.mk.newton(method)[0], prob.ck["L"], prob.ck["dLdy"], prob.p, tw, W, wbuf, z0,
-        prob.t0, prob.t1,
-        *common.loop_tail(prob, method, atol, prob.t_rows, dense))
-    status, t_reached, _, ts, zs, hs, Ks, z_eval, st = out
-    common.check_status(status, t_reached, prob, "forward")
-    raw = solvers.RawResult(int(status), float(t_reached), ts, zs, hs, Ks, z_eval, solvers.loop_stats(st), method.P)
+        prob.mk.fns(method), prob.ck.fns(("L", "dLdy")), common.inputs(prob), z0, prob.t0, prob.t1,
+        common.model_loop(prob, method, atol), np.ascontiguousarray(prob.t_rows, dtype=float),
+        int(dense))
+    common.check_status(out.status, out.t_reached, prob, "forward")
+    raw = solvers.RawResult(int(out.status), float(out.t_reached), out.ts, out.zs, out.hs, out.Ks,
+                            out.z_eval, solvers.loop_stats(out.stats), method.P)
+    z_eval = out.z_eval
     H = common.observation_jumps(prob, np.ascontiguousarray(z_eval[:, :prob.n]))[0] if prob.t_rows.size else np.zeros((0, prob.ck.n_obs))
     return raw, H
 
@@ -184,9 +189,8 @@ def run(prob) -> common.GradResult:
     Af, bf, cf = full_stages(tab)
     mk, ck = prob.mk, prob.ck
     a, pbar, Gw = entry("discrete_reverse")(
-        mk["vjp_y"], mk["vjp_p"], mk["vjp_w"], ck["dLdy"], ck["dLdp"], ck["dLdw"], prob.p, prob.tw,
-        prob.W, prob.wbuf(),
-        raw.ts, raw.hs, raw.zs, raw.Ks, Af, bf, cf, solvers.rk_method(tab).P,
+        mk.fns(uses=("vjp_y", "vjp_p", "vjp_w")), ck.fns(("dLdy", "dLdp", "dLdw")),
+        common.inputs(prob), raw.ts, raw.hs, raw.zs, raw.Ks, Af, bf, cf, solvers.rk_method(tab).P,
         abar, prob.t_rows, np.ascontiguousarray(JY))
     value = phi + zN[prob.n] + common.misfit(prob, H)
     grad_p = pbar + dPhidp + JP.sum(axis=0)

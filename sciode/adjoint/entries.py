@@ -1,7 +1,8 @@
 """Compiled entry points of the sensitivity drivers.
 
-Like ``sciode.cpu.drivers``, each entry takes the model's and the cost's
-kernels as first-class functions and is compiled once per installation.  The
+Like ``sciode.cpu.drivers``, each entry takes typed bundles (``abi.ModelFns``,
+``abi.CostFns``, ``bundles.Inputs``, ``bundles.Loop``, and this module's
+``Rows`` and ``Jumps``) and is compiled once per installation.  The
 backward sweeps run in one pass of the stepping loop: observation times are
 stops of the loop, where the costate system applies its jumps
 ``lambda += (dh/dy)^T r_i`` (``systems.apply_jumps``) and the step-size
@@ -10,6 +11,8 @@ controller carries on, instead of restarting at every observation.
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numba as nb
 import numpy as np
 from numba import types
@@ -17,8 +20,9 @@ from numba.extending import overload
 
 from .. import abi
 from .._numba_compat import NO_NRT, borrow1, borrow2, borrow3, keep_alive
+from ..cpu.bundles import INPUTS, Loop
 from ..cpu.controls import control_at
-from ..cpu.drivers import LOOP_ARGS, METHOD, METHOD2, SWEEP_ARGS, register_entry
+from ..cpu.drivers import LOOP, LOOP2, register_entry
 from ..cpu.integrate import integrate
 from ..cpu.status import SUCCESS
 from ..cpu.systems import ModelSystem
@@ -26,84 +30,110 @@ from .systems import (POLY_CACHE_MAX_STATES, BacksolveSystem, CostateSystem, Qua
                       SensitivitySystem, apply_jumps)
 
 A1, A2, A3 = abi.ARRAY, abi.MATRIX, types.float64[:, :, ::1]
-F8, I8, B1 = types.float64, types.int64, types.boolean
-VEC, VJP, MAT, SENS = abi.VEC, abi.VJP, abi.MAT, abi.SENS
+F8, I8 = types.float64, types.int64
+MODEL, COST = abi.MODEL_FNS, abi.COST_FNS
+
+#: Observation rows (``common.data_rows``): times ``t (m,)``, targets
+#: ``Yobs (m, n_h)`` and weights ``Wt (m, n_h)`` of the misfit
+#: ``0.5 sum Wt (h(t_i, y(t_i)) - Yobs)^2``.
+Rows = namedtuple("Rows", ["t", "Yobs", "Wt"])
+ROWS = types.NamedTuple((A1, A2, A2), Rows)
+#: A costate's jumps: at ``t[i]`` (ordered in the sweep's direction) ``lambda``
+#: jumps by ``JY[i]`` and ``mu`` by ``JP[i]``.
+Jumps = namedtuple("Jumps", ["t", "JY", "JP"])
+JUMPS = types.NamedTuple((A1, A2, A2), Jumps)
+#: One pass of a loop as a gradient entry reports it: ``status``, ``t_reached``
+#: and the loop's counters (``cpu.solvers.loop_stats``).
+Pass = namedtuple("Pass", ["status", "t_reached", "stats"])
+#: ``sweep``'s result: ``z`` at the end (jumps there applied) and ``n_stored``
+#: steps kept by the loop.
+SweepResult = namedtuple("SweepResult", ["status", "t_reached", "z", "stats", "n_stored"])
+#: ``adjoint_gradient``'s result: the forward and backward ``Pass``, ``value`` =
+#: ``Phi + misfit`` (the running cost is ``z[n + n_p]``), ``z(t0) = [lambda,
+#: mu, q, G]``, and the floats the forward pass stored.
+AdjointResult = namedtuple("AdjointResult", ["forward", "backward", "value", "z", "stored"])
+#: ``checkpoint_gradient``'s result: ``Pass``es of the forward solve, the
+#: segments' re-solves and their sweeps (a failed one's status, and
+#: ``segment``, the segment it failed in), then as ``AdjointResult``, with
+#: ``peak`` the most floats stored at once.
+CheckpointResult = namedtuple("CheckpointResult", ["forward", "recompute", "backward", "segment",
+                                                   "value", "z", "peak"])
 
 
-def _obs_jumps(obs, obs_vjp_y, obs_vjp_p, p, tw, W, wbuf, t_rows, Y, Yobs, Wt, n_p):
-    """Observables ``h`` at each row, residual weights and costate jumps."""
+def _obs_jumps(c, a, rows, Y, n_p):
+    """Observables ``h`` at each row ``Y[i] = y(rows.t[i])``, and the costate
+    jumps ``JY = (dh/dy)^T r``, ``JP = (dh/dp)^T r`` of the weighted residuals
+    ``r = Wt (h - Yobs)``."""
     m, n = Y.shape
-    n_h = Yobs.shape[1]
+    n_h = rows.Yobs.shape[1]
     H = np.zeros((m, n_h))
     JY = np.zeros((m, n))
     JP = np.zeros((m, n_p))
-    _obs_rows(obs, obs_vjp_y, obs_vjp_p, p, tw, W, wbuf, t_rows, Y, Yobs, Wt, n_p, H, JY, JP,
-              np.zeros(n_h))
+    _obs_rows(c, a, rows, Y, n_p, H, JY, JP, np.zeros(n_h))
     return H, JY, JP
 
 
 @nb.njit(cache=True, nogil=True, **NO_NRT)
-def _obs_rows(obs, obs_vjp_y, obs_vjp_p, p, tw, W, wbuf, t_rows, Y, Yobs, Wt, n_p, H, JY, JP, r):
+def _obs_rows(c, a, rows, Y, n_p, H, JY, JP, r):
     # the row loop of _obs_jumps, without reference counting (a view per row)
-    m, n_h = Y.shape[0], Yobs.shape[1]
+    m, n_h = Y.shape[0], rows.Yobs.shape[1]
     for i in range(m):
-        if wbuf.shape[0] > 0:
-            control_at(t_rows[i], tw, W, wbuf)
-        obs(t_rows[i], Y[i], p, wbuf, H[i])
+        t = rows.t[i]
+        if a.wbuf.shape[0] > 0:
+            control_at(t, a.tw, a.W, a.wbuf)
+        c.obs(t, Y[i], a.p, a.wbuf, H[i])
         for j in range(n_h):
-            r[j] = (H[i, j] - Yobs[i, j]) * Wt[i, j]
-        obs_vjp_y(t_rows[i], Y[i], p, wbuf, r, JY[i])
+            r[j] = (H[i, j] - rows.Yobs[i, j]) * rows.Wt[i, j]
+        c.obs_vjp_y(t, Y[i], a.p, a.wbuf, r, JY[i])
         if n_p > 0:
-            obs_vjp_p(t_rows[i], Y[i], p, wbuf, r, JP[i])
+            c.obs_vjp_p(t, Y[i], a.p, a.wbuf, r, JP[i])
 
 
-register_entry("obs_jumps", _obs_jumps, (VEC, VJP, VJP, A1, A1, A2, A1, A1, A2, A2, A2, I8))
+register_entry("obs_jumps", _obs_jumps, (COST, INPUTS, ROWS, A2, I8))
 obs_jumps = nb.njit(cache=True, nogil=True)(_obs_jumps)
 
 
-def _obs_jacobians(obs_vjp_y, obs_vjp_p, p, tw, W, wbuf, t_rows, Y, n_h):
+def _obs_jacobians(c, a, t_rows, Y, n_h):
     """``dh/dy`` ``(m, n_h, n)`` and ``dh/dp`` ``(m, n_h, n_p)`` at each row (by unit cotangents)."""
     m, n = Y.shape
-    n_p = p.shape[0]
+    n_p = a.p.shape[0]
     DY = np.zeros((m, n_h, n))
     DP = np.zeros((m, n_h, n_p))
     e = np.zeros(n_h)
     for i in range(m):
-        if wbuf.shape[0] > 0:
-            control_at(t_rows[i], tw, W, wbuf)
+        if a.wbuf.shape[0] > 0:
+            control_at(t_rows[i], a.tw, a.W, a.wbuf)
         for j in range(n_h):
             e[j] = 1.0
-            obs_vjp_y(t_rows[i], Y[i], p, wbuf, e, DY[i, j])
+            c.obs_vjp_y(t_rows[i], Y[i], a.p, a.wbuf, e, DY[i, j])
             if n_p > 0:
-                obs_vjp_p(t_rows[i], Y[i], p, wbuf, e, DP[i, j])
+                c.obs_vjp_p(t_rows[i], Y[i], a.p, a.wbuf, e, DP[i, j])
             e[j] = 0.0
     return DY, DP
 
 
-register_entry("obs_jacobians", _obs_jacobians, (VJP, VJP, A1, A1, A2, A1, A1, A2, I8))
+register_entry("obs_jacobians", _obs_jacobians, (COST, INPUTS, A1, A2, I8))
 
 
 @nb.njit(cache=True, nogil=True, inline="always")  # one compiled layer less (``cpu.integrate``)
-def sweep(sys, z, t_start, t_stop, t_stops, method, rtol, atol, h_init, hmax, dt, max_steps):
+def sweep(sys, z, t_start, t_stop, loop):
     """Integrate the costate system ``sys`` from ``t_start`` to ``t_stop`` in one pass.
 
     The observation rows held by ``sys`` (``JUMP_FIELDS``) jump the costate:
     a row at ``t_start`` before the first step, rows inside at the loop's
-    stops (``t_stops`` must contain their times), rows at ``t_stop`` after
+    stops (``loop.stops`` must contain their times), rows at ``t_stop`` after
     the last step.  The step-size controller runs on through the jumps.
-    Returns ``(status, t_reached, z, stats, n_steps_stored)``.
+    Returns a ``SweepResult``.
     """
     apply_jumps(sys, t_start, z)
-    status, t_reached, n_st, ts, zs, hs, Ks, z_eval, st = integrate(
-        method, sys, z, t_start, t_stop, rtol, atol, h_init, hmax, dt, max_steps, np.zeros(0), -1,
-        t_stops)
+    out = integrate(sys, z, t_start, t_stop, loop, np.zeros(0), -1)
     stats = np.zeros(6, dtype=np.int64)
-    for k in range(min(st.shape[0], 6)):
-        stats[k] = st[k]
-    z_end = zs[n_st - 1].copy()
-    if status == SUCCESS:
+    for k in range(min(out.stats.shape[0], 6)):
+        stats[k] = out.stats[k]
+    z_end = out.zs[out.n_stored - 1].copy()
+    if out.status == SUCCESS:
         apply_jumps(sys, t_stop, z_end)
-    return status, t_reached, z_end, stats, n_st
+    return SweepResult(out.status, out.t_reached, z_end, stats, out.n_stored)
 
 
 def sweeps_on_steps(method):
@@ -138,217 +168,201 @@ def _scratch(n, n_p, nw, e0, e1, e2=0):
 
 
 @nb.njit(cache=True, nogil=True)
-def costate_sweep(vjp_yp, L_grad, has_L, vjp_w, dLdw, jac_y, jac_p, p, tw, W, wbuf,
-                  ts, hs, zs, Ks, P, z1, t1, t0, jump_t, JY, JP, t_stops,
-                  method, rtol, atol, h_init, hmax, dt, max_steps):
-    """``sweep`` of the costate system over the stored forward steps
-    ``ts, hs, zs, Ks`` (interpolant ``P``) from ``t1`` to ``t0``, starting at ``z1``."""
-    n = zs.shape[1]
+def costate_sweep(f, c, a, fw, P, z1, t1, t0, jumps, loop):
+    """``sweep`` of the costate system over the forward pass ``fw`` (a
+    ``LoopResult`` with dense output, interpolant ``P``) from ``t1`` to
+    ``t0``, starting at ``z1`` and jumping by ``jumps``."""
+    n = fw.zs.shape[1]
     # one scratch block, kept alive below; the system holds borrowed views (borrow.py)
     n_poly = P.shape[1] * n if n <= POLY_CACHE_MAX_STATES else 0
-    o = _scratch(n, p.shape[0], wbuf.shape[0], n, P.shape[0], n_poly)  # e0 ybuf, e1 wts, e2 cbuf
+    o = _scratch(n, a.p.shape[0], a.wbuf.shape[0], n, P.shape[0], n_poly)  # e0 ybuf, e1 wts, e2 cbuf
     buf = np.zeros(o[-1])
-    buf[o[7]] = ts.shape[0] - 2  # khint: the sweep starts in the last stored step,
+    buf[o[7]] = fw.ts.shape[0] - 2  # khint: the sweep starts in the last stored step,
     buf[o[7] + 1] = -1.0  # no polynomial cached yet,
     buf[o[7] + 2] = np.nan  # no state interpolated yet
     b = borrow1(buf)
-    sys = CostateSystem(vjp_yp, L_grad, has_L, vjp_w, dLdw, borrow1(p), borrow1(tw), borrow2(W),
-                        borrow1(wbuf), b[o[0]:o[1]], b[o[1]:o[2]], b[o[2]:o[3]], b[o[3]:o[4]],
-                        jac_y, jac_p, borrow1(ts), borrow1(hs), borrow2(zs), borrow3(Ks), borrow2(P),
-                        b[o[4]:o[5]], b[o[5]:o[6]], b[o[7]:o[8]], b[o[8]:o[9]],
-                        borrow1(jump_t), borrow2(JY), borrow2(JP), b[o[6]:o[7]], 0, n)
-    if sweeps_on_steps(method):
-        t_stops = with_forward_steps(t_stops, ts, t1, t0)
-    out = sweep(sys, z1.copy(), t1, t0, t_stops, method, rtol, atol, h_init, hmax, dt, max_steps)
+    sys = CostateSystem(f.vjp_yp, c.L_grad, c.has_L, f.vjp_w, c.dLdw, borrow1(a.p), borrow1(a.tw),
+                        borrow2(a.W), borrow1(a.wbuf), b[o[0]:o[1]], b[o[1]:o[2]], b[o[2]:o[3]],
+                        b[o[3]:o[4]], f.jac, f.jac_p, borrow1(fw.ts), borrow1(fw.hs),
+                        borrow2(fw.zs), borrow3(fw.Ks), borrow2(P), b[o[4]:o[5]], b[o[5]:o[6]],
+                        b[o[7]:o[8]], b[o[8]:o[9]], borrow1(jumps.t), borrow2(jumps.JY),
+                        borrow2(jumps.JP), b[o[6]:o[7]], 0, n)
+    if sweeps_on_steps(loop.method):
+        loop = Loop(loop.method, loop.rtol, loop.atol, loop.h_init, loop.hmax, loop.dt,
+                    loop.max_steps, with_forward_steps(loop.stops, fw.ts, t1, t0))
+    out = sweep(sys, z1.copy(), t1, t0, loop)
     keep_alive(buf)
     return out
 
 
-_RATE_FNS = (VJP, VEC, B1, VJP, VEC)
-
-
 @nb.njit(cache=True, nogil=True)
-def _misfit_and_terminal(obs, obs_vjp_y, obs_vjp_p, Phi, dPhidy, dPhidp, p, tw, W, wbuf, t_rows,
-                         Y_rows, Yobs, Wt, t1, y1, z1):
+def _misfit_and_terminal(c, a, rows, Y_rows, t1, y1, z1):
     """``Phi(y1) + 0.5 sum Wt (h - Yobs)^2`` and the costate jumps ``JY, JP`` of
     the rows; ``z1[:n + n_p] = [dPhi/dy, dPhi/dp]`` (the costate at ``t1``)."""
-    n, n_p = y1.shape[0], p.shape[0]
-    H, JY, JP = obs_jumps(obs, obs_vjp_y, obs_vjp_p, p, tw, W, wbuf, t_rows, Y_rows, Yobs, Wt, n_p)
+    n, n_p = y1.shape[0], a.p.shape[0]
+    H, JY, JP = obs_jumps(c, a, rows, Y_rows, n_p)
     value = 0.0
     for i in range(H.shape[0]):
         for j in range(H.shape[1]):
-            value += 0.5 * Wt[i, j] * (H[i, j] - Yobs[i, j]) ** 2
-    control_at(t1, tw, W, wbuf)
+            value += 0.5 * rows.Wt[i, j] * (H[i, j] - rows.Yobs[i, j]) ** 2
+    control_at(t1, a.tw, a.W, a.wbuf)
     phi = np.zeros(1)
-    Phi(t1, y1, p, wbuf, phi)
-    dPhidy(t1, y1, p, wbuf, z1[:n])
-    dPhidp(t1, y1, p, wbuf, z1[n:n + n_p])
+    c.Phi(t1, y1, a.p, a.wbuf, phi)
+    c.dPhidy(t1, y1, a.p, a.wbuf, z1[:n])
+    c.dPhidp(t1, y1, a.p, a.wbuf, z1[n:n + n_p])
     return value + phi[0], JY, JP
 
 
-def _adjoint_gradient(rhs, jac_y, dfdt, vjp_yp, L_grad, has_L, vjp_w, dLdw, jac_p,
-                      obs, obs_vjp_y, obs_vjp_p, Phi, dPhidy, dPhidp,
-                      p, tw, W, wbuf, y0, t0, t1, t_rows, Yobs, Wt, fwd_stops, bwd_stops, n_g,
-                      fmethod, rtol, atol, hmax, dt, max_steps, bmethod, brtol, batol):
+@nb.njit(cache=True, nogil=True, inline="always")
+def _reversed_jumps(t_rows, JY, JP):
+    """The rows' jumps in the backward sweep's order."""
+    return Jumps(np.ascontiguousarray(t_rows[::-1]), np.ascontiguousarray(JY[::-1]),
+                 np.ascontiguousarray(JP[::-1]))
+
+
+def _adjoint_gradient(f, c, a, rows, y0, t0, t1, n_g, fwd, bwd):
     """The whole interpolating adjoint in one call (``interpolating.run``).
 
-    Forward pass with dense output and the states at the observation rows
-    ``t_rows``; the misfit ``0.5 sum Wt (h - Yobs)^2`` and the jumps
+    Forward pass (``fwd``) with dense output and the states at the observation
+    rows; the misfit ``0.5 sum Wt (h - Yobs)^2`` and the jumps
     ``(dh/d[y, p])^T r``; the terminal cost and its gradient, which start the
-    costate ``z(t1) = [dPhi/dy, dPhi/dp, 0, 0]``; the costate sweep back to
-    ``t0`` (``costate_sweep``).  One compiled call instead of five: on small
-    problems the calls' fixed costs were half of the gradient's time.
+    costate ``z(t1) = [dPhi/dy, dPhi/dp, 0, 0]`` (``n_g`` control-gradient
+    entries last); the costate sweep back to ``t0`` (``costate_sweep``,
+    ``bwd``).  One compiled call instead of five: on small problems the
+    calls' fixed costs were half of the gradient's time.
 
-    Returns ``(forward status, t reached, forward stats, backward status,
-    t reached, backward stats, Phi + misfit, z(t0), stored floats)``; after a
-    failed forward pass the backward fields are placeholders.
+    Returns an ``AdjointResult``; after a failed forward pass the backward
+    fields are placeholders.
     """
-    n, n_p = y0.shape[0], p.shape[0]
-    sys = ModelSystem(rhs, jac_y, dfdt, borrow1(p), borrow1(tw), borrow2(W), borrow1(wbuf))
-    fstatus, f_reached, n_st, ts, zs, hs, Ks, Y, fst = integrate(
-        fmethod, sys, y0, t0, t1, rtol, atol, 0.0, hmax, dt, max_steps, t_rows, 1, fwd_stops)
+    n, n_p = y0.shape[0], a.p.shape[0]
+    sys = ModelSystem(f.rhs, f.jac, f.dfdt, borrow1(a.p), borrow1(a.tw), borrow2(a.W),
+                      borrow1(a.wbuf))
+    fw = integrate(sys, y0, t0, t1, fwd, rows.t, 1)
+    forward = Pass(fw.status, fw.t_reached, fw.stats)
     z1 = np.zeros(n + n_p + 1 + n_g)
-    if fstatus != SUCCESS:
-        return fstatus, f_reached, fst, SUCCESS, t0, np.zeros(6, dtype=np.int64), 0.0, z1, 0
-    value, JY, JP = _misfit_and_terminal(obs, obs_vjp_y, obs_vjp_p, Phi, dPhidy, dPhidp, p, tw, W,
-                                         wbuf, t_rows, Y, Yobs, Wt, t1, zs[n_st - 1], z1)
-    bstatus, b_reached, z, bst, _ = costate_sweep(
-        vjp_yp, L_grad, has_L, vjp_w, dLdw, jac_y, jac_p, p, tw, W, wbuf, ts, hs, zs, Ks,
-        np.ascontiguousarray(fmethod.P), z1, t1, t0, np.ascontiguousarray(t_rows[::-1]),
-        np.ascontiguousarray(JY[::-1]), np.ascontiguousarray(JP[::-1]), bwd_stops, bmethod, brtol,
-        batol, 0.0, hmax, dt, max_steps)
-    stored = ts.shape[0] + hs.shape[0] + zs.size + Ks.size
-    return fstatus, f_reached, fst, bstatus, b_reached, bst, value, z, stored
+    if fw.status != SUCCESS:
+        return AdjointResult(forward, Pass(SUCCESS, t0, np.zeros(6, dtype=np.int64)), 0.0, z1, 0)
+    value, JY, JP = _misfit_and_terminal(c, a, rows, fw.z_eval, t1, fw.zs[fw.n_stored - 1], z1)
+    back = costate_sweep(f, c, a, fw, np.ascontiguousarray(fwd.method.P), z1, t1, t0,
+                         _reversed_jumps(rows.t, JY, JP), bwd)
+    stored = fw.ts.shape[0] + fw.hs.shape[0] + fw.zs.size + fw.Ks.size
+    return AdjointResult(forward, Pass(back.status, back.t_reached, back.stats), value, back.z,
+                         stored)
 
 
 register_entry("adjoint_gradient", _adjoint_gradient,
-               (VEC, MAT, VEC) + _RATE_FNS + (MAT, VEC, VJP, VJP, VEC, VEC, VEC,
-                                              A1, A1, A2, A1, A1, F8, F8, A1, A2, A2, A1, A1, I8,
-                                              METHOD, F8, A1, F8, F8, I8, METHOD2, F8, A1))
+               (MODEL, COST, INPUTS, ROWS, A1, F8, F8, I8, LOOP, LOOP2))
 
 
-def _checkpoint_gradient(rhs, jac_y, dfdt, vjp_yp, L_grad, has_L, vjp_w, dLdw, jac_p,
-                         obs, obs_vjp_y, obs_vjp_p, Phi, dPhidy, dPhidp,
-                         p, tw, W, wbuf, y0, t0, t1, t_rows, Yobs, Wt, fwd_stops, bwd_stops, n_g,
-                         tc, fmethod, rtol, atol, hmax, dt, max_steps, bmethod, brtol, batol):
+def _checkpoint_gradient(f, c, a, rows, y0, t0, t1, n_g, tc, fwd, bwd):
     """The checkpointed adjoint in one call (``checkpoint.run``).
 
     A forward pass keeps the final state only and serves the checkpoints
     ``tc`` and the observation rows; then, from the last segment back, each
     segment is re-solved forward from its checkpoint with dense output and
     the costate swept back over it (its observation rows jump it).  The
-    stops ``fwd_stops``/``bwd_stops`` are the whole span's: each loop uses
-    those inside its own segment.
-
-    Returns ``(forward status, t reached, forward stats, failed pass (0 none,
-    1 a re-solve, 2 a sweep), its segment, its status, t reached, re-solve
-    stats, sweep stats, Phi + misfit, z(t0), peak stored floats)``.
+    stops of ``fwd``/``bwd`` are the whole span's: each loop uses those
+    inside its own segment.  Returns a ``CheckpointResult``.
     """
-    n, n_p, m = y0.shape[0], p.shape[0], t_rows.shape[0]
+    n, n_p, m = y0.shape[0], a.p.shape[0], rows.t.shape[0]
+    t_rows = rows.t
     n_ck = tc.shape[0] - 1
     d = 1.0 if t1 >= t0 else -1.0
-    sys = ModelSystem(rhs, jac_y, dfdt, borrow1(p), borrow1(tw), borrow2(W), borrow1(wbuf))
+    sys = ModelSystem(f.rhs, f.jac, f.dfdt, borrow1(a.p), borrow1(a.tw), borrow2(a.W),
+                      borrow1(a.wbuf))
     te = np.concatenate((tc, t_rows))
     order = np.argsort(te * d, kind="mergesort")  # stable: a row at a checkpoint keeps its place
-    fstatus, f_reached, n_st, _, zs, _, _, Ys, fst = integrate(
-        fmethod, sys, y0, t0, t1, rtol, atol, 0.0, hmax, dt, max_steps, te[order], -1, fwd_stops)
+    fw = integrate(sys, y0, t0, t1, fwd, te[order], -1)
+    forward = Pass(fw.status, fw.t_reached, fw.stats)
     z = np.zeros(n + n_p + 1 + n_g)
     rst = np.zeros(6, dtype=np.int64)
     bst = np.zeros(6, dtype=np.int64)
-    if fstatus != SUCCESS:
-        return fstatus, f_reached, fst, 0, 0, SUCCESS, t0, rst, bst, 0.0, z, 0
-    Y = np.empty_like(Ys)
+    if fw.status != SUCCESS:
+        return CheckpointResult(forward, Pass(SUCCESS, t0, rst), Pass(SUCCESS, t0, bst), 0, 0.0, z, 0)
+    Y = np.empty_like(fw.z_eval)
     for i in range(te.shape[0]):
-        Y[order[i]] = Ys[i]
+        Y[order[i]] = fw.z_eval[i]
     Yc, Y_rows = Y[:n_ck + 1], np.ascontiguousarray(Y[n_ck + 1:])
-    value, JY, JP = _misfit_and_terminal(obs, obs_vjp_y, obs_vjp_p, Phi, dPhidy, dPhidp, p, tw, W,
-                                         wbuf, t_rows, Y_rows, Yobs, Wt, t1, zs[n_st - 1], z)
-    P = np.ascontiguousarray(fmethod.P)
+    value, JY, JP = _misfit_and_terminal(c, a, rows, Y_rows, t1, fw.zs[fw.n_stored - 1], z)
+    P = np.ascontiguousarray(fwd.method.P)
     peak = 0
     hi = m  # rows [lo, hi) lie in the current segment (t_rows run in the direction d)
     for k in range(n_ck - 1, -1, -1):
-        sstatus, s_reached, _, ts, szs, hs, Ks, _, sst = integrate(
-            fmethod, sys, Yc[k].copy(), tc[k], tc[k + 1], rtol, atol, 0.0, hmax, dt, max_steps,
-            np.zeros(0), 1, fwd_stops)
-        for c in range(6):
-            rst[c] += sst[c]
-        if sstatus != SUCCESS:
-            return fstatus, f_reached, fst, 1, k, sstatus, s_reached, rst, bst, 0.0, z, peak
-        peak = max(peak, ts.shape[0] + hs.shape[0] + szs.size + Ks.size)
+        seg = integrate(sys, Yc[k].copy(), tc[k], tc[k + 1], fwd, np.zeros(0), 1)
+        for i in range(6):
+            rst[i] += seg.stats[i] if i < seg.stats.shape[0] else 0
+        if seg.status != SUCCESS:
+            return CheckpointResult(forward, Pass(seg.status, seg.t_reached, rst),
+                                    Pass(SUCCESS, t0, bst), k, 0.0, z, peak)
+        peak = max(peak, seg.ts.shape[0] + seg.hs.shape[0] + seg.zs.size + seg.Ks.size)
         lo = hi
         while lo > 0 and ((t_rows[lo - 1] - tc[k]) * d > 0 or (k == 0 and t_rows[lo - 1] == tc[0])):
             lo -= 1
-        bstatus, b_reached, z, sbt, _ = costate_sweep(
-            vjp_yp, L_grad, has_L, vjp_w, dLdw, jac_y, jac_p, p, tw, W, wbuf, ts, hs, szs, Ks, P, z,
-            tc[k + 1], tc[k], np.ascontiguousarray(t_rows[lo:hi][::-1]),
-            np.ascontiguousarray(JY[lo:hi][::-1]), np.ascontiguousarray(JP[lo:hi][::-1]), bwd_stops,
-            bmethod, brtol, batol, 0.0, hmax, dt, max_steps)
-        for c in range(6):
-            bst[c] += sbt[c]
-        if bstatus != SUCCESS:
-            return fstatus, f_reached, fst, 2, k, bstatus, b_reached, rst, bst, 0.0, z, peak
+        back = costate_sweep(f, c, a, seg, P, z, tc[k + 1], tc[k],
+                             _reversed_jumps(t_rows[lo:hi], JY[lo:hi], JP[lo:hi]), bwd)
+        z = back.z
+        for i in range(6):
+            bst[i] += back.stats[i]
+        if back.status != SUCCESS:
+            return CheckpointResult(forward, Pass(SUCCESS, t0, rst),
+                                    Pass(back.status, back.t_reached, bst), k, 0.0, z, peak)
         hi = lo
-    return fstatus, f_reached, fst, 0, 0, SUCCESS, t0, rst, bst, value, z, peak + Ys.size
+    return CheckpointResult(forward, Pass(SUCCESS, t0, rst), Pass(SUCCESS, t0, bst), 0, value, z,
+                            peak + fw.z_eval.size)
 
 
 register_entry("checkpoint_gradient", _checkpoint_gradient,
-               (VEC, MAT, VEC) + _RATE_FNS + (MAT, VEC, VJP, VJP, VEC, VEC, VEC,
-                                              A1, A1, A2, A1, A1, F8, F8, A1, A2, A2, A1, A1, I8, A1,
-                                              METHOD, F8, A1, F8, F8, I8, METHOD2, F8, A1))
+               (MODEL, COST, INPUTS, ROWS, A1, F8, F8, I8, A1, LOOP, LOOP2))
 
 
-def _backsolve_sweep(rhs, vjp_yp, L_grad, has_L, vjp_w, dLdw, p, tw, W, wbuf,
-                     z1, t1, t0, jump_t, JY, JP, t_stops,
-                     method, rtol, atol, h_init, hmax, dt, max_steps):
-    n = JY.shape[1]
-    o = _scratch(n, p.shape[0], wbuf.shape[0], n, n)  # e0 ybuf, e1 fy
+def _backsolve_sweep(f, c, a, z1, t1, t0, jumps, loop):
+    """The backsolve sweep of ``z = [y, lambda, mu, q, G]`` from ``t1`` to ``t0``
+    (``backsolve.run``): a ``SweepResult``."""
+    n = jumps.JY.shape[1]
+    o = _scratch(n, a.p.shape[0], a.wbuf.shape[0], n, n)  # e0 ybuf, e1 fy
     buf = np.zeros(o[-1])
     b = borrow1(buf)  # borrowed views of one scratch block, kept alive below
-    sys = BacksolveSystem(vjp_yp, L_grad, has_L, vjp_w, dLdw, borrow1(p), borrow1(tw), borrow2(W),
-                          borrow1(wbuf), b[o[0]:o[1]], b[o[1]:o[2]], b[o[2]:o[3]], b[o[3]:o[4]],
-                          rhs, b[o[4]:o[5]], b[o[5]:o[6]],
-                          borrow1(jump_t), borrow2(JY), borrow2(JP), b[o[6]:o[7]], n, 2 * n)
-    out = sweep(sys, z1.copy(), t1, t0, t_stops, method, rtol, atol, h_init, hmax, dt, max_steps)
+    sys = BacksolveSystem(f.vjp_yp, c.L_grad, c.has_L, f.vjp_w, c.dLdw, borrow1(a.p),
+                          borrow1(a.tw), borrow2(a.W), borrow1(a.wbuf), b[o[0]:o[1]], b[o[1]:o[2]],
+                          b[o[2]:o[3]], b[o[3]:o[4]], f.rhs, b[o[4]:o[5]], b[o[5]:o[6]],
+                          borrow1(jumps.t), borrow2(jumps.JY), borrow2(jumps.JP), b[o[6]:o[7]], n,
+                          2 * n)
+    out = sweep(sys, z1.copy(), t1, t0, loop)
     keep_alive(buf)
     return out
 
 
-register_entry("backsolve_sweep", _backsolve_sweep,
-               (VEC,) + _RATE_FNS + (A1, A1, A2, A1, A1, F8, F8, A1, A2, A2, A1) + SWEEP_ARGS)
+register_entry("backsolve_sweep", _backsolve_sweep, (MODEL, COST, INPUTS, A1, F8, F8, JUMPS, LOOP))
 
 
-def _sensitivity_entry(rhs, jac_y, sens_rhs, L, dLdy, dLdp, vjp_w, dLdw, p, tw, W, wbuf, n, z0, t0,
-                       t1, method, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense,
-                       t_stops):
-    n_p, n_w = p.shape[0], wbuf.shape[0]
-    n_cols = n_p + n + tw.shape[0] * n_w  # [p, y0, control grid values]
+def _sensitivity_entry(f, c, a, n, z0, t0, t1, loop, t_eval):
+    """The forward-sensitivity system ``z = [y, S, q, dq]`` (``SensitivitySystem``)
+    from ``t0`` to ``t1``, final state only: a ``LoopResult``."""
+    n_p, n_w = a.p.shape[0], a.wbuf.shape[0]
+    n_cols = n_p + n + a.tw.shape[0] * n_w  # [p, y0, control grid values]
     buf = np.zeros(2 * n + n_p + 1 + n_w)
     b = borrow1(buf)  # borrowed views of one scratch block, kept alive below
     o = n + n_p + 1
-    sys = SensitivitySystem(rhs, jac_y, sens_rhs, L, dLdy, dLdp, vjp_w, dLdw, borrow1(p),
-                            borrow1(tw), borrow2(W), borrow1(wbuf), b[:n], b[n:n + n_p],
-                            b[n + n_p:o], b[o:o + n_w], b[o + n_w:], n_cols)
-    out = integrate(method, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
-                    store_dense, t_stops)
+    sys = SensitivitySystem(f.rhs, f.jac, f.sens_rhs, c.L, c.dLdy, c.dLdp, f.vjp_w, c.dLdw,
+                            borrow1(a.p), borrow1(a.tw), borrow2(a.W), borrow1(a.wbuf), b[:n],
+                            b[n:n + n_p], b[n + n_p:o], b[o:o + n_w], b[o + n_w:], n_cols)
+    out = integrate(sys, z0, t0, t1, loop, t_eval, -1)
     keep_alive(buf)
     return out
 
 
-register_entry("sensitivity", _sensitivity_entry,
-               (VEC, MAT, SENS, VEC, VEC, VEC, VJP, VEC, A1, A1, A2, A1, I8, A1) + LOOP_ARGS)
+register_entry("sensitivity", _sensitivity_entry, (MODEL, COST, INPUTS, I8, A1, F8, F8, LOOP, A1))
 
 
-def _quadrature_entry(rhs, jac_y, L, dLdy, p, tw, W, wbuf, z0, t0, t1, method, rtol, atol, h_init,
-                      hmax, dt, max_steps, t_eval, store_dense, t_stops):
+def _quadrature_entry(f, c, a, z0, t0, t1, loop, t_eval, store_dense):
+    """``z = [y, q]`` with ``q' = L`` (``QuadratureSystem``): a ``LoopResult``."""
     buf = np.zeros(z0.shape[0])
     b = borrow1(buf)  # borrowed views of one scratch block, kept alive below
-    sys = QuadratureSystem(rhs, jac_y, L, dLdy, borrow1(p), borrow1(tw), borrow2(W), borrow1(wbuf),
-                           b[:1], b[1:])
-    out = integrate(method, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
-                    store_dense, t_stops)
+    sys = QuadratureSystem(f.rhs, f.jac, c.L, c.dLdy, borrow1(a.p), borrow1(a.tw), borrow2(a.W),
+                           borrow1(a.wbuf), b[:1], b[1:])
+    out = integrate(sys, z0, t0, t1, loop, t_eval, store_dense)
     keep_alive(buf)
     return out
 
 
-register_entry("quadrature", _quadrature_entry, (VEC, MAT, VEC, VEC, A1, A1, A2, A1, A1) + LOOP_ARGS)
-
+register_entry("quadrature", _quadrature_entry, (MODEL, COST, INPUTS, A1, F8, F8, LOOP, A1, I8))

@@ -27,18 +27,12 @@ def residual_jacobian(prob, Y_rows, H, S_rows):
     their Jacobian ``dr/d[p, y0] = ((dh/dy) S + [dh/dp, 0]) / sigma`` (rows in
     time order, then observable order), for Gauss--Newton / Levenberg--Marquardt."""
     n_p = prob.n_p
-    DY, DP = entry("obs_jacobians")(prob.ck["obs_vjp_y"], prob.ck["obs_vjp_p"], prob.p, prob.tw,
-                                    prob.W, prob.wbuf(), prob.t_rows, Y_rows, prob.ck.n_obs)
+    DY, DP = common.observation_jacobians(prob, Y_rows)
     Jac = np.einsum("ijn,inm->ijm", DY, S_rows)
     Jac[:, :, :n_p] += DP
     sel = prob.Wt > 0
     w = np.sqrt(prob.Wt[sel])
     return (H - prob.Yobs)[sel] * w, Jac[sel] * w[:, None]
-
-
-def _with_rtol(tail, rtol):
-    """``loop_tail``'s arguments with ``rtol`` in its slot (the second)."""
-    return (tail[0], float(rtol), *tail[2:])
 
 
 def run(prob) -> common.GradResult:
@@ -59,15 +53,13 @@ def run(prob) -> common.GradResult:
         atol[:n] *= scale
         atol[n:] = np.inf  # (Newton's second phase skips them: cpu.newton.newton_phases)
         rtol = rtol * scale
-    mk, ck = prob.mk, prob.ck
-    tw, W, wbuf = solvers.control_arrays(prob.controls, prob.model.n_controls)
     method = common.augmented_method(prob, "forward", exact_jacobian=False, block=(n, m))
     out = entry("sensitivity", method)(
-        mk["rhs"], mk.newton(method)[0], mk["sens_rhs"], ck["L"], ck["dLdy"], ck["dLdp"], mk["vjp_w"],
-        ck["dLdw"], prob.p, tw, W, wbuf, n, z0, prob.t0, prob.t1,
-        *_with_rtol(common.loop_tail(prob, method, atol, prob.t_rows, -1), rtol))
-    status, t_reached, _, ts, zs, hs, Ks, z_eval, st = out
-    common.check_status(status, t_reached, prob, "forward (sensitivities)")
+        prob.mk.fns(method, uses=("rhs", "sens_rhs", "vjp_w")),
+        prob.ck.fns(("L", "dLdy", "dLdp", "dLdw")), common.inputs(prob), n, z0, prob.t0, prob.t1,
+        common.model_loop(prob, method, atol, rtol), np.ascontiguousarray(prob.t_rows, dtype=float))
+    ts, zs, z_eval, st = out.ts, out.zs, out.z_eval, out.stats
+    common.check_status(out.status, out.t_reached, prob, "forward (sensitivities)")
     z1 = zs[-1]
     Y_rows = np.ascontiguousarray(z_eval[:, :n])
     H, JY, JP = common.observation_jumps(prob, Y_rows)

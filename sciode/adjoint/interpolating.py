@@ -19,53 +19,46 @@ Differential Equations*, NeurIPS 2018; SciMLSensitivity's
 
 from __future__ import annotations
 
-import numpy as np
+from collections import namedtuple
+
 
 from ..cpu import solvers
 from ..cpu.drivers import entry
 from . import common
+from .entries import Rows
+
+#: What a gradient entry takes besides ``y0`` and ``p`` (kept in ``prob.plan``):
+#: the kernel bundles ``f`` and ``c``, the observation ``rows``, the forward
+#: and backward ``Loop``s, and the compiled entry ``fn``.
+Plan = namedtuple("Plan", ["fn", "f", "c", "rows", "fwd", "bwd"])
 
 
-def _plan(prob):
-    """The compiled entry and the arguments of ``run`` that depend on neither
-    ``y0`` nor ``p`` (kept in ``prob.plan`` across calls)."""
-    kernels, stops, tail = static_arguments(prob)
-    return entry("adjoint_gradient", tail[0], tail[6]), kernels, stops, tail
-
-
-def static_arguments(prob):
-    """``(kernels, stops, tail)``: the arguments of the whole-gradient routine
-    that depend on neither ``y0`` nor ``p`` (also the ensemble's, which runs
-    the same routine per member)."""
+def plan(prob, name: str = "adjoint_gradient", mode: str = "adjoint") -> Plan:
+    """The ``Plan`` of the whole-gradient entry ``name`` (``adjoint_gradient``,
+    or ``checkpoint_gradient`` with ``mode="checkpoint"``); the ensemble's
+    gradient runs the same routine per member."""
     fmethod = common.model_method(prob)
-    bmethod = common.augmented_method(prob, "adjoint")
-    mk, ck = prob.mk, prob.ck
+    bmethod = common.augmented_method(prob, mode)
     n, n_p = prob.n, prob.n_p
-    brtol, batol = common.sweep_tolerances(prob, n + n_p + 1 + prob.n_g, n)
-    hmax = float(prob.options.get("max_step", np.inf))
-    jac_y, dfdt, jac_p = mk.newton(fmethod, bmethod)
-    kernels = (mk["rhs"], jac_y, dfdt, *common.rate_kernels(prob), jac_p,
-               ck["obs"], ck["obs_vjp_y"], ck["obs_vjp_p"], ck["Phi"], ck["dPhidy"], ck["dPhidp"])
-    stops = (solvers.control_stops(prob.controls, prob.t0, prob.t1),
-             common.sweep_stops(prob, prob.t1, prob.t0, prob.t_rows[::-1]), prob.n_g)
-    tail = (fmethod, prob.rtol, prob.atol, hmax, common.fixed_step(prob), prob.max_steps,
-            bmethod, brtol, batol)
-    return kernels, stops, tail
+    f, c = common.costate_fns(prob, fmethod, bmethod, cost_kernels=common.GRADIENT_COST_KERNELS)
+    fwd = common.model_loop(prob, fmethod, prob.atol)
+    bwd = common.sweep_loop(prob, bmethod, n + n_p + 1 + prob.n_g, n,
+                            common.sweep_stops(prob, prob.t1, prob.t0, prob.t_rows[::-1]))
+    return Plan(entry(name, fmethod, bmethod), f, c, Rows(prob.t_rows, prob.Yobs, prob.Wt), fwd, bwd)
 
 
 def run(prob) -> common.GradResult:
-    plan = prob.plan.get("adjoint")
-    if plan is None:
-        plan = prob.plan["adjoint"] = _plan(prob)
-    fn, kernels, stops, tail = plan
-    fstatus, f_reached, fst, bstatus, b_reached, bst, value, z, stored = fn(
-        *kernels, prob.p, prob.tw, prob.W, prob.wbuf(), prob.y0, prob.t0, prob.t1, prob.t_rows,
-        prob.Yobs, prob.Wt, *stops, *tail)
-    common.check_status(fstatus, f_reached, prob, "forward")
-    common.check_status(bstatus, b_reached, prob, "backward (costate)")
+    pl = prob.plan.get("adjoint")
+    if pl is None:
+        pl = prob.plan["adjoint"] = plan(prob)
+    out = pl.fn(pl.f, pl.c, common.inputs(prob), pl.rows, prob.y0, prob.t0,
+                prob.t1, prob.n_g, pl.fwd, pl.bwd)
+    common.check_status(out.forward.status, out.forward.t_reached, prob, "forward")
+    common.check_status(out.backward.status, out.backward.t_reached, prob, "backward (costate)")
     n, n_p = prob.n, prob.n_p
-    value += z[n + n_p]
-    stats = {"forward": solvers.loop_stats(fst), "backward": solvers.loop_stats(bst),
-             "peak_stored_floats": int(stored)}
-    return common.GradResult(float(value), z[n:n + n_p].copy(), z[:n].copy(),
+    z = out.z
+    stats = {"forward": solvers.loop_stats(out.forward.stats),
+             "backward": solvers.loop_stats(out.backward.stats),
+             "peak_stored_floats": int(out.stored)}
+    return common.GradResult(float(out.value + z[n + n_p]), z[n:n + n_p].copy(), z[:n].copy(),
                              common.control_gradient(prob, z[n + n_p + 1:]), stats)

@@ -34,6 +34,7 @@ class KernelSet:
         self.digest = digest
         self._signatures = dict(signatures)
         self._compiled: dict = {}
+        self._fns: dict = {}  # bundles handed out by ``fns`` (``_bundle``)
 
     @property
     def path(self) -> str:
@@ -52,6 +53,25 @@ class KernelSet:
             self._compiled[name] = fn
         return fn
 
+    def _bundle(self, key, build):
+        """``build(take)`` memoised under ``key``, where ``take(name)`` is
+        ``self[name]``.  A memoised bundle serves while every kernel it took is
+        still this set's: replacing a kernel (the fault-injection tests do)
+        rebuilds it, as it reaches every caller of ``self[name]``."""
+        hit = self._fns.get(key)
+        if hit is not None and all(self._compiled.get(name) is k for name, k in hit[1]):
+            return hit[0]
+        taken = []
+
+        def take(name):
+            k = self[name]
+            taken.append((name, k))
+            return k
+
+        out = build(take)
+        self._fns[key] = (out, tuple(taken))
+        return out
+
     def compile_all(self) -> "KernelSet":
         for name in self._signatures:
             self[name]
@@ -59,6 +79,23 @@ class KernelSet:
 
     def __repr__(self) -> str:
         return f"KernelSet({self.path!r}, kernels={sorted(self._signatures)})"
+
+
+def _signature(field: str, kernels: dict):
+    """The ABI signature of a bundle field (``jac`` is ``jac_y``'s)."""
+    return kernels["jac_y" if field == "jac" else field]
+
+
+def _newton_names(methods) -> dict:
+    """``{field: kernel name}`` of the Newton kernels (``ModelKernels.newton``) of
+    loops running ``methods``: empty for explicit methods."""
+    banded = {bool(m.banded) for m in methods if hasattr(m, "banded")}
+    if len(banded) > 1:
+        raise ValueError("these methods store the Jacobian both densely and banded; "
+                         "one set of kernels serves one storage")
+    if not banded:
+        return {}
+    return {"jac": "jac_nz" if banded.pop() else "jac_y", "dfdt": "dfdt", "jac_p": "jac_p"}
 
 
 class ModelKernels(KernelSet):
@@ -87,14 +124,27 @@ class ModelKernels(KernelSet):
         kernel, so they must agree.  Explicit methods only (no ``banded`` field):
         the shared zero kernel stands in for each (the explicit loops never call
         them), so that a new model compiles only the kernels its method runs."""
-        banded = {bool(m.banded) for m in methods if hasattr(m, "banded")}
-        names = ("jac_y", "dfdt", "jac_p")
-        if not banded:
-            return tuple(zero_kernel(self._signatures[name]) for name in names)
-        if len(banded) > 1:
-            raise ValueError("these methods store the Jacobian both densely and banded; "
-                             "one set of kernels serves one storage")
-        return (self["jac_nz" if banded.pop() else "jac_y"], self["dfdt"], self["jac_p"])
+        names = _newton_names(methods)
+        return tuple(self[names[f]] if names else zero_kernel(self._signatures[f if f != "jac" else "jac_y"])
+                     for f in ("jac", "dfdt", "jac_p"))
+
+    def fns(self, *methods, uses: tuple = ("rhs",)) -> abi.ModelFns:
+        """The ``abi.ModelFns`` bundle of an entry point that runs the method
+        tuples ``methods`` and calls the kernels named in ``uses`` (besides the
+        Newton kernels of ``newton``); every other field holds the shared zero
+        kernel of its kind, so a new model compiles only what its call runs."""
+        names = _newton_names(methods)
+        for name in uses:
+            if name not in abi.MODEL_FNS_FIELDS or name in ("jac", "dfdt", "jac_p"):
+                raise ValueError(f"`uses`: no model kernel {name!r} outside the Newton kernels")
+        names.update((name, name) for name in uses)
+
+        def build(take):
+            return abi.ModelFns(**{
+                f: take(names[f]) if f in names else zero_kernel(_signature(f, abi.MODEL_KERNELS))
+                for f in abi.MODEL_FNS_FIELDS})
+
+        return self._bundle(tuple(sorted(names.items())), build)
 
     @property
     def jac_pattern(self) -> tuple[np.ndarray, np.ndarray]:
@@ -110,6 +160,20 @@ class CostKernels(KernelSet):
     @property
     def n_obs(self) -> int:
         return self.module.N_OBS
+
+    def fns(self, uses: tuple, has_L: bool = False) -> abi.CostFns:
+        """The ``abi.CostFns`` bundle of an entry point that calls the kernels
+        named in ``uses`` (the others: the shared zero kernel of their kind);
+        ``has_L``: whether the cost has a running term."""
+        for name in uses:
+            if name not in abi.COST_KERNELS:
+                raise ValueError(f"`uses`: no cost kernel {name!r}")
+
+        def build(take):
+            return abi.CostFns(**{name: take(name) if name in uses else zero_kernel(sig)
+                                  for name, sig in abi.COST_KERNELS.items()}, has_L=bool(has_L))
+
+        return self._bundle((tuple(uses), bool(has_L)), build)
 
 
 _HEADER = '"""Generated by sciode.codegen (API {api}) for {what}. Do not edit."""\n'

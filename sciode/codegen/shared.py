@@ -48,6 +48,12 @@ def _zero_mat(t, y, p, w, out):
             out[i, j] = 0.0
 
 
+def _zero_sens(t, y, p, w, S, out):
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] = 0.0
+
+
 def compile_kernel(fn, sig) -> Kernel:
     """``fn`` (a generated kernel) compiled for the ABI signature ``sig`` with
     ``KERNEL_OPTIONS`` and Numba's disk cache (keyed by the generated module)."""
@@ -62,7 +68,8 @@ def zero_kernel(sig) -> Kernel:
     stands for every generated kernel whose outputs are structurally zero (an
     autonomous model's ``dfdt``, a cost without a terminal term's ``Phi``...),
     compiled once per installation with the loops instead of once per model."""
-    for kind, fn in ((abi.VEC_SIG, _zero_vec), (abi.VJP_SIG, _zero_vjp), (abi.MAT_SIG, _zero_mat)):
+    for kind, fn in ((abi.VEC_SIG, _zero_vec), (abi.VJP_SIG, _zero_vjp), (abi.MAT_SIG, _zero_mat),
+                     (abi.SENS_SIG, _zero_sens)):
         if sig == kind:
             k = _ZERO_KERNELS.get(fn.__name__)
             if k is None:

@@ -1,8 +1,9 @@
 """Compiled entry points: one per (loop driver, method kind), shared by every model.
 
-An entry point takes the model's kernels as first-class function arguments
-(``sciode.abi``), packs them into a system tuple and calls
-``integrate(method, sys, ...)``.  Its signature is fixed, so it is compiled
+An entry point takes typed bundles (``abi.ModelFns``, the model's kernels as
+first-class functions; ``bundles.Inputs``; ``bundles.Loop``, a method tuple
+and its step control), packs a system tuple and calls
+``integrate(sys, ..., loop, ...)``.  Its signature is fixed, so it is compiled
 once per installation (and per method kind: explicit RK, Rosenbrock, ...)
 and loaded from Numba's disk cache afterwards; only the model's small kernels
 compile per model.  Entry points are compiled lazily, on first use.
@@ -16,55 +17,35 @@ import sys
 import threading
 
 import numba as nb
-import numpy as np
 from numba import types
 
 from .. import abi
 from .._numba_compat import borrow1, borrow2, quiet_compile
+from .bundles import INPUTS, loop_type, method_type
 from .integrate import integrate
 from .systems import ModelSystem
 
-A1, A2, A3 = abi.ARRAY, abi.MATRIX, types.float64[:, :, ::1]
-F8, I8, B1 = types.float64, types.int64, types.boolean
+A1, F8, I8 = abi.ARRAY, types.float64, types.int64
 
-#: Placeholders in an entry's argument types for the method tuples' types
-#: (``METHOD2``: a second method, for entries that run two loops).
-METHOD = "<method>"
-METHOD2 = "<method2>"
-
-#: ``t0, t1, method, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store, t_stops``;
-#: ``store``: 1 steps with dense output, 0 steps, -1 final state only (see ``rk_integrate``)
-LOOP_ARGS = (F8, F8, METHOD, F8, A1, F8, F8, F8, I8, A1, I8, A1)
-#: ``method, rtol, atol, h_init, hmax, dt, max_steps`` (the sweeps' tail)
-SWEEP_ARGS = (METHOD, F8, A1, F8, F8, F8, I8)
+#: Placeholders for ``Loop`` bundles in an entry's argument types, typed per
+#: call from the method tuple inside (``LOOP2``: a second loop's).
+LOOP = "<loop>"
+LOOP2 = "<loop2>"
 
 
-def _forward(rhs, jac_y, dfdt, p, tw, W, wbuf, z0, t0, t1, method, rtol, atol, h_init, hmax, dt,
-             max_steps, t_eval, store_dense, t_stops):
+def _forward(f, a, z0, t0, t1, loop, t_eval, store_dense):
+    """``integrate`` of the model ``f`` (``abi.ModelFns``) with inputs ``a``
+    (``bundles.Inputs``) from ``z0``: a ``LoopResult``."""
     # borrowed views of the arguments (alive for the whole call): see borrow.py
-    sys = ModelSystem(rhs, jac_y, dfdt, borrow1(p), borrow1(tw), borrow2(W), borrow1(wbuf))
-    return integrate(method, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
-                     store_dense, t_stops)
+    sys = ModelSystem(f.rhs, f.jac, f.dfdt, borrow1(a.p), borrow1(a.tw), borrow2(a.W),
+                      borrow1(a.wbuf))
+    return integrate(sys, z0, t0, t1, loop, t_eval, store_dense)
 
 
 _ENTRIES = {
-    "forward": (_forward, (abi.VEC, abi.MAT, abi.VEC, A1, A1, A2, A1, A1) + LOOP_ARGS),
+    "forward": (_forward, (abi.MODEL_FNS, INPUTS, A1, F8, F8, LOOP, A1, I8)),
 }
 _COMPILED: dict = {}
-
-
-_METHOD_TYPES: dict = {}
-
-
-def method_type(method):
-    """``numba.typeof(method)``, memoised on the tuple's class and field kinds
-    (``typeof`` of a tuple of arrays costs ~0.2 ms per call)."""
-    key = (type(method), tuple((a.dtype.str, a.ndim) if isinstance(a, np.ndarray) else type(a)
-                               for a in method))
-    t = _METHOD_TYPES.get(key)
-    if t is None:
-        t = _METHOD_TYPES[key] = nb.typeof(method)
-    return t
 
 
 _BY_IDENTITY: dict = {}
@@ -72,7 +53,8 @@ _BY_IDENTITY: dict = {}
 
 def entry(name: str, method=None, method2=None):
     """The compiled entry point ``name`` for the kinds of ``method`` (and
-    ``method2``), compiled or loaded on first use.
+    ``method2``), the method tuples of its ``Loop`` arguments, compiled or
+    loaded on first use.
 
     Looked up first by the method tuples' identities (the explicit methods are
     cached tuples): hashing a Numba tuple type walks all its fields, ~10 us.
@@ -84,7 +66,7 @@ def entry(name: str, method=None, method2=None):
     fn = _COMPILED.get((name,) + mtypes)
     if fn is None:
         py, argtypes = _ENTRIES[name]
-        slots = {METHOD: mtypes[0], METHOD2: mtypes[1]}
+        slots = {LOOP: mtypes[0] and loop_type(mtypes[0]), LOOP2: mtypes[1] and loop_type(mtypes[1])}
         sig = tuple(slots[a] if isinstance(a, str) else a for a in argtypes)
         with quiet_compile(), _compile_notice(name):  # warnings about sciode's design: _numba_compat
             fn = _COMPILED[(name,) + mtypes] = nb.njit(sig, cache=True, nogil=True)(py)
@@ -125,6 +107,6 @@ def _compile_notice(name: str):
 
 
 def register_entry(name: str, py_func, argtypes) -> None:
-    """Add an entry point (used by the sensitivity drivers); ``METHOD`` (and
-    ``METHOD2``) mark the method slots."""
+    """Add an entry point (used by the sensitivity drivers); ``LOOP`` (and
+    ``LOOP2``) mark its ``Loop`` arguments."""
     _ENTRIES[name] = (py_func, tuple(argtypes))

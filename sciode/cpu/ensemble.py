@@ -18,7 +18,7 @@ from numba import types
 
 from .. import abi
 from .._numba_compat import borrow1, borrow2
-from .drivers import METHOD, register_entry
+from .drivers import LOOP, register_entry
 from .integrate import integrate
 from .status import SUCCESS
 from .stepping import copy_flat
@@ -28,22 +28,20 @@ A1, A2, A3 = abi.ARRAY, abi.MATRIX, types.float64[:, :, ::1]
 F8, I8 = types.float64, types.int64
 I1 = types.int64[::1]
 S2 = types.int64[:, ::1]
-VEC, MAT = abi.VEC, abi.MAT
 
 
-def _ensemble_forward(rhs, jac_y, dfdt, P, tw, W, Z0, t0, t1, method, rtol, atol, h_init, hmax,
-                      dt, max_steps, t_eval, t_stops, lo, hi, Y, status, t_reached, stats):
-    """Solve members ``lo..hi-1``: ``Y[m]`` (``len(t_eval), n``) from ``Z0[m]`` with
-    parameters ``P[m]``; ``status[m]``, ``t_reached[m]``, ``stats[m]`` (the
-    loop's six counters).  A failed member's rows past ``t_reached[m]`` stay
-    as the caller set them."""
+def _ensemble_forward(f, P, tw, W, Z0, t0, t1, loop, t_eval, lo, hi, Y, status, t_reached, stats):
+    """Solve members ``lo..hi-1`` of the model ``f`` (``abi.ModelFns``): ``Y[m]``
+    (``len(t_eval), n``) from ``Z0[m]`` with parameters ``P[m]`` and the shared
+    controls ``tw, W``; ``status[m]``, ``t_reached[m]``, ``stats[m]`` (the loop's
+    six counters).  A failed member's rows past ``t_reached[m]`` stay as the
+    caller set them."""
     wbuf = np.zeros(W.shape[1])
     d = 1.0 if t1 >= t0 else -1.0
     for m in range(lo, hi):
-        sys = ModelSystem(rhs, jac_y, dfdt, borrow1(P[m]), borrow1(tw), borrow2(W), borrow1(wbuf))
-        st, tr, _, _, _, _, _, z_eval, s = integrate(
-            method, sys, Z0[m].copy(), t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval, -1,
-            t_stops)
+        sys = ModelSystem(f.rhs, f.jac, f.dfdt, borrow1(P[m]), borrow1(tw), borrow2(W), borrow1(wbuf))
+        out = integrate(sys, Z0[m].copy(), t0, t1, loop, t_eval, -1)
+        st, tr, s = out.status, out.t_reached, out.stats
         status[m] = st
         t_reached[m] = tr
         for k in range(min(s.shape[0], stats.shape[1])):
@@ -51,10 +49,9 @@ def _ensemble_forward(rhs, jac_y, dfdt, P, tw, W, Z0, t0, t1, method, rtol, atol
         for i in range(t_eval.shape[0]):
             # a failed member keeps the rows it reached (as ``sciode.solve``)
             if st == SUCCESS or (t_eval[i] - tr) * d <= 0.0:
-                copy_flat(Y[m, i], z_eval[i])  # no slice assignment: see copy_flat
+                copy_flat(Y[m, i], out.z_eval[i])  # no slice assignment: see copy_flat
     return 0
 
 
 register_entry("ensemble_forward", _ensemble_forward,
-               (VEC, MAT, VEC, A2, A1, A2, A2, F8, F8, METHOD, F8, A1, F8, F8, F8, I8,
-                A1, A1, I8, I8, A3, I1, A1, S2))
+               (abi.MODEL_FNS, A2, A1, A2, A2, F8, F8, LOOP, A1, I8, I8, A3, I1, A1, S2))

@@ -8,7 +8,8 @@ and sensitivity sweeps are written once for every method, explicit or
 implicit, and compiled once per (system, method) kind.
 
 Every loop returns ``(status, t_reached, n_stored, ts, zs, hs, Ks, z_eval,
-stats)``; ``stats`` starts with ``nfev, nsteps, naccepted, nrejected``.
+stats)``, which ``integrate`` hands on as a ``bundles.LoopResult``; ``stats``
+starts with ``nfev, nsteps, naccepted, nrejected``.
 
 Compile time (a fresh install's first gradient) sets how the layers are
 built.  Every separately compiled function links in its callees' LLVM IR
@@ -34,6 +35,7 @@ from collections import namedtuple
 import numba as nb
 from numba.extending import overload
 
+from .bundles import LoopResult
 from .explicit import rk_integrate
 
 #: ``q``, ``beta``: the step controller's exponent denominator and PI stabilisation
@@ -50,23 +52,28 @@ def register_method(cls, loop) -> None:
     _LOOPS[cls] = loop
 
 
-def integrate(method, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
-              store_dense, t_stops):
-    """Integrate ``sys`` with ``method`` (compiled code only)."""
+def integrate(sys, z0, t0, t1, loop, t_eval, store_dense):
+    """Integrate ``sys`` from ``t0`` to ``t1`` with the ``Loop`` bundle ``loop``
+    (method tuple and step control); returns a ``LoopResult`` (compiled code only).
+
+    ``t_eval``: output times (``LoopResult.z_eval``); ``store_dense``: 1 keep the
+    accepted steps with their stages (dense output), 0 the steps, -1 only the
+    final state (see ``rk_integrate``)."""
     raise NotImplementedError
 
 
 @overload(integrate)  # not inline="always": see the module doc
-def _integrate(method, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
-               store_dense, t_stops):
-    loop = _LOOPS.get(getattr(method, "instance_class", None))
-    if loop is None:
+def _integrate(sys, z0, t0, t1, loop, t_eval, store_dense):
+    method = loop.types[loop.fields.index("method")]
+    run = _LOOPS.get(getattr(method, "instance_class", None))
+    if run is None:
         raise nb.errors.TypingError(f"no stepping loop registered for method type {method}")
 
-    def impl(method, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
-             store_dense, t_stops):
-        return loop(method, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
-                    store_dense, t_stops)
+    def impl(sys, z0, t0, t1, loop, t_eval, store_dense):
+        status, t_reached, n_stored, ts, zs, hs, Ks, z_eval, stats = run(
+            loop.method, sys, z0, t0, t1, loop.rtol, loop.atol, loop.h_init, loop.hmax, loop.dt,
+            loop.max_steps, t_eval, store_dense, loop.stops)
+        return LoopResult(status, t_reached, n_stored, ts, zs, hs, Ks, z_eval, stats)
 
     return impl
 

@@ -1,7 +1,7 @@
 """Python front of the compiled loops: argument packing and method lookup.
 
-``integrate(system_kind, kernels, ...)`` is what ``sciode.solve`` and the
-sensitivity drivers call; it returns a ``RawResult`` of arrays and a status.
+``run(mk, method, ...)`` is what ``sciode.solve`` and the sensitivity
+drivers call; it returns a ``RawResult`` of arrays and a status.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..methods.tableaus import EXPLICIT_TABLEAUS, Tableau
+from .bundles import Inputs, make_loop
 from .drivers import entry
 from .integrate import RKMethod
 
@@ -116,14 +117,13 @@ def run(mk, method, p, controls, y0, t0, t1, t_eval, rtol, atol, h_init, hmax, d
     final state (explicit methods; the stiff loops keep the steps).
     """
     tw, W, wbuf = control_arrays(controls, mk.n_controls)
-    jac_y, dfdt, _ = mk.newton(method)
-    out = entry("forward", method)(
-        mk["rhs"], jac_y, dfdt, p, tw, W, wbuf, y0, float(t0), float(t1), method,
-        float(rtol), atol, float(h_init), float(hmax), float(dt), int(max_steps),
-        np.ascontiguousarray(t_eval, dtype=np.float64), int(store_dense), control_stops(controls, t0, t1))
-    status, t_reached, _, ts, zs, hs, Ks, z_eval, st = out
-    stats = loop_stats(st)
-    return RawResult(int(status), float(t_reached), ts, zs, hs, Ks, z_eval, stats, method.P)
+    loop = make_loop(method, rtol, atol, h_init=h_init, hmax=hmax, dt=dt, max_steps=max_steps,
+                     stops=control_stops(controls, t0, t1))
+    out = entry("forward", method)(mk.fns(method), Inputs(p, tw, W, wbuf), y0, float(t0), float(t1),
+                                   loop, np.ascontiguousarray(t_eval, dtype=np.float64),
+                                   int(store_dense))
+    return RawResult(int(out.status), float(out.t_reached), out.ts, out.zs, out.hs, out.Ks,
+                     out.z_eval, loop_stats(out.stats), method.P)
 
 
 def run_explicit(mk, tab, p, controls, y0, t0, t1, t_eval, rtol, atol, h_init, hmax, dt,

@@ -17,6 +17,7 @@ from ..checks import (
     check_tolerances,
 )
 from ..cpu import solvers
+from ..cpu.bundles import make_loop
 from ..cpu.status import SUCCESS, message
 from ..errors import ModelError, SolverError
 from ..methods.tableaus import Tableau
@@ -241,7 +242,7 @@ def solve_ensemble(model, y0, t_span, params=None, t_eval=None, method="dopri5",
                                                  h_init, max_step, max_steps)
     else:
         Z0, P, _, _ = _rows(model, y0, params)
-        loop = runner.Loop(_method_tuple(mk, spec), rtol, atol_arr, h_init, max_step, dt, max_steps)
+        loop = make_loop(_method_tuple(mk, spec), rtol, atol_arr, h_init, max_step, dt, max_steps)
         tw, W, _ = solvers.control_arrays(controls, model.n_controls)
         ctrl = runner.Controls(tw, W, solvers.control_stops(controls, t0, t1))
         Y, status, t_reached, stats = runner.forward(mk, P, Z0, t0, t1, te, loop, ctrl, threads)
@@ -370,8 +371,7 @@ def value_and_grad_ensemble(model, cost, y0, t_span, params=None, method="dopri5
         _check_cuda_model(prob.model)
         res = _gradients_cuda(prob, P, Z0, options)
     else:
-        kernels, stops, tail = interpolating.static_arguments(prob)
-        value, Z, status, t_reached, stats = runner.gradient(prob, kernels, stops, tail, P, Z0,
+        value, Z, status, t_reached, stats = runner.gradient(prob, interpolating.plan(prob), P, Z0,
                                                              threads)
         value = value + Z[:, n + n_p]
         g_y0, g_p = Z[:, :n].copy(), Z[:, n:n + n_p].copy()

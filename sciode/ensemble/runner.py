@@ -15,10 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..adjoint import ensemble as _gradient_entries  # noqa: F401  (registers entry points)
-from ..adjoint.common import quadratures_out_of_test
 from ..cpu import ensemble as _forward_entries  # noqa: F401
 from ..cpu import solvers
+from ..cpu.bundles import Loop
 from ..cpu.drivers import entry
+from ..adjoint.common import COSTATE_COST_KERNELS, COSTATE_MODEL_KERNELS, quadratures_out_of_test
 
 #: Members per thread below which one thread does all (a thread's hand-off
 #: costs about as much as a few small solves).
@@ -80,19 +81,6 @@ def over_ranges(fn, N: int, threads: int | None = None) -> None:
 
 
 @dataclass(frozen=True)
-class Loop:
-    """A stepping loop's settings besides the members' rows."""
-
-    method: tuple  # the compiled loops' method tuple (``solvers.rk_method`` or a stiff build)
-    rtol: float
-    atol: np.ndarray
-    h_init: float = 0.0
-    hmax: float = np.inf
-    dt: float = 0.0
-    max_steps: int = 100_000
-
-
-@dataclass(frozen=True)
 class Controls:
     """The controls shared by every member: grid ``tw``, values ``W``, loop stops."""
 
@@ -107,29 +95,28 @@ NO_CONTROLS = Controls(*solvers.control_arrays(None, 0)[:2], solvers.EMPTY)
 def forward(mk, P: np.ndarray, Z0: np.ndarray, t0: float, t1: float, t_eval: np.ndarray,
             loop: Loop, controls: Controls = NO_CONTROLS, threads: int | None = None):
     """``Y (N, T, n)``, ``status (N,)``, ``t_reached (N,)``, ``stats (N, 6)``:
-    each member solved from ``t0`` to ``t1`` and served at ``t_eval`` (rows
-    of a failed member past its failure are NaN)."""
+    each member solved from ``t0`` to ``t1`` with the ``Loop`` bundle ``loop``
+    (its stops: the controls') and served at ``t_eval`` (rows of a failed
+    member past its failure are NaN)."""
     N, n = Z0.shape
     Y = np.full((N, t_eval.shape[0], n), np.nan)
     status = np.zeros(N, dtype=np.int64)
     t_reached = np.zeros(N)
     stats = np.zeros((N, 6), dtype=np.int64)
     fn = entry("ensemble_forward", loop.method)
-    jac_y, dfdt, _ = mk.newton(loop.method)
-    args = (mk["rhs"], jac_y, dfdt, P, controls.tw, controls.W, Z0, float(t0),
-            float(t1), loop.method, loop.rtol, loop.atol, loop.h_init, loop.hmax, loop.dt,
-            loop.max_steps, t_eval, controls.stops)
+    args = (mk.fns(loop.method), P, controls.tw, controls.W, Z0, float(t0), float(t1),
+            loop._replace(stops=controls.stops), t_eval)
     over_ranges(lambda lo, hi: fn(*args, lo, hi, Y, status, t_reached, stats), N, threads)
     return Y, status, t_reached, stats
 
 
-def gradient(prob, kernels, stops, tail, P: np.ndarray, Z0: np.ndarray, threads: int | None = None):
+def gradient(prob, plan, P: np.ndarray, Z0: np.ndarray, threads: int | None = None):
     """Per member, what ``adjoint.interpolating.run`` computes for one:
     ``value (N,)``, ``Z (N, n + n_p + 1 + n_g)`` = ``[lambda(t0), mu(t0), q, G]``,
     ``status (N, 2)`` and ``t_reached (N, 2)`` (forward, backward), ``stats (N, 12)``.
 
-    ``prob`` gives the shared inputs (span, data rows, controls); ``kernels,
-    stops, tail`` are ``interpolating.static_arguments(prob)``.
+    ``prob`` gives the shared inputs (span, data rows, controls); ``plan`` is
+    ``interpolating.plan(prob)``.
     """
     N = Z0.shape[0]
     value = np.zeros(N)
@@ -137,9 +124,9 @@ def gradient(prob, kernels, stops, tail, P: np.ndarray, Z0: np.ndarray, threads:
     status = np.zeros((N, 2), dtype=np.int64)
     t_reached = np.zeros((N, 2))
     stats = np.zeros((N, 12), dtype=np.int64)
-    fn = entry("ensemble_gradient", tail[0], tail[6])
-    args = (*kernels, P, prob.tw, prob.W, Z0, prob.t0, prob.t1, prob.t_rows, prob.Yobs, prob.Wt,
-            *stops, *tail)
+    fn = entry("ensemble_gradient", plan.fwd.method, plan.bwd.method)
+    args = (plan.f, plan.c, P, prob.tw, prob.W, Z0, plan.rows, prob.t0, prob.t1, prob.n_g,
+            plan.fwd, plan.bwd)
     over_ranges(lambda lo, hi: fn(*args, lo, hi, value, Z, status, t_reached, stats), N, threads)
     return value, Z, status, t_reached, stats
 
@@ -165,10 +152,9 @@ def costate(mk, ck, P: np.ndarray, Z0: np.ndarray, t_rows: np.ndarray, G: np.nda
     aug = np.full(n + n_p + 1, float(np.min(back.atol)))
     aug[:n] = back.atol
     brtol, batol = quadratures_out_of_test(back.rtol, aug, n)
-    jac_y, dfdt, jac_p = mk.newton(loop.method, back.method)
-    args = (mk["rhs"], jac_y, dfdt, mk["vjp_yp"], ck["L_grad"], False, mk["vjp_w"],
-            ck["dLdw"], jac_p, P, NO_CONTROLS.tw, NO_CONTROLS.W, Z0, t_rows, G,
-            solvers.EMPTY, np.ascontiguousarray(t_rows[::-1]), loop.method, loop.rtol, loop.atol,
-            loop.hmax, loop.dt, loop.max_steps, back.method, brtol, batol)
+    args = (mk.fns(loop.method, back.method, uses=COSTATE_MODEL_KERNELS),
+            ck.fns(COSTATE_COST_KERNELS), P, NO_CONTROLS.tw, NO_CONTROLS.W, Z0, t_rows, G,
+            loop._replace(stops=solvers.EMPTY),
+            back._replace(rtol=brtol, atol=batol, stops=np.ascontiguousarray(t_rows[::-1])))
     over_ranges(lambda lo, hi: fn(*args, lo, hi, Z, status, t_reached, stats), N, threads)
     return Z, status, t_reached, stats

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..adjoint import common
 from ..cpu import solvers
-from ..cpu.drivers import entry
+from ..cpu.bundles import make_loop
 from ..cpu.status import SUCCESS, message
 from ..ensemble import runner
 from ..errors import SolverError
@@ -39,9 +39,9 @@ def residuals_and_jacobian(model, cost, y0, t_span, params, method="dopri5", rto
     if prob.cost.terminal != 0 or prob.cost.running != 0:
         raise ValueError("adjoint residual rows need a cost of data terms only")
     spec = common.explicit_tableau(prob, "adjoint (residual rows)")
-    loop = runner.Loop(solvers.rk_method(spec), prob.rtol, prob.atol,
-                       hmax=float(options.get("max_step", np.inf)), dt=common.fixed_step(prob),
-                       max_steps=prob.max_steps)
+    loop = make_loop(solvers.rk_method(spec), prob.rtol, prob.atol,
+                     hmax=float(options.get("max_step", np.inf)), dt=common.fixed_step(prob),
+                     max_steps=prob.max_steps)
     t0, t1 = prob.t0, prob.t1
     # the output grid: t0 first, then each distinct observation time
     times = np.unique(prob.t_rows)
@@ -58,8 +58,7 @@ def residuals_and_jacobian(model, cost, y0, t_span, params, method="dopri5", rto
                           + message(int(status[0]), float(t_reached[0]), prob.max_steps))
     Y_rows = np.ascontiguousarray(Y[0, row_at])
     H, _, _ = common.observation_jumps(prob, Y_rows)
-    DY, DP = entry("obs_jacobians")(prob.ck["obs_vjp_y"], prob.ck["obs_vjp_p"], prob.p, prob.tw,
-                                    prob.W, prob.wbuf(), prob.t_rows, Y_rows, prob.ck.n_obs)
+    DY, DP = common.observation_jacobians(prob, Y_rows)
     rows, cols = np.nonzero(prob.Wt > 0)
     w = np.sqrt(prob.Wt[rows, cols])
     r = (H - prob.Yobs)[rows, cols] * w

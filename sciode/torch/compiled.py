@@ -27,6 +27,7 @@ import torch
 
 from ..cost import Cost
 from ..cpu import solvers
+from ..cpu.bundles import make_loop
 from ..cpu.status import SUCCESS, message
 from ..errors import SolverError
 from ..methods.tableaus import Tableau
@@ -47,15 +48,13 @@ class Plan:
     mk: object  # the model's Numba kernels
     ck: object  # an empty cost's kernels (the costate system's running-cost slots)
     torch_kernels: object  # the model's torch kernels, for ``f(t_i, y_i)`` in time gradients
-    loop: object  # ensemble.runner.Loop of the forward solve
+    loop: object  # cpu.bundles.Loop of the forward solve
     back: object  # and of the costate sweep
     threads: int | None = None
 
 
 def _loop(method, rtol, atol, options, n):
-    """A ``runner.Loop``, or None when these settings are not the compiled loops'."""
-    from ..ensemble import runner
-
+    """A ``bundles.Loop``, or None when these settings are not the compiled loops'."""
     spec = solvers.EXPLICIT_TABLEAUS.get(str(method).lower())
     if not isinstance(spec, Tableau) or not spec.adaptive:
         return None
@@ -73,9 +72,9 @@ def _loop(method, rtol, atol, options, n):
     if not np.all(atol_arr > 0):
         return None
     first = options.get("first_step")
-    return runner.Loop(solvers.rk_method(spec), float(rtol), atol_arr,
-                       0.0 if first is None else float(first), np.inf, 0.0,
-                       int(options.get("max_num_steps", 100_000)))
+    return make_loop(solvers.rk_method(spec), float(rtol), atol_arr,
+                     0.0 if first is None else float(first), np.inf, 0.0,
+                     int(options.get("max_num_steps", 100_000)))
 
 
 def plan(model, y0: torch.Tensor, rtol, atol, method, options, adjoint_rtol, adjoint_atol,
