@@ -20,19 +20,30 @@ pass would have.
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 
 import numba as nb
 import numpy as np
 
 from .._numba_compat import NO_NRT
 from .status import NONFINITE, SUCCESS
-from .stepping import (EPS, NONFINITE_SHRINK, full, grow_storage, land_step, next_attempt,
-                       scaled_sum, start_storage, stored, weighted_sum)
+from .stepping import (EPS, NONFINITE_SHRINK, Storage, full, grow_storage, land_step,
+                       next_attempt, scaled_sum, start_storage, stored, weighted_sum)
 from .systems import sys_coupled, sys_rhs
 
 SAFETY = 0.9
 FAC_MIN = 0.2
 FAC_MAX = 10.0
+
+#: ``rk_integrate``'s work arrays, kept by ``rk_steps`` between its calls:
+#: stages ``K (s_total, n)``, scratch ``work``, the state ``z`` and the trial
+#: ``z_new``, interpolation weights ``wbuf``, ``stats`` (nfev, nsteps,
+#: naccepted, nrejected), ``fstate = [t, h, err_prev]`` and ``istate =
+#: [n_stored, i_eval, i_stop, rejected_last, saw_nonfinite, status]``.
+RKWork = namedtuple("RKWork", ["K", "work", "z", "z_new", "wbuf", "stats", "fstate", "istate"])
+#: The span of a loop: to ``t1`` in ``direction`` over ``span = |t1 - t0|``,
+#: with the first ``n_err`` entries in the error test (``atol = inf`` after).
+Span = namedtuple("Span", ["t1", "direction", "span", "n_err"])
 
 
 @nb.njit(cache=True, nogil=True, **NO_NRT)
@@ -179,33 +190,30 @@ def error_norm(h, e, e3, K, z, z_new, rtol, atol, work, n_err):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")  # see ``integrate``: one compiled layer
-def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptive,
-                 order, q, beta, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops):
+def rk_integrate(sys, z0, t0, t1, loop, t_eval, store_dense):
     """Integrate ``z' = F(t, z)`` from ``t0`` to ``t1`` (either direction).
 
     Parameters
     ----------
     sys : system NamedTuple (see ``sciode.cpu.systems``)
     z0 : (n,) initial state
-    A, b, c, e, e3, P, A_ext, c_ext : tableau arrays (``e3`` empty unless DOP853)
-    fsal, adaptive : bool
-    order : int, order of the method (initial step heuristic)
-    q, beta : float, the PI controller's exponent denominator (error order + 1,
-        or 8 for DOP853) and stabilisation (``Tableau.controller_q``, ``pi_beta``)
-    rtol : float; atol : (n,)
-    h_init : first step (0 = automatic); hmax : largest |h|; dt : fixed step
-    max_steps : int
+    loop : ``bundles.Loop`` whose ``method`` is an ``integrate.RKMethod``:
+        the tableau arrays ``A, b, c, e, e3, P, A_ext, c_ext`` (``e3`` empty
+        unless DOP853), ``fsal``, ``adaptive``, ``order`` (initial step
+        heuristic), ``q, beta`` (the PI controller's exponent denominator and
+        stabilisation: ``Tableau.controller_q``, ``pi_beta``); ``rtol``,
+        ``atol (n,)``, ``h_init`` (0 = automatic), ``hmax``, ``dt`` (fixed
+        step), ``max_steps``, and ``stops``: times a step must land on, not
+        cross (kinks of piecewise-linear controls: the error estimate assumes
+        smoothness; observation times of a costate), monotone in the
+        direction of integration; fixed-step methods shorten the step that
+        would cross one and go on with ``dt`` from it.  On landing,
+        ``sys_stop`` may reset the state (``sciode.cpu.systems``)
     t_eval : (m,) output times, monotone in the direction of integration
     store_dense : int, what to keep of the accepted steps: 1 their times,
         states and stages (dense output), 0 times and states, -1 only the
         final state (``ts``/``zs`` then hold two rows: initial and final),
         for the memory-bounded sensitivity modes
-    t_stops : (k,) times a step must land on, not cross (kinks of
-        piecewise-linear controls: the error estimate assumes smoothness;
-        observation times of a costate), monotone in the direction of
-        integration; fixed-step methods shorten the step that would cross
-        one and go on with ``dt`` from it.  On landing, ``sys_stop`` may
-        reset the state (``sciode.cpu.systems``)
 
     Returns
     -------
@@ -213,12 +221,14 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
     Ks (n_stored - 1, s_total, n) or empty, z_eval (m, n), stats (nfev,
     nsteps, naccepted, nrejected)
     """
+    meth = loop.method
     n = z0.shape[0]
-    s_tot = P.shape[0]
+    s_tot = meth.P.shape[0]
     direction = 1.0 if t1 >= t0 else -1.0
     span = abs(t1 - t0)
     K = np.zeros((s_tot, n))
     work, z_new, wbuf = np.empty(n), np.empty(n), np.empty(s_tot)
+    atol = loop.atol
     n_err = n  # trailing entries with atol = inf are out of the error test
     while n_err > 0 and atol[n_err - 1] == np.inf:
         n_err -= 1
@@ -232,22 +242,21 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
     stats[0] += 1
     if not all_finite(K[0]) or not all_finite(z):
         return NONFINITE, t, 1, ts[:1], zs[:1], hs[:0], Ks[:0], z_eval, stats
-    if adaptive:
-        h = abs(h_init) if h_init > 0.0 else initial_step(sys, t, z, K[0], direction, order, rtol,
-                                                          atol, hmax, span, work, K[1])
-        if h_init <= 0.0:
+    if meth.adaptive:
+        h = abs(loop.h_init) if loop.h_init > 0.0 else initial_step(
+            sys, t, z, K[0], direction, meth.order, loop.rtol, atol, loop.hmax, span, work, K[1])
+        if loop.h_init <= 0.0:
             stats[0] += 1
     else:
-        h = dt
+        h = loop.dt
     # The stepping loop runs in ``rk_steps`` (no reference counting, no
     # allocation); it returns when the storage is full, to be regrown here.
-    fstate = np.array([t, h, 1e-4])
-    istate = np.array([1, i_eval, 0, 0, 0, SUCCESS], dtype=np.int64)
+    w = RKWork(K, work, z, z_new, wbuf, stats, np.array([t, h, 1e-4]),
+               np.array([1, i_eval, 0, 0, 0, SUCCESS], dtype=np.int64))
+    span_ = Span(t1, direction, span, n_err)
     while True:
-        rk_steps(sys, t1, direction, span, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptive, q, beta, rtol,
-                 atol, n_err, hmax, dt, max_steps, t_eval, store_dense, t_stops, K, work, z, z_new,
-                 wbuf, stats, ts, hs, zs, Ks, z_eval, fstate, istate)
-        t, n_stored, status = fstate[0], istate[0], istate[5]
+        rk_steps(sys, loop, span_, t_eval, store_dense, w, Storage(ts, hs, zs, Ks, z_eval))
+        t, n_stored, status = w.fstate[0], w.istate[0], w.istate[5]
         if status != SUCCESS or (t1 - t) * direction <= 0.0:
             break
         ts, hs, zs, Ks = grow_storage(ts, hs, zs, Ks, store_dense)
@@ -256,18 +265,25 @@ def rk_integrate(sys, z0, t0, t1, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptiv
 
 
 @nb.njit(cache=True, nogil=True, **NO_NRT)
-def rk_steps(sys, t1, direction, span, A, b, c, e, e3, P, A_ext, c_ext, fsal, adaptive, q, beta, rtol,
-             atol, n_err, hmax, dt, max_steps, t_eval, store_dense, t_stops, K, work, z, z_new, wbuf,
-             stats, ts, hs, zs, Ks, z_eval, fstate, istate):
-    """The stepping loop of ``rk_integrate``: steps until ``t1``, a failure, or
-    full storage, resuming from and saving to ``fstate = [t, h, err_prev]`` and
-    ``istate = [n_stored, i_eval, i_stop, rejected_last, saw_nonfinite, status]``.
+def rk_steps(sys, loop, span_, t_eval, store_dense, w, st):
+    """The stepping loop of ``rk_integrate``: steps until ``span_.t1``, a
+    failure, or full storage ``st`` (``stepping.Storage``), resuming from and
+    saving to the work arrays ``w`` (``RKWork``).
 
     Compiled without reference counting: it allocates nothing, and the
     runtime's incref/decref calls on the arrays it touches (no-ops on borrowed
     views, but still calls that spill every floating-point register) cost
     more than the arithmetic of a step on small systems.
     """
+    meth = loop.method
+    A, b, c, e, e3, P = meth.A, meth.b, meth.c, meth.e, meth.e3, meth.P
+    A_ext, c_ext, fsal, adaptive, q, beta = (meth.A_ext, meth.c_ext, meth.fsal, meth.adaptive,
+                                             meth.q, meth.beta)
+    rtol, atol, hmax, dt, max_steps, t_stops = (loop.rtol, loop.atol, loop.hmax, loop.dt,
+                                                loop.max_steps, loop.stops)
+    t1, direction, span, n_err = span_.t1, span_.direction, span_.span, span_.n_err
+    K, work, z, z_new, wbuf, stats, fstate, istate = w
+    ts, hs, zs, Ks, z_eval = st
     n = z.shape[0]
     s = A.shape[0]
     s_tot = P.shape[0]

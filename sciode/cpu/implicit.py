@@ -90,25 +90,23 @@ ImplicitMethod = namedtuple("ImplicitMethod", [
 
 
 @nb.njit(cache=True, nogil=True)
-def implicit_integrate(meth, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
-                       store_dense, t_stops):
-    """Integrate ``z' = F(t, z)`` from ``t0`` to ``t1`` (either direction) with ``meth``.
+def implicit_integrate(sys, z0, t0, t1, loop, t_eval, store_dense):
+    """Integrate ``z' = F(t, z)`` from ``t0`` to ``t1`` (either direction) with
+    the ``ImplicitMethod`` ``loop.method``.
 
     Parameters
     ----------
-    meth : ``ImplicitMethod``
     sys : system NamedTuple with rhs and Jacobian (and, for Rosenbrock, time
         derivative) registered (``sciode.cpu.systems``)
     z0 : (n,) initial state
-    rtol : float; atol : (n,)
-    h_init : first step (0 = automatic); hmax : largest |h|
-    dt : fixed step (0 = adaptive; a fixed step is never rejected; BDF's
-        order then rises by one per step to ``max_order``)
-    max_steps : bound on attempted steps
+    loop : ``bundles.Loop``: ``rtol``, ``atol (n,)``, ``h_init`` (first step,
+        0 = automatic), ``hmax``, ``dt`` (fixed step; 0 = adaptive; a fixed
+        step is never rejected; BDF's order then rises by one per step to
+        ``max_order``), ``max_steps`` (bound on attempted steps) and ``stops``,
+        times a step lands on (``rk_integrate``), where ``sys_stop`` may reset
+        the state (BDF restarts its history there at order 1)
     t_eval : (m,) output times; store_dense : storage level (``stepping``: 1
         with the stages ``K`` of every step, 0 steps, -1 latest state only)
-    t_stops : times a step lands on (``rk_integrate``), where ``sys_stop`` may
-        reset the state (BDF restarts its history there at order 1)
 
     Returns
     -------
@@ -116,6 +114,10 @@ def implicit_integrate(meth, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_
     z_eval (m, n), stats (nfev, nsteps, naccepted, nrejected, njev, nlu);
     ``nfev`` counts every rhs evaluation of Newton.
     """
+    meth = loop.method
+    rtol, atol, h_init, hmax, dt, max_steps, t_stops = (loop.rtol, loop.atol, loop.h_init,
+                                                        loop.hmax, loop.dt, loop.max_steps,
+                                                        loop.stops)
     n = z0.shape[0]
     s = meth.A.shape[0]
     s_dense = meth.P.shape[0]

@@ -15,9 +15,8 @@ Compile time (a fresh install's first gradient) sets how the layers are
 built.  Every separately compiled function links in its callees' LLVM IR
 and optimises the whole again, so each wrapper layer above a loop costs as
 much LLVM time as the loop itself.  Hence ``integrate``'s implementation is
-the one compiled layer per (method, system) kind: the per-family wrapper
-(``_rk_loop``, ``stiff._implicit_loop``) and ``rk_integrate``
-are inlined into it at Numba's IR level, and ``integrate`` itself is an
+the one compiled layer per (method, system) kind: ``rk_integrate`` is
+inlined into it at Numba's IR level, and ``integrate`` itself is an
 ordinary (not inlined) overload, whose implementation an inlining overload
 would compile once more only to type it.  Below it, only the stepping cores
 (``rk_steps``; ``implicit_integrate``, which is faster to compile on its
@@ -47,8 +46,8 @@ _LOOPS: dict = {}
 
 
 def register_method(cls, loop) -> None:
-    """Register ``loop(method, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt,
-    max_steps, t_eval, store_dense, t_stops)`` for method class ``cls``."""
+    """Register ``loop(sys, z0, t0, t1, loop, t_eval, store_dense)`` for the
+    method class ``cls`` (of a ``bundles.Loop``'s ``method``)."""
     _LOOPS[cls] = loop
 
 
@@ -70,19 +69,11 @@ def _integrate(sys, z0, t0, t1, loop, t_eval, store_dense):
         raise nb.errors.TypingError(f"no stepping loop registered for method type {method}")
 
     def impl(sys, z0, t0, t1, loop, t_eval, store_dense):
-        status, t_reached, n_stored, ts, zs, hs, Ks, z_eval, stats = run(
-            loop.method, sys, z0, t0, t1, loop.rtol, loop.atol, loop.h_init, loop.hmax, loop.dt,
-            loop.max_steps, t_eval, store_dense, loop.stops)
+        status, t_reached, n_stored, ts, zs, hs, Ks, z_eval, stats = run(sys, z0, t0, t1, loop,
+                                                                         t_eval, store_dense)
         return LoopResult(status, t_reached, n_stored, ts, zs, hs, Ks, z_eval, stats)
 
     return impl
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
-def _rk_loop(m, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense, t_stops):
-    return rk_integrate(sys, z0, t0, t1, m.A, m.b, m.c, m.e, m.e3, m.P, m.A_ext, m.c_ext, m.fsal,
-                        m.adaptive, m.order, m.q, m.beta, rtol, atol, h_init, hmax, dt, max_steps,
-                        t_eval, store_dense, t_stops)
-
-
-register_method(RKMethod, _rk_loop)
+register_method(RKMethod, rk_integrate)

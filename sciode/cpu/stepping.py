@@ -13,6 +13,8 @@ memory-bounded sensitivity modes.
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numba as nb
 import numpy as np
 
@@ -32,6 +34,11 @@ NONFINITE_SHRINK = 0.2
 #: above, row by row of ``K`` (SIMD over the entries).
 SMALL = 16
 
+
+#: Where a loop keeps its accepted steps (``record_step``): times ``ts``, step
+#: sizes ``hs``, states ``zs``, stages ``Ks`` (``store`` > 0), and the rows
+#: ``z_eval`` at the output times.
+Storage = namedtuple("Storage", ["ts", "hs", "zs", "Ks", "z_eval"])
 
 @nb.njit(cache=True, nogil=True, **NO_NRT, inline="always")
 def scaled_sum(h, w, K, out, n):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba as nb
 import numpy as np
 
 from ..methods.bdf_coefficients import BDF as BDF_COEFFICIENTS
@@ -23,14 +22,7 @@ from .linalg import LinearMode, linear_mode
 from .rosenbrock import rodas_P
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
-def _implicit_loop(m, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval, store_dense,
-                   t_stops):
-    return implicit_integrate(m, sys, z0, t0, t1, rtol, atol, h_init, hmax, dt, max_steps, t_eval,
-                              store_dense, t_stops)
-
-
-register_method(ImplicitMethod, _implicit_loop)
+register_method(ImplicitMethod, implicit_integrate)
 
 
 def _copy(a):
