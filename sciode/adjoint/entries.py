@@ -159,12 +159,27 @@ def with_forward_steps(t_stops, ts, t_start, t_stop):
     return u[::-1].copy() if t_stop < t_start else u
 
 
+#: A sweep's scratch, one zeroed block in named views (``sweep_scratch``): the
+#: ``costate_rates`` buffers ``gy (n + n_p)``, ``gL (n + n_p + 1)``, ``tmp_w``
+#: and ``tmp_w2`` (``n_w`` each); ``ybuf (n)``, the state at ``t``; ``aux``, the
+#: system's own (the costate's interpolation weights, backsolve's ``f(y)``);
+#: ``jnext (1)``, the next jump row (``systems.apply_jumps``); ``khint (3)`` and
+#: ``cbuf``, the interpolation's hints and cached polynomial
+#: (``systems.interp_state``).
+SweepScratch = namedtuple("SweepScratch", ["gy", "gL", "tmp_w", "tmp_w2", "ybuf", "aux", "jnext",
+                                           "khint", "cbuf"])
+
+
 @nb.njit(cache=True, nogil=True)
-def _scratch(n, n_p, nw, e0, e1, e2=0):
-    """Offsets in one scratch block of ``gy``, ``gL``, ``tmp_w``, ``tmp_w2`` (the
-    ``costate_rates`` buffers), then blocks of ``e0`` and ``e1`` floats, ``jnext``
-    (1), ``khint`` (3) and ``e2`` floats: ``o[i]:o[i + 1]`` is block ``i``."""
-    return np.cumsum(np.array([0, n + n_p, n + n_p + 1, nw, nw, e0, e1, 1, 3, e2]))
+def sweep_scratch(n, n_p, n_w, n_aux, n_cbuf):
+    """``(block, SweepScratch)``: one zeroed block and borrowed views of it
+    (``borrow.py``); the caller keeps ``block`` alive (``keep_alive``)."""
+    o = np.cumsum(np.array([0, n + n_p, n + n_p + 1, n_w, n_w, n, n_aux, 1, 3, n_cbuf]))
+    block = np.zeros(o[-1])
+    b = borrow1(block)
+    return block, SweepScratch(b[o[0]:o[1]], b[o[1]:o[2]], b[o[2]:o[3]], b[o[3]:o[4]],
+                               b[o[4]:o[5]], b[o[5]:o[6]], b[o[6]:o[7]], b[o[7]:o[8]],
+                               b[o[8]:o[9]])
 
 
 @nb.njit(cache=True, nogil=True)
@@ -173,25 +188,22 @@ def costate_sweep(f, c, a, fw, P, z1, t1, t0, jumps, loop):
     ``LoopResult`` with dense output, interpolant ``P``) from ``t1`` to
     ``t0``, starting at ``z1`` and jumping by ``jumps``."""
     n = fw.zs.shape[1]
-    # one scratch block, kept alive below; the system holds borrowed views (borrow.py)
     n_poly = P.shape[1] * n if n <= POLY_CACHE_MAX_STATES else 0
-    o = _scratch(n, a.p.shape[0], a.wbuf.shape[0], n, P.shape[0], n_poly)  # e0 ybuf, e1 wts, e2 cbuf
-    buf = np.zeros(o[-1])
-    buf[o[7]] = fw.ts.shape[0] - 2  # khint: the sweep starts in the last stored step,
-    buf[o[7] + 1] = -1.0  # no polynomial cached yet,
-    buf[o[7] + 2] = np.nan  # no state interpolated yet
-    b = borrow1(buf)
+    block, w = sweep_scratch(n, a.p.shape[0], a.wbuf.shape[0], P.shape[0], n_poly)
+    w.khint[0] = fw.ts.shape[0] - 2  # the sweep starts in the last stored step,
+    w.khint[1] = -1.0  # no polynomial cached yet,
+    w.khint[2] = np.nan  # no state interpolated yet
+    # the system holds borrowed views (borrow.py): of ``block``, kept alive below, and of arguments
     sys = CostateSystem(f.vjp_yp, c.L_grad, c.has_L, f.vjp_w, c.dLdw, borrow1(a.p), borrow1(a.tw),
-                        borrow2(a.W), borrow1(a.wbuf), b[o[0]:o[1]], b[o[1]:o[2]], b[o[2]:o[3]],
-                        b[o[3]:o[4]], f.jac, f.jac_p, borrow1(fw.ts), borrow1(fw.hs),
-                        borrow2(fw.zs), borrow3(fw.Ks), borrow2(P), b[o[4]:o[5]], b[o[5]:o[6]],
-                        b[o[7]:o[8]], b[o[8]:o[9]], borrow1(jumps.t), borrow2(jumps.JY),
-                        borrow2(jumps.JP), b[o[6]:o[7]], 0, n)
+                        borrow2(a.W), borrow1(a.wbuf), w.gy, w.gL, w.tmp_w, w.tmp_w2, f.jac, f.jac_p,
+                        borrow1(fw.ts), borrow1(fw.hs), borrow2(fw.zs), borrow3(fw.Ks), borrow2(P),
+                        w.ybuf, w.aux, w.khint, w.cbuf, borrow1(jumps.t), borrow2(jumps.JY),
+                        borrow2(jumps.JP), w.jnext, 0, n)
     if sweeps_on_steps(loop.method):
         loop = Loop(loop.method, loop.rtol, loop.atol, loop.h_init, loop.hmax, loop.dt,
                     loop.max_steps, with_forward_steps(loop.stops, fw.ts, t1, t0))
     out = sweep(sys, z1.copy(), t1, t0, loop)
-    keep_alive(buf)
+    keep_alive(block)
     return out
 
 
@@ -319,16 +331,13 @@ def _backsolve_sweep(f, c, a, z1, t1, t0, jumps, loop):
     """The backsolve sweep of ``z = [y, lambda, mu, q, G]`` from ``t1`` to ``t0``
     (``backsolve.run``): a ``SweepResult``."""
     n = jumps.JY.shape[1]
-    o = _scratch(n, a.p.shape[0], a.wbuf.shape[0], n, n)  # e0 ybuf, e1 fy
-    buf = np.zeros(o[-1])
-    b = borrow1(buf)  # borrowed views of one scratch block, kept alive below
+    block, w = sweep_scratch(n, a.p.shape[0], a.wbuf.shape[0], n, 0)
     sys = BacksolveSystem(f.vjp_yp, c.L_grad, c.has_L, f.vjp_w, c.dLdw, borrow1(a.p),
-                          borrow1(a.tw), borrow2(a.W), borrow1(a.wbuf), b[o[0]:o[1]], b[o[1]:o[2]],
-                          b[o[2]:o[3]], b[o[3]:o[4]], f.rhs, b[o[4]:o[5]], b[o[5]:o[6]],
-                          borrow1(jumps.t), borrow2(jumps.JY), borrow2(jumps.JP), b[o[6]:o[7]], n,
-                          2 * n)
+                          borrow1(a.tw), borrow2(a.W), borrow1(a.wbuf), w.gy, w.gL, w.tmp_w,
+                          w.tmp_w2, f.rhs, w.ybuf, w.aux, borrow1(jumps.t), borrow2(jumps.JY),
+                          borrow2(jumps.JP), w.jnext, n, 2 * n)
     out = sweep(sys, z1.copy(), t1, t0, loop)
-    keep_alive(buf)
+    keep_alive(block)
     return out
 
 
