@@ -200,18 +200,17 @@ def test_band_lu_matches_dense_solve(kl, ku):
         for j in range(max(0, i - kl), min(n, i + ku + 1)):
             M[i, j] = rng.normal()
     rows, cols = np.nonzero(M)
-    mode = linalg.linear_mode(n, rows, cols, force="banded")
+    mode = linalg.linear_mode(n, rows, cols, force="banded").typed()
     d = 0.0  # build_and_factor forms d I - J: pass J = -M
-    T = linalg.matrix_storage(n, True, mode.kl, mode.ku, 0, 0)
+    T = linalg.matrix_storage(n, mode)
     piv = np.zeros(n, dtype=np.int64)
-    J = linalg.jacobian_storage(n, True, mode.rows.size, 0, 0)
+    J = linalg.jacobian_storage(n, mode)
     assert J.shape == (1, mode.rows.size)  # the pattern's values: no n x n matrix
     J[0] = -M[mode.rows, mode.cols]
-    assert linalg.build_and_factor(J, d, *mode.args()[:3], mode.perm_inv,
-                                   mode.rows, mode.cols, 0, 0, T, piv)
+    assert linalg.build_and_factor(J, d, mode, T, piv)
     b = rng.normal(size=n)
     x = b.copy()
-    linalg.solve_in_place(T, piv, True, mode.kl, mode.ku, mode.perm, 0, 0, x, np.empty(n))
+    linalg.solve_in_place(T, piv, mode, x, np.empty(n))
     np.testing.assert_allclose(x, np.linalg.solve(M, b), rtol=1e-10, atol=1e-12)
 
 
@@ -228,18 +227,18 @@ def test_block_mode_solves_the_interleaved_block_diagonal_system():
         idx = n + np.arange(n) * m + c
         full[np.ix_(idx, idx)] = B
     d = 2.5
-    mode = linalg.block_mode(n, m)
-    assert mode.args()[-2:] == (n, m)
-    M = linalg.matrix_storage(N, False, 0, 0, n, m)
+    mode = linalg.block_mode(n, m).typed()
+    assert (mode.block, mode.stride) == (n, m)
+    M = linalg.matrix_storage(N, mode)
     assert M.shape == (n + 1, n)  # never N x N
-    J = linalg.jacobian_storage(N, False, 0, n, m)
+    J = linalg.jacobian_storage(N, mode)
     assert J.shape == (n, n)
     J[:] = B
     piv = np.zeros(N, dtype=np.int64)
-    assert linalg.build_and_factor(J, d, False, 0, 0, mode.perm_inv, mode.rows, mode.cols, n, m, M, piv)
+    assert linalg.build_and_factor(J, d, mode, M, piv)
     b = rng.normal(size=N)
     x = b.copy()
-    linalg.solve_in_place(M, piv, False, 0, 0, mode.perm, n, m, x, np.empty(N))
+    linalg.solve_in_place(M, piv, mode, x, np.empty(N))
     np.testing.assert_allclose(x, np.linalg.solve(d * np.eye(N) - full, b), rtol=1e-12, atol=1e-13)
 
 
@@ -259,9 +258,9 @@ def test_lead_mode_solves_the_block_lower_triangular_system(banded):
     C = rng.normal(size=(tail, n))
     N = n + tail
     rows, cols = np.nonzero(B)
-    mode = linalg.lead_mode(linalg.linear_mode(n, rows, cols, "banded" if banded else "dense"), n)
+    mode = linalg.lead_mode(linalg.linear_mode(n, rows, cols, "banded" if banded else "dense"), n).typed()
     assert mode.banded == banded and mode.block == n and mode.stride == linalg.LEAD
-    J = linalg.jacobian_storage(N, mode.banded, mode.rows.size, n, mode.stride)
+    J = linalg.jacobian_storage(N, mode)
     if banded:  # B's values on its pattern, then C row-major: no N x n matrix either
         assert J.shape == (1, mode.rows.size + (N - n) * n)
         J[0, :mode.rows.size] = B[mode.rows, mode.cols]
@@ -269,17 +268,16 @@ def test_lead_mode_solves_the_block_lower_triangular_system(banded):
     else:
         assert J.shape == (N, n)
         J[:n], J[n:] = B, C
-    M = linalg.matrix_storage(N, mode.banded, mode.kl, mode.ku, n, mode.stride)
+    M = linalg.matrix_storage(N, mode)
     assert M.shape[0] == N + 1 and M.shape[1] == n  # rows: the block, C, d; never N x N
     d = 3.0
     piv = np.zeros(N, dtype=np.int64)
-    assert linalg.build_and_factor(J, d, mode.banded, mode.kl, mode.ku, mode.perm_inv, mode.rows,
-                                   mode.cols, n, mode.stride, M, piv)
+    assert linalg.build_and_factor(J, d, mode, M, piv)
     full = np.zeros((N, N))
     full[:n, :n], full[n:, :n] = B, C
     b = rng.normal(size=N)
     x = b.copy()
-    linalg.solve_in_place(M, piv, mode.banded, mode.kl, mode.ku, mode.perm, n, mode.stride, x, np.empty(N))
+    linalg.solve_in_place(M, piv, mode, x, np.empty(N))
     np.testing.assert_allclose(x, np.linalg.solve(d * np.eye(N) - full, b), rtol=1e-11, atol=1e-12)
 
 

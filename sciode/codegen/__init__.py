@@ -89,7 +89,7 @@ def _signature(field: str, kernels: dict):
 def _newton_names(methods) -> dict:
     """``{field: kernel name}`` of the Newton kernels (``ModelKernels.newton``) of
     loops running ``methods``: empty for explicit methods."""
-    banded = {bool(m.banded) for m in methods if hasattr(m, "banded")}
+    banded = {bool(m.lin.banded) for m in methods if hasattr(m, "lin")}
     if len(banded) > 1:
         raise ValueError("these methods store the Jacobian both densely and banded; "
                          "one set of kernels serves one storage")
@@ -121,7 +121,7 @@ class ModelKernels(KernelSet):
         dense ``jac_y`` ``(n, n)``, or the pattern's values ``jac_nz`` ``(1, nnz)``
         where the mode is banded (``cpu.linalg.jacobian_storage``), so a banded
         solve never fills an ``n x n`` matrix.  The methods of one call share the
-        kernel, so they must agree.  Explicit methods only (no ``banded`` field):
+        kernel, so they must agree.  Explicit methods only (no ``lin`` field):
         the shared zero kernel stands in for each (the explicit loops never call
         them), so that a new model compiles only the kernels its method runs."""
         names = _newton_names(methods)

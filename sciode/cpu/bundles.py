@@ -74,11 +74,20 @@ _METHOD_TYPES: dict = {}
 _LOOP_TYPES: dict = {}
 
 
+def _kinds(value):
+    """What ``typeof`` of a method tuple depends on: its class and, field by
+    field, array dtype and rank, nested tuples' kinds, else the Python type."""
+    if isinstance(value, np.ndarray):
+        return value.dtype.str, value.ndim
+    if isinstance(value, tuple):
+        return type(value), tuple(_kinds(v) for v in value)
+    return type(value)
+
+
 def method_type(method):
-    """``numba.typeof(method)``, memoised on the tuple's class and field kinds
-    (``typeof`` of a tuple of arrays costs ~0.2 ms per call)."""
-    key = (type(method), tuple((a.dtype.str, a.ndim) if isinstance(a, np.ndarray) else type(a)
-                               for a in method))
+    """``numba.typeof(method)``, memoised on its kinds (``_kinds``): ``typeof``
+    of a tuple of arrays costs ~0.2 ms per call."""
+    key = _kinds(method)
     t = _METHOD_TYPES.get(key)
     if t is None:
         t = _METHOD_TYPES[key] = nb.typeof(method)

@@ -55,7 +55,7 @@ from .._numba_compat import borrow1, borrow2, keep_alive
 from . import bdf as B
 from .bdf import bdf_accept, bdf_next, bdf_predict, bdf_ratio, rescale_history, restart_history
 from .explicit import all_finite, first_step, initial_step, rms_scaled
-from .linalg import factor_for, jacobian_storage, matrix_storage
+from .linalg import LinearMode, factor_for, jacobian_storage, matrix_storage
 from .newton import simplified_newton
 from .rosenbrock import rodas_ratio, rodas_stages
 from .sdirk import dirk_ratio, dirk_stages
@@ -67,7 +67,7 @@ from .systems import sys_dfdt, sys_jac, sys_rhs
 #: ``ImplicitMethod.kind``
 ROSENBROCK, ESDIRK, BDF = 0, 1, 2
 
-#: A stiff method plus its linear-algebra mode (``linalg.LinearMode.args()``).
+#: A stiff method plus its linear-algebra mode ``lin`` (``linalg.LinearMode.typed()``).
 #: Rosenbrock: ``A, C, alpha, gamma_sum, m, e`` of ``RosenbrockTableau``;
 #: ESDIRK: ``A``, ``alpha = c``, ``m = b``, ``e`` of ``DIRKTableau`` (``C``,
 #: ``gamma_sum`` empty).  ``P`` the dense output, ``gamma`` the diagonal,
@@ -85,8 +85,7 @@ ROSENBROCK, ESDIRK, BDF = 0, 1, 2
 #: piecewise smooth: a step across a forward step boundary loses order unseen.
 ImplicitMethod = namedtuple("ImplicitMethod", [
     "A", "C", "alpha", "gamma_sum", "m", "e", "P", "gamma", "q", "kind", "sweep_on_steps",
-    "max_order", "fixed_order",
-    "banded", "kl", "ku", "perm", "perm_inv", "jrows", "jcols", "block", "stride"])
+    "max_order", "fixed_order", "lin"])
 
 
 @nb.njit(cache=True, nogil=True)
@@ -126,20 +125,20 @@ def implicit_integrate(sys, z0, t0, t1, loop, t_eval, store_dense):
     bdf = kind == BDF
     gamma, q = meth.gamma, meth.q
     max_order = max(1, min(B.MAX_ORDER, meth.max_order))
-    banded, kl, ku, block, stride = meth.banded, meth.kl, meth.ku, meth.block, meth.stride
     direction = 1.0 if t1 >= t0 else -1.0
     span = abs(t1 - t0)
     adaptive = dt <= 0.0
     tol = max(10.0 * EPS / rtol, min(0.03, rtol ** 0.5))  # Newton's
     # borrowed views of every array handed to a helper (see ``rk_integrate``)
     atol, t_eval, t_stops = borrow1(atol), borrow1(t_eval), borrow1(t_stops)
-    perm, perm_inv = borrow1(meth.perm), borrow1(meth.perm_inv)
-    jrows, jcols = borrow1(meth.jrows), borrow1(meth.jcols)
+    lm = meth.lin
+    lin = LinearMode(lm.banded, lm.kl, lm.ku, borrow1(lm.perm), borrow1(lm.perm_inv),
+                     borrow1(lm.rows), borrow1(lm.cols), lm.block, lm.stride)
     A, C, alpha, gamma_sum = borrow2(meth.A), borrow2(meth.C), borrow1(meth.alpha), borrow1(meth.gamma_sum)
     mw, e, P = borrow1(meth.m), borrow1(meth.e), borrow2(meth.P)
     U_o, K_o = np.zeros((s if rosen else 0, n)), np.zeros((s_dense, n))
-    J_o = jacobian_storage(n, banded, jrows.shape[0], block, stride)
-    M_o = matrix_storage(n, banded, kl, ku, block, stride)
+    J_o = jacobian_storage(n, lin)
+    M_o = matrix_storage(n, lin)
     piv_o = np.zeros(n, dtype=np.int64)
     U, K, J, M, piv = borrow2(U_o), borrow2(K_o), borrow2(J_o), borrow2(M_o), borrow1(piv_o)
     # BDF's history of differences and its rescaling scratch (empty otherwise)
@@ -210,8 +209,7 @@ def implicit_integrate(sys, z0, t0, t1, loop, t_eval, store_dense):
                 need_jac = False
                 jac_current = True
                 c_fact = 0.0
-            c_fact = factor_for(c, c_fact, J, banded, kl, ku, perm_inv, jrows, jcols, block, stride, M, piv,
-                                stats)
+            c_fact = factor_for(c, c_fact, J, lin, M, piv, stats)
             if c_fact == 0.0:  # singular: halve the step, a few times at most
                 n_singular += 1
                 if n_singular > MAX_SINGULAR or not adaptive:
@@ -224,8 +222,8 @@ def implicit_integrate(sys, z0, t0, t1, loop, t_eval, store_dense):
             stats[1] += 1
             ok, slow, finite = True, False, True
             if rosen:
-                rodas_stages(sys, t, z, hh, A, C, alpha, gamma_sum, f0, a1, M, piv, banded, kl, ku,
-                             perm, block, stride, U, work, a2, lwork)
+                rodas_stages(sys, t, z, hh, A, C, alpha, gamma_sum, f0, a1, M, piv, lin, U, work, a2,
+                             lwork)
                 stats[0] += s - 1
                 for k in range(n):
                     acc = 0.0
@@ -236,9 +234,9 @@ def implicit_integrate(sys, z0, t0, t1, loop, t_eval, store_dense):
                     z_new[k] = z[k] + acc
                     work[k] = ek
             elif bdf:
-                ok, n_iter, n_eval, rate = simplified_newton(sys, t_new, a2, c, z_new, a1, M, piv, banded,
-                                                             kl, ku, perm, block, stride, rtol, atol, tol,
-                                                             B.NEWTON_MAXITER, 0.0, a3, a4, lwork)
+                ok, n_iter, n_eval, rate = simplified_newton(sys, t_new, a2, c, z_new, a1, M, piv, lin,
+                                                             rtol, atol, tol, B.NEWTON_MAXITER, 0.0,
+                                                             a3, a4, lwork)
                 stats[0] += n_eval
                 finite = rate != np.inf
                 # slow convergence asks for a new J only if this one is stale: a J
@@ -247,9 +245,8 @@ def implicit_integrate(sys, z0, t0, t1, loop, t_eval, store_dense):
                 for k in range(n):
                     a5[k] = z_new[k] - a1[k]  # the correction
             else:
-                ok, slow, finite = dirk_stages(sys, t, z, hh, A, alpha, gamma, K, M, piv, banded, kl, ku,
-                                               perm, block, stride, rtol, atol, tol, z_new, a1, a2, a3,
-                                               lwork, stats)
+                ok, slow, finite = dirk_stages(sys, t, z, hh, A, alpha, gamma, K, M, piv, lin, rtol, atol,
+                                               tol, z_new, a1, a2, a3, lwork, stats)
             if not ok:
                 # Newton failed: first refresh a stale Jacobian, then shrink the step.
                 stats[3] += 1

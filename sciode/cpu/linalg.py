@@ -167,9 +167,9 @@ LEAD = -1
 
 
 @nb.njit(cache=True, nogil=True)
-def build_and_factor(J, d, banded, kl, ku, perm_inv, jrows, jcols, block, stride, M, piv):
+def build_and_factor(J, d, lin, M, piv):
     """Form ``M = d I - J`` (dense, permuted band, one repeated block, or a
-    leading block) and factor it; ``False`` if singular.
+    leading block: the ``LinearMode`` ``lin``) and factor it; ``False`` if singular.
 
     ``J`` is in ``jacobian_storage``'s layout for the mode: ``(n, n)`` dense,
     or in banded mode the pattern's values ``J[0, k]`` at ``(jrows[k],
@@ -185,6 +185,8 @@ def build_and_factor(J, d, banded, kl, ku, perm_inv, jrows, jcols, block, stride
     band) in its first ``block`` rows, ``C`` copied after them for the
     substitution, ``d`` in its last row.
     """
+    banded, kl, ku, block, stride = lin.banded, lin.kl, lin.ku, lin.block, lin.stride
+    perm_inv, jrows, jcols = lin.perm_inv, lin.rows, lin.cols
     if block > 0 and stride >= 0:
         for i in range(block):
             for j in range(block):
@@ -222,8 +224,9 @@ def build_and_factor(J, d, banded, kl, ku, perm_inv, jrows, jcols, block, stride
 
 
 @nb.njit(cache=True, nogil=True)
-def solve_in_place(M, piv, banded, kl, ku, perm, block, stride, b, work):
-    """``b <- M^{-1} b`` for the factored ``M`` of ``build_and_factor`` (``perm[new] = old``).
+def solve_in_place(M, piv, lin, b, work):
+    """``b <- M^{-1} b`` for the factored ``M`` of ``build_and_factor`` in the
+    ``LinearMode`` ``lin`` (``perm[new] = old``).
 
     Block mode: ``M^{-1}`` is block diagonal, one ``(block, block)`` LU for
     ``b[:block]`` and for each of the ``stride`` interleaved columns
@@ -231,6 +234,7 @@ def solve_in_place(M, piv, banded, kl, ku, perm, block, stride, b, work):
     Lead mode: ``M = [[d I - B, 0], [-C, d I]]``, so ``x_1 = (d I - B)^{-1} b_1``
     and ``x_2 = (b_2 + C x_1) / d``.
     """
+    banded, kl, ku, perm, block, stride = lin.banded, lin.kl, lin.ku, lin.perm, lin.block, lin.stride
     if block > 0 and stride >= 0:
         L = M[:block]
         lu_solve(L, piv, b[:block])
@@ -265,7 +269,7 @@ def solve_in_place(M, piv, banded, kl, ku, perm, block, stride, b, work):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def factor_for(c, c_fact, J, banded, kl, ku, perm_inv, jrows, jcols, block, stride, M, piv, stats):
+def factor_for(c, c_fact, J, lin, M, piv, stats):
     """Factor ``M = I / c - J`` unless it already is for the constant ``c``
     (``c_fact``: ``h gamma`` of a one-step method, ``h / alpha_k`` of BDF);
     counts factorizations in ``stats[5]``.  Returns the ``c`` that ``M`` is
@@ -273,14 +277,15 @@ def factor_for(c, c_fact, J, banded, kl, ku, perm_inv, jrows, jcols, block, stri
     if c == c_fact:
         return c_fact
     stats[5] += 1
-    if build_and_factor(J, 1.0 / c, banded, kl, ku, perm_inv, jrows, jcols, block, stride, M, piv):
+    if build_and_factor(J, 1.0 / c, lin, M, piv):
         return c
     return 0.0
 
 
 @nb.njit(cache=True, nogil=True)
-def matrix_storage(n, banded, kl, ku, block, stride):
-    """An empty iteration matrix for the mode."""
+def matrix_storage(n, lin):
+    """An empty iteration matrix for the ``LinearMode`` ``lin``."""
+    banded, kl, ku, block, stride = lin.banded, lin.kl, lin.ku, lin.block, lin.stride
     if block > 0 and stride >= 0:
         return np.zeros((block + 1, block))
     if block > 0:
@@ -291,12 +296,13 @@ def matrix_storage(n, banded, kl, ku, block, stride):
 
 
 @nb.njit(cache=True, nogil=True)
-def jacobian_storage(n, banded, nnz, block, stride):
-    """An empty Jacobian for ``sys_jac`` of a system of size ``n``: ``(n, n)``,
-    the diagonal block (block mode), or the leading block's columns ``(n,
-    block)`` (lead mode).  Banded: ``(1, nnz)``, the values of the pattern's
-    ``nnz`` entries (``abi``'s ``jac_nz``), followed in lead mode by the
-    ``(n - block, block)`` coupling rows."""
+def jacobian_storage(n, lin):
+    """An empty Jacobian for ``sys_jac`` of a system of size ``n`` in the
+    ``LinearMode`` ``lin``: ``(n, n)``, the diagonal block (block mode), or the
+    leading block's columns ``(n, block)`` (lead mode).  Banded: ``(1, nnz)``,
+    the values of the pattern's ``nnz`` entries (``abi``'s ``jac_nz``),
+    followed in lead mode by the ``(n - block, block)`` coupling rows."""
+    banded, nnz, block, stride = lin.banded, lin.rows.shape[0], lin.block, lin.stride
     if banded:
         return np.zeros((1, nnz + ((n - block) * block if block > 0 else 0)))
     if block > 0 and stride < 0:
@@ -343,10 +349,16 @@ class LinearMode(NamedTuple):
     block: int = 0
     stride: int = 0
 
-    def args(self) -> tuple:
-        """The positional arguments the compiled loops take."""
-        return (self.banded, self.kl, self.ku, self.perm, self.perm_inv, self.rows, self.cols,
-                int(self.block), int(self.stride))
+    def typed(self) -> "LinearMode":
+        """The mode with the field types the compiled loops are typed for
+        (``bool``, ``int``, C-contiguous ``int64`` arrays): the last field of
+        ``implicit.ImplicitMethod``."""
+        def ints(a):
+            return np.ascontiguousarray(a, dtype=np.int64)
+
+        return LinearMode(bool(self.banded), int(self.kl), int(self.ku), ints(self.perm),
+                          ints(self.perm_inv), ints(self.rows), ints(self.cols), int(self.block),
+                          int(self.stride))
 
 
 def lead_mode(leading: LinearMode, n: int) -> LinearMode:

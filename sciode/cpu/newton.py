@@ -43,7 +43,7 @@ from .systems import sys_rhs
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def newton_phases(block, stride, atol):
+def newton_phases(lin, atol):
     """Where Newton's first convergence test ends: ``block`` in block mode
     (forward sensitivities) with the sensitivities in the error test, else
     ``len(atol)`` (one phase).
@@ -64,18 +64,19 @@ def newton_phases(block, stride, atol):
     solve (15-40% of the PEtab problems' forward gradients) for gradients
     that agree to 1e-10 either way.
     """
-    if block > 0 and stride >= 0 and block < atol.shape[0] and not math.isinf(atol[block]):
+    block = lin.block
+    if block > 0 and lin.stride >= 0 and block < atol.shape[0] and not math.isinf(atol[block]):
         return block
     return atol.shape[0]
 
 
 @nb.njit(cache=True, nogil=True)
-def simplified_newton(sys, tc, psi, c, Z, scale, M, piv, banded, kl, ku, perm, block, stride, rtol,
-                      atol, tol, maxiter, accept_first, fz, dZ, lwork):
+def simplified_newton(sys, tc, psi, c, Z, scale, M, piv, lin, rtol, atol, tol, maxiter, accept_first,
+                      fz, dZ, lwork):
     """Solve ``Z = psi + c F(tc, Z)`` from the guess in ``Z`` (module doc).
 
-    ``M``, ``piv``: ``M = I/c - J`` factored in the linear mode ``banded ..
-    stride`` (``linalg.LinearMode``); ``scale``: the state the norm is scaled
+    ``M``, ``piv``: ``M = I/c - J`` factored in the linear mode ``lin``
+    (``linalg.LinearMode``); ``scale``: the state the norm is scaled
     by (``Z`` itself, or a fixed predictor); ``fz``, ``dZ``, ``lwork``: scratch.
 
     Returns ``(converged, n_iter, n_eval, rate)``: the iterations of the
@@ -86,7 +87,7 @@ def simplified_newton(sys, tc, psi, c, Z, scale, M, piv, banded, kl, ku, perm, b
     """
     n = Z.shape[0]
     inv_c = 1.0 / c
-    lo, hi = 0, newton_phases(block, stride, atol)
+    lo, hi = 0, newton_phases(lin, atol)
     dw_old = 0.0
     rate = 0.0
     worst = 0.0
@@ -101,7 +102,7 @@ def simplified_newton(sys, tc, psi, c, Z, scale, M, piv, banded, kl, ku, perm, b
             return False, max(n_iter, it + 1), n_eval, np.inf
         for k in range(n):
             dZ[k] = (psi[k] - Z[k]) * inv_c + fz[k]
-        solve_in_place(M, piv, banded, kl, ku, perm, block, stride, dZ, lwork)
+        solve_in_place(M, piv, lin, dZ, lwork)
         for k in range(lo):  # second phase: the states stay where they converged
             dZ[k] = 0.0
         dw = rms_range(dZ, scale, rtol, atol, lo, hi)

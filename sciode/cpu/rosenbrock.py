@@ -57,8 +57,7 @@ def rodas_P(m, H) -> np.ndarray:
 
 
 @nb.njit(cache=True, nogil=True)
-def rodas_stages(sys, t, z, h, A, C, alpha, gamma_sum, f0, ft, M, piv, banded, kl, ku, perm,
-                 block, stride, U, work, rhs, lwork):
+def rodas_stages(sys, t, z, h, A, C, alpha, gamma_sum, f0, ft, M, piv, lin, U, work, rhs, lwork):
     """The ``s`` increments ``U`` of one step (``M`` already factored for ``h``)."""
     n = z.shape[0]
     s = A.shape[0]
@@ -78,7 +77,7 @@ def rodas_stages(sys, t, z, h, A, C, alpha, gamma_sum, f0, ft, M, piv, banded, k
             for j in range(i):
                 acc += C[i, j] * U[j, k]
             rhs[k] += acc / h + gh * ft[k]
-        solve_in_place(M, piv, banded, kl, ku, perm, block, stride, rhs, lwork)
+        solve_in_place(M, piv, lin, rhs, lwork)
         copy_flat(U[i], rhs)
 
 

@@ -53,8 +53,8 @@ SLOW_RATE_BANDED = 0.1
 
 
 @nb.njit(cache=True, nogil=True)
-def dirk_stages(sys, t, z, h, A, c, gamma, K, M, piv, banded, kl, ku, perm, block, stride, rtol,
-                atol, tol, Z, psi, fz, dZ, lwork, stats):
+def dirk_stages(sys, t, z, h, A, c, gamma, K, M, piv, lin, rtol, atol, tol, Z, psi, fz, dZ, lwork,
+                stats):
     """Stages ``1 .. s-1`` into ``K`` (``K[0]`` given); ``Z`` ends as ``z_new``.
 
     Returns ``(converged, slow, finite)``: ``slow`` when Newton needed several
@@ -72,13 +72,13 @@ def dirk_stages(sys, t, z, h, A, c, gamma, K, M, piv, banded, kl, ku, perm, bloc
                 acc += A[i, j] * K[j, k]
             psi[k] = z[k] + h * acc
             Z[k] = psi[k] + hg * K[i - 1, k]
-        ok, n_iter, n_eval, rate = simplified_newton(sys, t + c[i] * h, psi, hg, Z, Z, M, piv, banded,
-                                                     kl, ku, perm, block, stride, rtol, atol, tol,
-                                                     NEWTON_MAXITER, ACCEPT_FIRST, fz, dZ, lwork)
+        ok, n_iter, n_eval, rate = simplified_newton(sys, t + c[i] * h, psi, hg, Z, Z, M, piv, lin,
+                                                     rtol, atol, tol, NEWTON_MAXITER, ACCEPT_FIRST,
+                                                     fz, dZ, lwork)
         stats[0] += n_eval
         if not ok:
             return False, True, rate != np.inf
-        if n_iter > 2 and rate > (SLOW_RATE_BANDED if banded else SLOW_RATE_DENSE):
+        if n_iter > 2 and rate > (SLOW_RATE_BANDED if lin.banded else SLOW_RATE_DENSE):
             slow = True
         for k in range(n):
             K[i, k] = (Z[k] - psi[k]) / hg

@@ -72,10 +72,10 @@ class StiffMethod:
     exact_jacobian: bool
 
 
-RODAS4_METHOD = StiffMethod("rodas4", lambda mode: ImplicitMethod(*_RODAS4, *mode.args()), True)
-RODAS5_METHOD = StiffMethod("rodas5", lambda mode: ImplicitMethod(*_RODAS5, *mode.args()), True)
-KVAERNO5_METHOD = StiffMethod("kvaerno5", lambda mode: ImplicitMethod(*_KVAERNO5, *mode.args()), False)
-BDF_METHOD = StiffMethod("bdf", lambda mode: ImplicitMethod(*_BDF, *mode.args()), False)
+RODAS4_METHOD = StiffMethod("rodas4", lambda mode: ImplicitMethod(*_RODAS4, mode.typed()), True)
+RODAS5_METHOD = StiffMethod("rodas5", lambda mode: ImplicitMethod(*_RODAS5, mode.typed()), True)
+KVAERNO5_METHOD = StiffMethod("kvaerno5", lambda mode: ImplicitMethod(*_KVAERNO5, mode.typed()), False)
+BDF_METHOD = StiffMethod("bdf", lambda mode: ImplicitMethod(*_BDF, mode.typed()), False)
 
 
 _MODES: dict = {}
@@ -126,7 +126,7 @@ def run_bdf(mk, p, controls, z0, t0, t1, te, rtol, atol, h_init, hmax, max_steps
     ``fixed_order=True`` (convergence studies) raises the order to
     ``max_order`` and keeps it there, adapting only the step.
     """
-    method = ImplicitMethod(*_bdf_arrays(max_order, fixed_order), *model_linear_mode(mk, linalg).args())
+    method = ImplicitMethod(*_bdf_arrays(max_order, fixed_order), model_linear_mode(mk, linalg).typed())
     return solvers.run(mk, method, p, controls, z0, t0, t1, te, rtol, atol, h_init, hmax, dt,
                        max_steps, dense)
 
