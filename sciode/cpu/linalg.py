@@ -29,6 +29,8 @@ from typing import NamedTuple
 import numba as nb
 import numpy as np
 
+from .._numba_compat import NO_NRT
+
 #: banded storage only pays when the band is well below the dimension.
 BAND_MIN_N = 32
 BAND_MAX_FRACTION = 0.25
@@ -166,7 +168,10 @@ def band_solve_permuted(T, kl, ku, piv, b):
 LEAD = -1
 
 
-@nb.njit(cache=True, nogil=True)
+# (both, and newton.simplified_newton, without reference counting: a LinearMode
+# carries four arrays, whose incref/decref pairs at each call cost small BDF
+# solves ~5%)
+@nb.njit(cache=True, nogil=True, **NO_NRT)
 def build_and_factor(J, d, lin, M, piv):
     """Form ``M = d I - J`` (dense, permuted band, one repeated block, or a
     leading block: the ``LinearMode`` ``lin``) and factor it; ``False`` if singular.
@@ -223,7 +228,7 @@ def build_and_factor(J, d, lin, M, piv):
     return lu_factor(M[:n], piv)
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, **NO_NRT)
 def solve_in_place(M, piv, lin, b, work):
     """``b <- M^{-1} b`` for the factored ``M`` of ``build_and_factor`` in the
     ``LinearMode`` ``lin`` (``perm[new] = old``).

@@ -37,6 +37,7 @@ import numba as nb
 import numpy as np
 
 from .explicit import all_finite, rms_range
+from .._numba_compat import NO_NRT
 from .linalg import solve_in_place
 from .stepping import EPS
 from .systems import sys_rhs
@@ -70,7 +71,7 @@ def newton_phases(lin, atol):
     return atol.shape[0]
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, **NO_NRT)  # allocates nothing; see linalg.solve_in_place
 def simplified_newton(sys, tc, psi, c, Z, scale, M, piv, lin, rtol, atol, tol, maxiter, accept_first,
                       fz, dZ, lwork):
     """Solve ``Z = psi + c F(tc, Z)`` from the guess in ``Z`` (module doc).
