@@ -16,7 +16,7 @@ Which kernels and drivers each mode uses (``sciode/adjoint/``):
   ``obs_vjp_p`` (data), ``Phi``/``dPhidy``/``dPhidp``; the backward stops
   (observation times) from ``common.sweep_stops``; checkpoint times ``tc``
   from ``checkpoint._plan``.  (``jac_y``, ``jac_p``, ``dfdt``: stiff methods only.)
-- ``backsolve``: ``rhs`` and the same rate kernels (``common.rate_kernels``),
+- ``backsolve``: ``rhs`` and the same rate kernels (``common.costate_fns``),
   the jumps from ``common.observation_jumps``, ``common.terminal``,
   ``common.sweep_stops``.
 - ``forward``: ``rhs``, ``sens_rhs`` (``(df/dy) S + df/dp``, its own generated
