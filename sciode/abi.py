@@ -32,7 +32,7 @@ cotangent.  The meaning of each kernel (``f`` is the model rhs):
   ``O(n^2)`` fill.  The pattern is ordered by diagonal (``c - r``), then row,
   so that the entries of a discretised PDE fold into one loop per diagonal.
   It has ``MAT``'s signature, so the loops take either in the same argument
-  (``codegen.ModelKernels.newton`` hands out the one a method's storage needs).
+  (``codegen.ModelKernels.fns`` hands out the one a method's storage needs).
 - ``vjp_y``: ``out = (df/dy)^T v``; ``vjp_p``: ``(df/dp)^T v``; ``vjp_w``:
   ``(df/dw)^T v``; ``vjp_yp``: both, ``out = [(df/dy)^T v, (df/dp)^T v]``
   ``(n + n_p,)``, in one call with common subexpressions shared (the costate
@@ -107,7 +107,7 @@ COST_KERNELS = {
 def _fields(kernels: dict) -> dict:
     """``{field: Numba type}`` of a bundle of ``kernels``; ``jac_y`` and
     ``jac_nz`` share one field ``jac``: a loop calls the Jacobian in its
-    method's storage (``codegen.ModelKernels.newton``)."""
+    method's storage (``codegen.ModelKernels.fns``)."""
     out = {}
     for name, sig in kernels.items():
         out.setdefault("jac" if name in ("jac_y", "jac_nz") else name, kernel_type(sig))

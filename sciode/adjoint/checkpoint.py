@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..cpu import solvers
+from ..cpu.drivers import entry
 from . import common, interpolating
 
 
@@ -20,7 +21,7 @@ def _plan(prob, tc):
     """``(interpolating.Plan, tc)``: what does not depend on ``y0`` and ``p``
     (kept in ``prob.plan``, as the adjoint's), for the checkpoint times ``tc``
     (``t0`` first, ``t1`` last)."""
-    return interpolating.plan(prob, "checkpoint_gradient", "checkpoint"), tc
+    return interpolating.plan(prob, "checkpoint"), tc
 
 
 def plan_at(prob, tc):
@@ -51,8 +52,9 @@ def run_at(prob, plan) -> common.GradResult:
     checkpoint times of one's own)."""
     pl, tc = plan
     n_ck = tc.size - 1
-    out = pl.fn(pl.f, pl.c, common.inputs(prob), pl.rows, prob.y0,
-                prob.t0, prob.t1, prob.n_g, tc, pl.fwd, pl.bwd)
+    out = entry("checkpoint_gradient", pl.fwd.method, pl.bwd.method)(
+        pl.f, pl.c, common.inputs(prob), pl.rows, prob.y0, prob.t0, prob.t1, prob.n_g, tc, pl.fwd,
+        pl.bwd)
     common.check_status(out.forward.status, out.forward.t_reached, prob, "forward")
     common.check_status(out.recompute.status, out.recompute.t_reached, prob,
                         f"forward (segment {out.segment} re-solved)")

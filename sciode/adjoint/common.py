@@ -301,7 +301,7 @@ def sweep_stops(prob: Problem, t_start: float, t_stop: float, jump_t: np.ndarray
 
 
 #: The kernels a costate sweep calls (``systems.costate_rates``) besides the
-#: stiff methods' Newton kernels (``codegen.ModelKernels.newton``) ...
+#: stiff methods' Newton kernels (``codegen.ModelKernels.fns``) ...
 COSTATE_MODEL_KERNELS = ("rhs", "vjp_yp", "vjp_w")
 COSTATE_COST_KERNELS = ("L_grad", "dLdw")
 #: ... the observables' (``entries.obs_jumps``), and what a whole gradient adds
@@ -311,8 +311,7 @@ GRADIENT_COST_KERNELS = COSTATE_COST_KERNELS + OBS_KERNELS + ("Phi", "dPhidy", "
 
 def costate_fns(prob: Problem, *methods, cost_kernels=COSTATE_COST_KERNELS):
     """``(abi.ModelFns, abi.CostFns)`` of a costate sweep with ``methods``."""
-    return (prob.mk.fns(*methods, uses=COSTATE_MODEL_KERNELS),
-            prob.ck.fns(cost_kernels, has_L=prob.cost.running != 0))
+    return prob.mk.fns(*methods, uses=COSTATE_MODEL_KERNELS), prob.ck.fns(cost_kernels)
 
 
 def inputs(prob: Problem) -> Inputs:

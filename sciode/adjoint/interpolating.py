@@ -29,14 +29,15 @@ from .entries import Rows
 
 #: What a gradient entry takes besides ``y0`` and ``p`` (kept in ``prob.plan``):
 #: the kernel bundles ``f`` and ``c``, the observation ``rows``, the forward
-#: and backward ``Loop``s, and the compiled entry ``fn``.
-Plan = namedtuple("Plan", ["fn", "f", "c", "rows", "fwd", "bwd"])
+#: and backward ``Loop``s.  (The entry itself is looked up per call, ``entry``:
+#: the ensemble's gradient uses the plan with an entry of its own, and should
+#: not compile this one.)
+Plan = namedtuple("Plan", ["f", "c", "rows", "fwd", "bwd"])
 
 
-def plan(prob, name: str = "adjoint_gradient", mode: str = "adjoint") -> Plan:
-    """The ``Plan`` of the whole-gradient entry ``name`` (``adjoint_gradient``,
-    or ``checkpoint_gradient`` with ``mode="checkpoint"``); the ensemble's
-    gradient runs the same routine per member."""
+def plan(prob, mode: str = "adjoint") -> Plan:
+    """The ``Plan`` of the whole-gradient entries of ``mode`` (``adjoint``, whose
+    routine the ensemble's gradient also runs per member, or ``checkpoint``)."""
     fmethod = common.model_method(prob)
     bmethod = common.augmented_method(prob, mode)
     n, n_p = prob.n, prob.n_p
@@ -44,15 +45,15 @@ def plan(prob, name: str = "adjoint_gradient", mode: str = "adjoint") -> Plan:
     fwd = common.model_loop(prob, fmethod, prob.atol)
     bwd = common.sweep_loop(prob, bmethod, n + n_p + 1 + prob.n_g, n,
                             common.sweep_stops(prob, prob.t1, prob.t0, prob.t_rows[::-1]))
-    return Plan(entry(name, fmethod, bmethod), f, c, Rows(prob.t_rows, prob.Yobs, prob.Wt), fwd, bwd)
+    return Plan(f, c, Rows(prob.t_rows, prob.Yobs, prob.Wt), fwd, bwd)
 
 
 def run(prob) -> common.GradResult:
     pl = prob.plan.get("adjoint")
     if pl is None:
         pl = prob.plan["adjoint"] = plan(prob)
-    out = pl.fn(pl.f, pl.c, common.inputs(prob), pl.rows, prob.y0, prob.t0,
-                prob.t1, prob.n_g, pl.fwd, pl.bwd)
+    out = entry("adjoint_gradient", pl.fwd.method, pl.bwd.method)(
+        pl.f, pl.c, common.inputs(prob), pl.rows, prob.y0, prob.t0, prob.t1, prob.n_g, pl.fwd, pl.bwd)
     common.check_status(out.forward.status, out.forward.t_reached, prob, "forward")
     common.check_status(out.backward.status, out.backward.t_reached, prob, "backward (costate)")
     n, n_p = prob.n, prob.n_p

@@ -55,9 +55,10 @@ class KernelSet:
 
     def _bundle(self, key, build):
         """``build(take)`` memoised under ``key``, where ``take(name)`` is
-        ``self[name]``.  A memoised bundle serves while every kernel it took is
-        still this set's: replacing a kernel (the fault-injection tests do)
-        rebuilds it, as it reaches every caller of ``self[name]``."""
+        ``self[name]`` (``build`` runs, and checks its arguments, on a miss only).
+        A memoised bundle serves while every kernel it took is still this set's:
+        replacing a kernel (the fault-injection tests do) rebuilds it, as it
+        reaches every caller of ``self[name]``."""
         hit = self._fns.get(key)
         if hit is not None and tuple(map(self._compiled.get, hit[1])) == hit[2]:
             return hit[0]
@@ -86,7 +87,7 @@ def _signature(field: str, kernels: dict):
 
 
 def _newton_names(methods) -> dict:
-    """``{field: kernel name}`` of the Newton kernels (``ModelKernels.newton``) of
+    """``{field: kernel name}`` of the Newton kernels (``ModelKernels.fns``) of
     loops running ``methods``: empty for explicit methods."""
     banded = {bool(m.lin.banded) for m in methods if hasattr(m, "lin")}
     if len(banded) > 1:
@@ -112,38 +113,27 @@ class ModelKernels(KernelSet):
     def n_controls(self) -> int:
         return self.module.N_CONTROLS
 
-    def newton(self, *methods) -> tuple:
-        """``(jac, dfdt, jac_p)``, the kernels that only the stiff loops call (their
-        Newton matrices), for loops that run the method tuples ``methods``.
-
-        ``jac`` is the Jacobian in the storage of the methods' linear mode: the
-        dense ``jac_y`` ``(n, n)``, or the pattern's values ``jac_nz`` ``(1, nnz)``
-        where the mode is banded (``cpu.linalg.jacobian_storage``), so a banded
-        solve never fills an ``n x n`` matrix.  The methods of one call share the
-        kernel, so they must agree.  Explicit methods only (no ``lin`` field):
-        the shared zero kernel stands in for each (the explicit loops never call
-        them), so that a new model compiles only the kernels its method runs."""
-        names = _newton_names(methods)
-        return tuple(self[names[f]] if names else zero_kernel(self._signatures[f if f != "jac" else "jac_y"])
-                     for f in ("jac", "dfdt", "jac_p"))
-
     def fns(self, *methods, uses: tuple = ("rhs",)) -> abi.ModelFns:
         """The ``abi.ModelFns`` bundle of an entry point that runs the method
-        tuples ``methods`` and calls the kernels named in ``uses`` (besides the
-        Newton kernels of ``newton``); every other field holds the shared zero
-        kernel of its kind, so a new model compiles only what its call runs."""
-        # keyed on what the bundle depends on, cheaply: a call per solve asks for it
+        tuples ``methods`` and calls the kernels named in ``uses``.
+
+        The stiff loops also call ``jac``, ``dfdt`` and ``jac_p`` (their Newton
+        matrices): ``jac`` in the storage of the methods' linear mode, the dense
+        ``jac_y`` ``(n, n)``, or the pattern's values ``jac_nz`` ``(1, nnz)`` where
+        the mode is banded (``cpu.linalg.jacobian_storage``), so a banded solve
+        never fills an ``n x n`` matrix; the methods of one call share it, so
+        they must agree.  Every other field, and those three for explicit
+        methods, holds the shared zero kernel of its kind, so a new model
+        compiles only the kernels its call runs."""
+        # keyed cheaply on what the bundle depends on: every solve asks for one
         key = (uses, tuple(m.lin.banded if hasattr(m, "lin") else None for m in methods))
-        hit = self._fns.get(key)
-        if hit is not None and tuple(map(self._compiled.get, hit[1])) == hit[2]:
-            return hit[0]
-        names = _newton_names(methods)
-        for name in uses:
-            if name not in abi.MODEL_FNS_FIELDS or name in ("jac", "dfdt", "jac_p"):
-                raise ValueError(f"`uses`: no model kernel {name!r} outside the Newton kernels")
-        names.update((name, name) for name in uses)
 
         def build(take):
+            names = _newton_names(methods)
+            for name in uses:
+                if name not in abi.MODEL_FNS_FIELDS or name in ("jac", "dfdt", "jac_p"):
+                    raise ValueError(f"`uses`: no model kernel {name!r} outside the Newton kernels")
+            names.update((name, name) for name in uses)
             return abi.ModelFns(**{
                 f: take(names[f]) if f in names else zero_kernel(_signature(f, abi.MODEL_KERNELS))
                 for f in abi.MODEL_FNS_FIELDS})
@@ -165,23 +155,20 @@ class CostKernels(KernelSet):
     def n_obs(self) -> int:
         return self.module.N_OBS
 
-    def fns(self, uses: tuple, has_L: bool = False) -> abi.CostFns:
+    def fns(self, uses: tuple) -> abi.CostFns:
         """The ``abi.CostFns`` bundle of an entry point that calls the kernels
         named in ``uses`` (the others: the shared zero kernel of their kind);
-        ``has_L``: whether the cost has a running term."""
-        key = (uses, bool(has_L))
-        hit = self._fns.get(key)
-        if hit is not None and tuple(map(self._compiled.get, hit[1])) == hit[2]:
-            return hit[0]
-        for name in uses:
-            if name not in abi.COST_KERNELS:
-                raise ValueError(f"`uses`: no cost kernel {name!r}")
-
+        ``has_L``: whether the running cost is not structurally zero, read from
+        the generated module once (the costate skips ``L_grad`` otherwise)."""
         def build(take):
+            for name in uses:
+                if name not in abi.COST_KERNELS:
+                    raise ValueError(f"`uses`: no cost kernel {name!r}")
             return abi.CostFns(**{name: take(name) if name in uses else zero_kernel(sig)
-                                  for name, sig in abi.COST_KERNELS.items()}, has_L=bool(has_L))
+                                  for name, sig in abi.COST_KERNELS.items()},
+                               has_L="L" not in getattr(self.module, "ZERO_KERNELS", ()))
 
-        return self._bundle(key, build)
+        return self._bundle(uses, build)
 
 
 _HEADER = '"""Generated by sciode.codegen (API {api}) for {what}. Do not edit."""\n'
