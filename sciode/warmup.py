@@ -24,7 +24,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 #: One unit of work per compiled loop: (name, ((method, sensitivity modes), ...),
 #: whether it runs the ensemble entry points).  Each unit runs in one process,
 #: in order, because its calls share compiled helpers: the stiff methods share
-#: one family (``cpu.implicit``), so they are one unit; as units of their own in
+#: one loop (``cpu.implicit``), so they are one unit; as units of their own in
 #: parallel processes, each compiled that loop again.
 UNITS = (
     ("explicit", (("dopri5", ("adjoint", "checkpoint", "forward", "discrete", "backsolve")),), False),

@@ -262,7 +262,7 @@ def _boehm_start(prob, point):
     uniform random starts in the bounds that ``benchmarks/petab_fit_amici.py``
     draws (seed 0), where the objective is 2e12 and the adjoint used to end in
     a step-size underflow at t = 240 before its first backward step (the
-    costate quadratures' starting-step estimate, ``cpu.stepping.initial_step``)."""
+    costate quadratures' starting-step estimate, ``cpu.explicit.initial_step``)."""
     if point == "near":
         return prob.nominal + 0.1 * np.random.default_rng(0).standard_normal(prob.nominal.size)
     rng = np.random.default_rng(0)

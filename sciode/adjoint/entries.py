@@ -149,18 +149,6 @@ def _sweeps_on_steps(method):
     return lambda method: False
 
 
-def uses_jacobian(method):
-    """Whether ``method`` evaluates the system's Jacobian (the stiff family;
-    compiled code only)."""
-    raise NotImplementedError
-
-
-@overload(uses_jacobian, inline="always")
-def _uses_jacobian(method):
-    flag = "lin" in getattr(method, "fields", ())
-    return lambda method: flag
-
-
 @nb.njit(cache=True, nogil=True)
 def with_forward_steps(t_stops, ts, t_start, t_stop):
     """``t_stops`` and the forward step times ``ts`` strictly between ``t_stop``
@@ -202,9 +190,6 @@ def costate_sweep(f, c, a, fw, P, z1, t1, t0, jumps, loop):
     n = fw.zs.shape[1]
     n_poly = P.shape[1] * n if n <= POLY_CACHE_MAX_STATES else 0
     block, w = sweep_scratch(n, a.p.shape[0], a.wbuf.shape[0], P.shape[0], n_poly)
-    # a stiff sweep's costate Jacobian forms F_p here (``systems._costate_jac``)
-    fp_o = np.zeros(n * a.p.shape[0] if uses_jacobian(loop.method) else 0)
-    fp = borrow1(fp_o)
     w.khint[0] = fw.ts.shape[0] - 2  # the sweep starts in the last stored step,
     w.khint[1] = -1.0  # no polynomial cached yet,
     w.khint[2] = np.nan  # no state interpolated yet
@@ -212,14 +197,13 @@ def costate_sweep(f, c, a, fw, P, z1, t1, t0, jumps, loop):
     sys = CostateSystem(f.vjp_yp, c.L_grad, c.has_L, f.vjp_w, c.dLdw, borrow1(a.p), borrow1(a.tw),
                         borrow2(a.W), borrow1(a.wbuf), w.gy, w.gL, w.tmp_w, w.tmp_w2, f.jac, f.jac_p,
                         borrow1(fw.ts), borrow1(fw.hs), borrow2(fw.zs), borrow3(fw.Ks), borrow2(P),
-                        w.ybuf, w.aux, w.khint, w.cbuf, fp, borrow1(jumps.t), borrow2(jumps.JY),
+                        w.ybuf, w.aux, w.khint, w.cbuf, borrow1(jumps.t), borrow2(jumps.JY),
                         borrow2(jumps.JP), w.jnext, 0, n)
     if sweeps_on_steps(loop.method):
         loop = Loop(loop.method, loop.rtol, loop.atol, loop.h_init, loop.hmax, loop.dt,
                     loop.max_steps, with_forward_steps(loop.stops, fw.ts, t1, t0))
     out = sweep(sys, z1.copy(), t1, t0, loop)
     keep_alive(block)
-    keep_alive(fp_o)
     return out
 
 

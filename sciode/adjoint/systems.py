@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections import namedtuple
 
 import numba as nb
+import numpy as np
 
 from .._numba_compat import NO_NRT
 from ..cpu.controls import control_at, control_segment
@@ -49,7 +50,7 @@ RATE_FIELDS = ["vjp_yp", "L_grad", "has_L", "vjp_w", "dLdw", "p", "tw", "W", "wb
                "gy", "gL", "tmp_w", "tmp_w2"]
 
 CostateSystem = namedtuple("CostateSystem", RATE_FIELDS + [
-    "jac_y", "jac_p", "ts", "hs", "zs", "Ks", "P", "ybuf", "wts", "khint", "cbuf", "fp"] + JUMP_FIELDS)
+    "jac_y", "jac_p", "ts", "hs", "zs", "Ks", "P", "ybuf", "wts", "khint", "cbuf"] + JUMP_FIELDS)
 
 BacksolveSystem = namedtuple("BacksolveSystem", RATE_FIELDS + ["rhs", "ybuf", "fy"] + JUMP_FIELDS)
 
@@ -94,7 +95,7 @@ def hamiltonian_rates(vjp_yp, L_grad, has_L, t, y, p, w, gy, gL, z, lam_off, out
     of the fused ``vjp_yp`` (plus ``L_grad`` when there is a running cost).
 
     Inlined into the stepping core, which runs without reference counting
-    (``loop.steps``): there the arrays of the system tuple and the view
+    (``explicit.rk_steps``): there the arrays of the system tuple and the view
     of ``lambda`` cost nothing (a call on plain arrays cost ~20 ns per
     evaluation; inline with reference counting, 80 ns).
     """
@@ -201,9 +202,7 @@ def _costate_jac(sys, t, z, out):
     # is ``(size, n)``: [-J^T; -F_p^T; 0], or with a banded leading block
     # (``linalg.jacobian_storage``) ``(1, nnz + (size - n) n)``: the values of -J on
     # its pattern (they are -J^T's on the transposed pattern the mode was built
-    # from; ``sys.jac_y`` is then ``jac_nz``), then [-F_p^T; 0] row-major.
-    # F_p is formed in ``sys.fp`` (n n_p): the stiff loop's stepping core
-    # allocates nothing, and neither does what it calls
+    # from; ``sys.jac_y`` is then ``jac_nz``), then [-F_p^T; 0] row-major
     n = sys.ybuf.shape[0]
     n_p = sys.p.shape[0]
     dense_state(sys, t)
@@ -216,7 +215,7 @@ def _costate_jac(sys, t, z, out):
         for k in range(nnz):
             v[k] = -v[k]
         if n_p > 0:
-            Fp = sys.fp.reshape((n, n_p))
+            Fp = np.zeros((n, n_p))
             sys.jac_p(t, sys.ybuf, sys.p, sys.wbuf, Fp)
             for j in range(n_p):
                 for i in range(n):
@@ -231,7 +230,7 @@ def _costate_jac(sys, t, z, out):
             J[i, j] = -J[j, i]
             J[j, i] = -a
     if n_p > 0:
-        Fp = sys.fp.reshape((n, n_p))
+        Fp = np.zeros((n, n_p))
         sys.jac_p(t, sys.ybuf, sys.p, sys.wbuf, Fp)
         for j in range(n_p):
             for i in range(n):
@@ -334,17 +333,12 @@ def _quadrature_jac(sys, t, z, out):
     # exact: d[f, L]/d[y, q] = [[J, 0], [dL/dy, 0]]
     n = z.shape[0] - 1
     _controls(sys, t)
-    # J is formed in the first n^2 entries of ``out`` (the stepping core
-    # allocates nothing), then moved to its rows of n + 1 entries from the
-    # last entry back, so that no entry is overwritten before it is moved
-    flat = out.reshape(-1)
-    sys.jac_y(t, z[:n], sys.p, sys.wbuf, flat[:n * n].reshape((n, n)))
-    for i in range(n - 1, -1, -1):
-        for j in range(n - 1, -1, -1):
-            out[i, j] = flat[i * n + j]
-        out[i, n] = 0.0
-    for j in range(n + 1):
-        out[n, j] = 0.0
+    out[:] = 0.0
+    J = np.zeros((n, n))
+    sys.jac_y(t, z[:n], sys.p, sys.wbuf, J)
+    for i in range(n):  # not a slice assignment: see ``cpu.stepping.copy_flat``
+        for j in range(n):
+            out[i, j] = J[i, j]
     sys.dLdy(t, z[:n], sys.p, sys.wbuf, sys.tmp_n)
     for j in range(n):
         out[n, j] = sys.tmp_n[j]

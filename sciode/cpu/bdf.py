@@ -58,7 +58,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .stepping import rms_scaled
+from .explicit import rms_scaled
 
 MAX_ORDER = 5
 NEWTON_MAXITER = 4

@@ -36,9 +36,10 @@ import math
 import numba as nb
 import numpy as np
 
+from .explicit import all_finite, rms_range
 from .._numba_compat import NO_NRT
 from .linalg import solve_in_place
-from .stepping import EPS, all_finite, rms_range
+from .stepping import EPS
 from .systems import sys_rhs
 
 

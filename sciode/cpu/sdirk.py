@@ -26,7 +26,7 @@ save the factorisation.  Newton is ``newton.simplified_newton`` (SciPy's
 
 Dense output is the tableau's ``P`` (cubic Hermite on ``K[0]`` and
 ``K[s-1]``), stored exactly as the explicit loops store theirs.  (``J``'s
-reuse and ``M``'s refactoring are the stiff family's, ``implicit.py``.)
+reuse and ``M``'s refactoring are ``implicit_integrate``'s.)
 """
 
 from __future__ import annotations

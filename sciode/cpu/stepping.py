@@ -1,5 +1,9 @@
-"""What the stepping loop (``loop.py``) and its families share: the error
-norm, the first step, step storage, output times, guards.
+"""What every stepping loop shares: step storage, output times, guards.
+
+The explicit, Rosenbrock and ESDIRK loops differ in how they take a step;
+how they record accepted steps, serve ``t_eval`` from dense output, refuse to
+go on (``max_steps``, step-size underflow) and hand back their arrays is the
+same, and lives here.
 
 ``store`` levels (the loops' ``store_dense`` argument): 1 keep every accepted
 step with its stages (dense output), 0 keep the steps, -1 keep only the
@@ -9,15 +13,14 @@ memory-bounded sensitivity modes.
 
 from __future__ import annotations
 
-import math
 from collections import namedtuple
 
 import numba as nb
 import numpy as np
 
-from .._numba_compat import NO_NRT
+from .._numba_compat import NO_NRT, borrow1, borrow2, borrow3
 from .status import MAX_STEPS, NONFINITE, STEP_UNDERFLOW, SUCCESS
-from .systems import sys_rhs, sys_stop
+from .systems import sys_stop
 
 EPS = np.finfo(np.float64).eps
 CONTINUE = -1  # ``step_guard``: no reason to stop
@@ -134,6 +137,26 @@ def start_storage(t0, z0, s_tot, store, t_eval):
     ts, hs, zs, Ks = new_storage(t0, z0, s_tot, store)
     z_eval = np.full((t_eval.shape[0], z0.shape[0]), np.nan)
     return ts, hs, zs, Ks, z_eval, serve_initial(t_eval, t0, z0, z_eval)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def begin_borrowed(t0, z0, z, s_tot, store, t_eval):
+    """The start of a loop that works on borrowed views: ``z[:] = z0``, zeroed
+    ``stats`` (``N_STATS``), the storage with the initial point and the output
+    times at ``t0`` served (``start_storage``), and borrowed views of it.
+    Returns ``stats, (ts, hs, zs, Ks, z_eval) owned, i_eval, (ts, hs, zs, Ks,
+    z_eval) borrowed``: the owned arrays are the loop's result and keep the views valid."""
+    copy_flat(z, z0)
+    stats = np.zeros(N_STATS, dtype=np.int64)
+    ts_o, hs_o, zs_o, Ks_o, z_eval_o, i_eval = start_storage(t0, z, s_tot, store, t_eval)
+    ts, hs, zs, Ks = borrow_storage(ts_o, hs_o, zs_o, Ks_o)
+    return stats, ts_o, hs_o, zs_o, Ks_o, z_eval_o, i_eval, ts, hs, zs, Ks, borrow2(z_eval_o)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def borrow_storage(ts, hs, zs, Ks):
+    """Borrowed views (``borrow.py``) of the storage, for a loop with reference counting."""
+    return borrow1(ts), borrow1(hs), borrow2(zs), borrow3(Ks)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -266,87 +289,3 @@ def step_to(t, h, target, direction, span):
     by roundoff only (no sliver of a step is ever left)."""
     lands = (t + direction * h - target) * direction >= -100.0 * EPS * max(abs(target), span)
     return lands, (target - t) if lands else direction * h
-
-
-@nb.njit(cache=True, nogil=True, **NO_NRT)
-def rms_scaled(v, z, z_new, rtol, atol):
-    """``sqrt(mean((v / (atol + rtol max(|z|, |z_new|)))^2))``."""
-    acc = 0.0
-    n = v.shape[0]
-    for i in range(n):
-        sc = atol[i] + rtol * max(abs(z[i]), abs(z_new[i]))
-        acc += (v[i] / sc) ** 2
-    return math.sqrt(acc / max(n, 1))
-
-
-@nb.njit(cache=True, nogil=True, **NO_NRT)
-def rms_range(v, z, rtol, atol, lo, hi):
-    """The share of the entries ``lo .. hi-1`` in ``rms_scaled(v, z, z, ...)``:
-    ``sqrt(sum_{lo <= i < hi} (v_i / (atol_i + rtol |z_i|))^2 / len(v))``, so
-    that the parts' shares add up (in squares) to the norm of the error test."""
-    acc = 0.0
-    for i in range(lo, hi):
-        sc = atol[i] + rtol * abs(z[i])
-        acc += (v[i] / sc) ** 2
-    return math.sqrt(acc / max(v.shape[0], 1))
-
-
-@nb.njit(cache=True, nogil=True, **NO_NRT)
-def all_finite(v):
-    for i in range(v.shape[0]):
-        if not math.isfinite(v[i]):
-            return False
-    return True
-
-
-@nb.njit(cache=True, nogil=True)
-def initial_step(sys, t0, z0, f0, direction, order, rtol, atol, hmax, span, work, f1):
-    """Hairer's starting step (``hinit`` in ``dopri5.f``): two rhs evaluations' worth
-    of information about the scale of ``z`` and of its derivatives."""
-    d0 = rms_scaled(z0, z0, z0, rtol, atol)
-    d1 = rms_scaled(f0, z0, z0, rtol, atol)
-    # d1 = inf (|f| / scale overflows its square while f is finite) would make
-    # h0 = 0 and then divide by it: take the small step instead
-    h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5 or not math.isfinite(d1)) else 0.01 * d0 / d1
-    h0 = min(h0, hmax, span)
-    for i in range(z0.shape[0]):
-        work[i] = z0[i] + direction * h0 * f0[i]
-    sys_rhs(sys, t0 + direction * h0, work, f1)
-    for i in range(z0.shape[0]):
-        work[i] = f1[i] - f0[i]
-    d2 = rms_scaled(work, z0, z0, rtol, atol) / h0
-    dmax = max(d1, d2)
-    if not math.isfinite(dmax):
-        h = h0 * 1e-3
-    else:
-        h1 = max(1e-6, h0 * 1e-3) if dmax <= 1e-15 else (0.01 / dmax) ** (1.0 / (order + 1))
-        h = min(100.0 * h0, h1, hmax, span)
-    # CVODES's lower bound (``cvHin``: 100 uround max(|t0|, |t1|)).  A component
-    # at zero with a huge rate beside a large one (a costate sweep's gradient
-    # quadrature) makes ``0.01 d0 / d1`` tiny; a first step below the
-    # resolution of t would end the solve as an underflow before any trial,
-    # while the error test shortens a floor that is too long.
-    floor = 100.0 * EPS * max(abs(t0), abs(t0 + direction * span))
-    return max(h, min(floor, span))
-
-
-# Not inlined: at Numba's IR level three inlining levels deep (``integrate``
-# <- ``run_loop`` <- this <- ``sys_rhs``), the forward-sensitivity system's
-# control columns of ``f0`` came out zero (Numba 0.68, caught by
-# tests/test_gradients.py's control gradients); called once per loop, a call costs nothing.
-@nb.njit(cache=True, nogil=True)
-def first_step(sys, t0, z0, f0, direction, order, rtol, atol, h_init, dt, hmax, span, work, f1, stats):
-    """Every loop's start: ``f0 = F(t0, z0)`` and the first step
-    (``dt`` for fixed steps, else ``h_init`` capped by ``hmax`` and the
-    span, else ``initial_step`` for a method of ``order``).  Returns
-    ``(finite, h)``: ``finite`` False when ``z0`` or ``f0`` is not finite."""
-    sys_rhs(sys, t0, z0, f0)
-    stats[0] += 1
-    if not all_finite(f0) or not all_finite(z0):
-        return False, 0.0
-    if dt > 0.0:
-        return True, dt
-    if h_init > 0.0:
-        return True, min(h_init, hmax, span)
-    stats[0] += 1
-    return True, initial_step(sys, t0, z0, f0, direction, order, rtol, atol, hmax, span, work, f1)

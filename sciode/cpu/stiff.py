@@ -16,10 +16,13 @@ import numpy as np
 from ..methods.bdf_coefficients import BDF as BDF_COEFFICIENTS
 from ..methods.stiff_tableaus import KVAERNO5, RODAS4, RODAS5, RosenbrockTableau
 from . import solvers
-from .implicit import BDF, ESDIRK, ROSENBROCK, ImplicitMethod
+from .implicit import BDF, ESDIRK, ROSENBROCK, ImplicitMethod, implicit_integrate
+from .integrate import register_method
 from .linalg import LinearMode, linear_mode
 from .rosenbrock import rodas_P
 
+
+register_method(ImplicitMethod, implicit_integrate)
 
 
 def _copy(a):
@@ -29,8 +32,8 @@ def _copy(a):
 def _rosenbrock_arrays(tab: RosenbrockTableau, sweep_on_steps: bool = False) -> tuple:
     """The fields of ``ImplicitMethod`` before the linear-algebra mode."""
     return (*(_copy(a) for a in (tab.A, tab.C, tab.alpha, tab.gamma_sum, tab.m, tab.e)),
-            rodas_P(tab.m, tab.H), float(tab.gamma), float(tab.error_order + 1), int(tab.error_order),
-            ROSENBROCK, bool(sweep_on_steps), 0, False)
+            rodas_P(tab.m, tab.H), float(tab.gamma), float(tab.error_order + 1), ROSENBROCK,
+            bool(sweep_on_steps), 0, False)
 
 
 _RODAS4 = _rosenbrock_arrays(RODAS4)
@@ -41,7 +44,7 @@ _RODAS5 = _rosenbrock_arrays(RODAS5, sweep_on_steps=True)
 # an ESDIRK has no C or gamma_sum: empty arrays of the same types
 _KVAERNO5 = (_copy(KVAERNO5.A), np.zeros((0, 0)), _copy(KVAERNO5.c), np.zeros(0), _copy(KVAERNO5.b),
              _copy(KVAERNO5.e), _copy(KVAERNO5.P), float(KVAERNO5.gamma),
-             float(KVAERNO5.error_order + 1), int(KVAERNO5.error_order), ESDIRK, False, 0, False)
+             float(KVAERNO5.error_order + 1), ESDIRK, False, 0, False)
 
 
 def _bdf_arrays(max_order: int = 5, fixed_order: bool = False) -> tuple:
@@ -49,7 +52,7 @@ def _bdf_arrays(max_order: int = 5, fixed_order: bool = False) -> tuple:
     NDFs (``implicit.ImplicitMethod`` says which field holds which coefficient)."""
     c = BDF_COEFFICIENTS
     return (_copy(c.W), np.zeros((0, 0)), _copy(c.alpha), np.zeros(0), _copy(c.gamma),
-            _copy(c.error_const), _copy(c.P), 1.0, 2.0, 1, BDF, False, int(max_order), bool(fixed_order))
+            _copy(c.error_const), _copy(c.P), 1.0, 2.0, BDF, False, int(max_order), bool(fixed_order))
 
 
 _BDF = _bdf_arrays()

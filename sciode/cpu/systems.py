@@ -10,9 +10,6 @@ it integrates (the loops know nothing of costs or sensitivities).
 observation times) and returns whether it did; by default it does nothing.
 
 Sensitivity drivers register their systems here with ``register_system``.
-What they register is called from the stepping core (``loop.steps``), which
-runs without reference counting: it must allocate nothing (scratch lives in
-the system tuple).
 """
 
 from __future__ import annotations
@@ -20,6 +17,7 @@ from __future__ import annotations
 from collections import namedtuple
 
 import numba as nb
+import numpy as np
 from numba.extending import overload
 
 from .controls import control_at
@@ -59,9 +57,8 @@ def sys_jac(sys, t, z, out):
     raise NotImplementedError
 
 
-def sys_dfdt(sys, t, z, f0, out):
-    """``out = dF/dt`` at ``(t, z)`` for the system ``sys``, where ``f0 = F(t, z)``
-    (compiled code only)."""
+def sys_dfdt(sys, t, z, out):
+    """``out = dF/dt`` for the system ``sys`` (compiled code only)."""
     raise NotImplementedError
 
 
@@ -108,7 +105,7 @@ overload(sys_jac, inline="always")(_dispatch(_JAC, "Jacobian"))
 
 
 @overload(sys_dfdt, inline="always")
-def _sys_dfdt(sys, t, z, f0, out):
+def _sys_dfdt(sys, t, z, out):
     impl = _DFDT.get(getattr(sys, "instance_class", None))
     if impl is None:
         # one loop serves the Rosenbrock and ESDIRK families (``implicit.py``),
@@ -116,13 +113,15 @@ def _sys_dfdt(sys, t, z, f0, out):
         # the system registers its own (its error, ~1e-7 relative, is far below
         # the tolerances used; the registry keeps such systems off Rosenbrock
         # methods anyway where the Jacobian itself is approximate)
-        return lambda sys, t, z, f0, out: _dfdt_by_difference(sys, t, z, f0, out)
-    return lambda sys, t, z, f0, out: impl(sys, t, z, out)
+        return lambda sys, t, z, out: _dfdt_by_difference(sys, t, z, out)
+    return lambda sys, t, z, out: impl(sys, t, z, out)
 
 
 @nb.njit(cache=True, nogil=True)
-def _dfdt_by_difference(sys, t, z, f0, out):
+def _dfdt_by_difference(sys, t, z, out):
     n = z.shape[0]
+    f0 = np.empty(n)
+    sys_rhs(sys, t, z, f0)
     dt = 1e-7 * max(1.0, abs(t))
     sys_rhs(sys, t + dt, z, out)
     for i in range(n):

@@ -1,5 +1,5 @@
 """One CUDA thread per member: the explicit adaptive loop of ``sciode.cpu``
-(``loop.steps``) for a batch of parameter sets and initial states.
+(``explicit.rk_steps``) for a batch of parameter sets and initial states.
 
 Every member keeps its state, stages and step size in registers / local
 memory and takes its own steps (no warp-wide step size): Hairer's starting
