@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 # The solve and gradient tests again on the portable path (public Numba API
 # only, sciode/_numba_compat.py), with Numba's own cache kept apart.
 PORTABLE_TESTS := tests/test_solve.py tests/test_gradients.py tests/test_discrete.py tests/test_structured.py \
-	tests/test_stiff.py tests/test_stiff_gradients.py tests/test_numba_compat.py
+	tests/test_stiff.py tests/test_stiff_gradients.py tests/test_numba_compat.py tests/test_specialized.py
 PORTABLE_CACHE = $(if $(SCIODE_CACHE_DIR),$(SCIODE_CACHE_DIR),$(CURDIR)/.sciode_cache)/numba-portable
 
 .PHONY: setup demo test test-portable validate

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from . import frameworks as F
 from . import problems as P
-from ._util import (CacheDir, Config, Report, fmt_time, interp_time_at_error, median_time, quiet,
-                    rel_err, run_cold)
+from ._util import (CacheDir, Config, Report, explicit_loop, fmt_time, interp_time_at_error, median_time,
+                    quiet, rel_err, run_cold)
 
 C_SOURCE = Path(__file__).resolve().parent / "c_ref" / "dopri5_lorenz.c"
 
@@ -110,6 +110,25 @@ def per_step(cfg, rep, tol=1e-8):
     marginal = (tb - ta) / (nb - na) if nb > na else float("nan")
     rows.append(["sciode dopri5 (total / steps, t1=10)", na, fa, fmt_time(ta), ta / na * 1e9])
     rows.append(["sciode dopri5 (marginal, t1 10 -> 20)", nb - na, fb - fa, fmt_time(tb - ta), marginal * 1e9])
+    # Output at t1 only, as the C loop: the generic loop beside the per-model
+    # specialised one (sciode.cpu.specialized), each forced, interleaved.
+    tiers = {}
+    for which, label in (("never", "generic loop"), ("always", "specialised loop")):
+        for name, prob in (("t1=10", lor10), ("t1=20", lor20)):
+            run = F.sciode_solve(prob, "dopri5", t_eval=[prob.t_span[1]])
+            with explicit_loop(which):
+                run(tol, tol)  # compiles the specialised loop once (cached on disk)
+                t, out, _ = median_time(lambda: run(tol, tol), cfg)
+            tiers[(label, name)] = (t, out["nsteps"], out["nfev"])
+    per_tier = {}
+    for label in ("generic loop", "specialised loop"):
+        (ta_, na_, fa_), (tb_, nb_, fb_) = tiers[(label, "t1=10")], tiers[(label, "t1=20")]
+        m_ = (tb_ - ta_) / (nb_ - na_) if nb_ > na_ else float("nan")
+        per_tier[label] = (ta_ / na_, m_)
+        rows.append([f"sciode dopri5, {label}, t_eval=[t1] (total / steps, t1=10)", na_, fa_, fmt_time(ta_),
+                     ta_ / na_ * 1e9])
+        rows.append([f"sciode dopri5, {label}, t_eval=[t1] (marginal, t1 10 -> 20)", nb_ - na_, fb_ - fa_,
+                     fmt_time(tb_ - ta_), m_ * 1e9])
     rows.append(["sciode per-call overhead (solve over [0, 1e-3])", None, None, fmt_time(tiny), None])
     c = None
     try:
@@ -128,6 +147,9 @@ def per_step(cfg, rep, tol=1e-8):
         rep.note(f"sciode / C per step: total {ta / na * 1e9 / c['ns_per_step']:.1f}x, marginal "
                  f"{marginal * 1e9 / c['ns_per_step']:.1f}x (goal: within 2x); C end-state error vs sciode "
                  f"{rel_err(c['y'], run_end(model, lor10, tol)):.1e}.")
+        for label, (tot, marg) in per_tier.items():
+            rep.note(f"{label} (t_eval=[t1]) / C per step: total {tot * 1e9 / c['ns_per_step']:.2f}x, "
+                     f"marginal {marg * 1e9 / c['ns_per_step']:.2f}x (issue 18 goal: within 1.2x).")
     else:
         rep.note("C reference skipped (no gcc).")
 

@@ -1,6 +1,6 @@
 """Every use of Numba's private internals, each beside its public-API fallback.
 
-sciode's compiled layer is fast because of seven things Numba does not promise
+sciode's compiled layer is fast because of eight things Numba does not promise
 to keep (checked against Numba 0.59-0.68):
 
 ==================================  ==================================  =================================
@@ -22,6 +22,9 @@ arrays without a meminfo            of a system tuple at each use       counted 
 free stepping cores                 inner loops                         default)
 ``_numba_type_`` on the kernel      read by the dispatcher's C typeof:  ``typeof_impl.register`` (a Python
 bundles (``abi.ModelFns``)          ~3 us less per bundle per call      call per bundle per call)
+a dispatcher's pickled UUID set     a closure over a compiled function  no disk cache for those closures
+(``_set_uuid``) to a stable name    (``cpu.specialized``) gets the      (compiled once per process)
+                                    same cache key in every process
 quiet ``NumbaIRAssumptionWarning``  (inlining on purpose; first-class   the same: they are warnings about
 and the experimental-feature        functions are the design)           our design, in both modes
 warning while compiling the loops
@@ -98,7 +101,8 @@ def self_test(expected_function_fields=EXPECTED_FUNCTION_FIELDS,
         missing = [name for name in _LOCATOR_METHODS if not hasattr(caching._CacheLocator, name)]
         if missing or not isinstance(caching.CacheImpl._locator_classes, list):
             return f"numba.core.caching changed (_CacheLocator lacks {missing} or no _locator_classes list)"
-        for owner, name in ((Dispatcher, "get_compile_result"),
+        for owner, name in ((Dispatcher, "get_compile_result"), (Dispatcher, "_set_uuid"),
+                            (Dispatcher, "_MemoMixin__uuid"),
                             (funcdesc.FunctionDescriptor, "llvm_func_name"),
                             (funcdesc.FunctionDescriptor, "llvm_cfunc_wrapper_name")):
             if not hasattr(owner, name):
@@ -387,3 +391,28 @@ def install_cache_locator(package_dir: Path, cache_root, stamp: str):
         caching.CacheImpl._locator_classes.remove(old)
     caching.CacheImpl._locator_classes.insert(0, SciodeCacheLocator)
     return SciodeCacheLocator
+
+
+# --- closures over compiled functions in the disk cache ----------------------------------------
+
+#: Whether closures that capture compiled functions (``cpu.specialized``) can
+#: be cached on disk: on the fast path only (``stable_identity``).
+CACHE_CLOSURES = not PORTABLE
+
+
+def stable_identity(dispatcher, name: str):
+    """Give ``dispatcher`` the identity ``name`` in the pickles Numba makes of it.
+
+    Numba keys a cached closure by a pickle of the values it captures, and
+    pickles a captured dispatcher with a random per-process UUID, so a closure
+    over a compiled function would miss the disk cache in every new process
+    (and add a new entry to it each time).  Naming the UUID after what the
+    dispatcher compiles (a model's digest, a tableau, a function) makes the
+    key the same in every process.  A dispatcher that was already pickled
+    keeps its UUID: its closures then compile per process, correctly.  On
+    the portable path closures over compiled functions are not cached at all
+    (``CACHE_CLOSURES``) and this does nothing.
+    """
+    if CACHE_CLOSURES and getattr(dispatcher, "_MemoMixin__uuid", "set") is None:
+        dispatcher._set_uuid(name)
+    return dispatcher

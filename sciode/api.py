@@ -12,7 +12,7 @@ from .checks import (
     check_t_eval,
     check_tolerances,
 )
-from .cpu import solvers
+from .cpu import solvers, specialized
 from .cpu.dense import DenseOutput
 from .cpu.status import SUCCESS, message
 from .errors import SolverError
@@ -58,7 +58,16 @@ def solve(model, y0, t_span, params=None, t_eval=None, method="dopri5", rtol=1e-
     h_init, max_step, max_steps, _ = check_steps(
         first_step, max_step, max_steps, spec if isinstance(spec, Tableau) else None, dt, method)
     mk = model_kernels(model)
-    if isinstance(spec, Tableau):
+    if isinstance(spec, Tableau) and te.size and not dense and specialized.supports(spec, model.n_controls):
+        # two tiers of one loop (``cpu.specialized``): same steps, same numbers
+        if specialized.use(mk, spec):
+            raw = specialized.solve(mk, spec, p, z0, t0, t1, te, rtol, atol_arr, h_init, max_step,
+                                    max_steps)
+        else:
+            with specialized.Timer(mk, spec):
+                raw = solvers.run_explicit(mk, spec, p, controls, z0, t0, t1, te, rtol, atol_arr, h_init,
+                                           float(max_step), 0.0, int(max_steps), False)
+    elif isinstance(spec, Tableau):
         raw = solvers.run_explicit(mk, spec, p, controls, z0, t0, t1, te, rtol, atol_arr, h_init,
                                    float(max_step), float(dt or 0.0), int(max_steps), bool(dense))
     else:

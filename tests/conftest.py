@@ -16,6 +16,10 @@ import sympy as sp
 # At import time, before any test imports sciode.codegen: every test (and every
 # subprocess that inherits the environment) shares one on-disk kernel cache.
 os.environ.setdefault("SCIODE_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".sciode_cache"))
+# Which explicit loop runs (``sciode.cpu.specialized``) must not depend on what
+# earlier tests spent: the suite runs the generic loop, and test_specialized
+# asks for each loop by name.
+os.environ.setdefault("SCIODE_SPECIALIZE", "never")
 # One BLAS thread per test worker: the suite runs with `-n 2` on 2 cores, and
 # SciPy's multithreaded LU in the Radau references oversubscribed them (a
 # reference solve measured 0.84 s alone took 11 s under load).

@@ -1,0 +1,207 @@
+"""Explicit loops specialised to one model and tableau, and when to use them.
+
+The generic loop (``cpu.explicit``) is compiled once per installation and
+calls a model's kernels through function pointers: a new model costs only its
+kernels (well under a second), but every stage is an opaque call, the loops
+over the state run to a bound read at run time, and the tableau is read from
+memory.  ``sciode.member_loop`` builds the same loop with the model's
+right-hand side, its size and the tableau's coefficients as constants; the
+compiler then sees a whole step of one model.  On Lorenz (dopri5, rtol 1e-8)
+that runs at the per-step cost of a plain C loop, about twice as fast as the
+generic loop, and takes the same steps to the same numbers; its price is a
+compile of a few seconds per model and tableau (cached on disk, like the
+kernels, so once per installation).
+
+Which loop runs is chosen per call (``use``), like a tiered JIT's choice
+between its tiers, by the rule of the ski-rental problem: a (model, tableau)
+pair runs on the generic loop until the time it has spent there reaches the
+estimated compile time, and on the specialised loop from then on (or at
+once when an earlier process compiled it: its marker is in the kernel cache).
+A pair that is solved rarely never pays the compile; one that is solved
+often pays it once, and at most about twice what the best choice in
+hindsight would have cost.  ``SCIODE_SPECIALIZE=never|always`` overrides
+the rule (``auto`` is the default).
+
+Scope: explicit adaptive tableaus without extra dense-output stages
+(``bosh3``, ``dopri5``, ``tsit5``; the tableaus ``sciode.cuda`` runs), no
+controls, output at ``t_eval`` only (no stored steps, no dense output).
+Everything else runs on the generic loop.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict, namedtuple
+
+import numba
+import numpy as np
+
+from .. import _numba_compat, member_loop
+
+#: What ``use`` reads: ``auto`` (the rule above), ``always`` or ``never``.
+ENV = "SCIODE_SPECIALIZE"
+MODES = ("auto", "always", "never")
+#: The compile time the rule assumes for a pair it has not compiled yet (seconds
+#: of this machine: Lorenz with dopri5 compiled in 2.5-3.5 s).
+COMPILE_ESTIMATE_S = 3.0
+
+#: One model's compiled entries: ``solve(p, z0, t0, t1, rtol, atol, h_init,
+#: hmax, max_steps, t_eval) -> (status, t_reached, z, Y, stats)`` and
+#: ``forward_range(P, Z0, t_eval, t0, t1, rtol, atol, h_init, hmax, max_steps,
+#: lo, hi, Y, status, t_reached, stats)`` (members ``lo..hi-1``, ``nogil``).
+Entries = namedtuple("Entries", ["solve", "forward_range"])
+
+_ENTRIES: dict = {}
+_SPENT: defaultdict = defaultdict(float)  # (digest, tableau) -> seconds on the generic loop
+
+
+def _jit_for(prefix: str):
+    """The ``jit`` of one (model, tableau) pair's closures: compiled with Numba's
+    disk cache under a stable identity (``_numba_compat.stable_identity``)."""
+    def jit(fn):
+        d = numba.njit(nogil=True, cache=_numba_compat.CACHE_CLOSURES)(fn)
+        return _numba_compat.stable_identity(d, f"{prefix}:{fn.__qualname__}")
+    return jit
+
+
+def mode() -> str:
+    """``SCIODE_SPECIALIZE`` (``auto`` when unset); anything else is a ``ValueError``."""
+    m = os.environ.get(ENV, "auto").strip().lower() or "auto"
+    if m not in MODES:
+        raise ValueError(f"{ENV} must be one of {', '.join(MODES)}; got {m!r}")
+    return m
+
+
+def supports(tab, n_controls: int, stored: bool = False) -> bool:
+    """Whether the specialised loop can run this call (see the module docstring)."""
+    return (bool(tab.adaptive) and tab.e3 is None and tab.s_extra == 0 and n_controls == 0
+            and not stored)
+
+
+def _key(mk, tab):
+    return (mk.digest, tab.name)
+
+
+def _marker(mk, tab):
+    from ..codegen.cache import cache_dir
+
+    return cache_dir() / f"{mk.digest}.specialized-{tab.name}"
+
+
+def use(mk, tab) -> bool:
+    """Whether a call of ``mk`` with ``tab`` (which ``supports``) runs specialised."""
+    m = mode()
+    if m != "auto":
+        return m == "always"
+    key = _key(mk, tab)
+    return key in _ENTRIES or _SPENT[key] >= COMPILE_ESTIMATE_S or _marker(mk, tab).exists()
+
+
+def spent(mk, tab, seconds: float) -> None:
+    """Count ``seconds`` of generic-loop time against the pair's compile."""
+    _SPENT[_key(mk, tab)] += seconds
+
+
+def entries(mk, tab) -> Entries:
+    """The specialised entries of model ``mk`` (``ModelKernels``) and ``tab``
+    (built and compiled on first use in a process; Numba's disk cache makes a
+    later process load them)."""
+    key = _key(mk, tab)
+    got = _ENTRIES.get(key)
+    if got is not None:
+        return got
+    got = _build(mk, tab)
+    _ENTRIES[key] = got
+    try:
+        _marker(mk, tab).touch()
+    except OSError:  # a read-only cache only loses the next process's shortcut
+        pass
+    return got
+
+
+def _build(mk, tab) -> Entries:
+    prefix = f"sciode.specialized:{mk.digest}:{tab.name}"
+    # the generic loop's kernel (same compile options, so the same numbers)
+    rhs = _numba_compat.stable_identity(mk["rhs"].dispatcher, f"{prefix}:rhs")
+    N, S, NW = mk.n_states, tab.s, max(mk.n_controls, 1)
+    jit = _jit_for(prefix)
+    integrate = member_loop.build_loop(rhs, N, tab, np.float64, jit)
+
+    @jit
+    def solve(p, z0, t0, t1, rtol, atol, h_init, hmax, max_steps, t_eval):
+        z = z0.copy()
+        K = np.zeros((S, N))
+        z_new, work, wts, w = np.empty(N), np.empty(N), np.empty(S), np.zeros(NW)
+        none = np.empty((1, 1))
+        Y = np.full((t_eval.shape[0], N), np.nan)
+        stats = np.zeros(4, dtype=np.int64)
+        status, t = integrate(p, w, z, t0, t1, rtol, atol, h_init, hmax, max_steps, t_eval, Y,
+                              none[0], none[0], none, False, K, z_new, work, wts, stats)
+        return status, t, z, Y, stats
+
+    @jit
+    def forward_range(P, Z0, t_eval, t0, t1, rtol, atol, h_init, hmax, max_steps, lo, hi, Y,
+                      status, t_reached, stats):
+        z = np.empty(N)
+        K = np.zeros((S, N))
+        z_new, work, wts, w = np.empty(N), np.empty(N), np.empty(S), np.zeros(NW)
+        none = np.empty((1, 1))
+        for mem in range(lo, hi):
+            for m in range(N):
+                z[m] = Z0[mem, m]
+            status[mem], t_reached[mem] = integrate(
+                P[mem], w, z, t0, t1, rtol, atol, h_init, hmax, max_steps, t_eval, Y[mem],
+                none[0], none[0], none, False, K, z_new, work, wts, stats[mem, :4])
+
+    return Entries(solve, forward_range)
+
+
+class Timer:
+    """Times a generic-loop call and counts it against the pair (``spent``)."""
+
+    def __init__(self, mk, tab):
+        self.mk, self.tab = mk, tab
+
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        spent(self.mk, self.tab, time.perf_counter() - self.t0)
+        return False
+
+
+def solve(mk, tab, p, z0, t0, t1, t_eval, rtol, atol, h_init, hmax, max_steps):
+    """``sciode.solve``'s integration on the specialised loop, as the generic
+    loop's ``solvers.RawResult`` (with ``t_eval``: the stored steps are the
+    two ends, as the generic loop keeps them with ``store_dense=-1``)."""
+    from .solvers import RawResult, loop_stats
+
+    ent = entries(mk, tab)
+    status, t, z, Y, stats = ent.solve(p, z0, float(t0), float(t1), float(rtol), atol, float(h_init),
+                                       float(hmax), int(max_steps), t_eval)
+    if stats[2] > 0:  # accepted steps: the direction is known to ``finish``
+        ts, zs = np.array([t0, t]), np.stack([z0, z])
+    else:
+        ts, zs = np.array([t0]), z0[None, :].copy()
+    return RawResult(int(status), float(t), ts, zs, np.zeros(0), np.zeros((0, tab.s, z0.shape[0])), Y,
+                     loop_stats(stats), tab.P)
+
+
+def forward_members(mk, tab, P, Z0, t0, t1, t_eval, rtol, atol, h_init, hmax, max_steps, threads=None):
+    """An ensemble's forward solves on the specialised loop: ``Y (N, T, n)``,
+    ``status (N,)``, ``t_reached (N,)``, ``stats (N, 6)``, as
+    ``ensemble.runner.forward`` returns them."""
+    from ..ensemble.runner import over_ranges
+
+    ent = entries(mk, tab)
+    N, n = Z0.shape
+    Y = np.full((N, t_eval.shape[0], n), np.nan)
+    status = np.zeros(N, dtype=np.int64)
+    t_reached = np.zeros(N)
+    stats = np.zeros((N, 6), dtype=np.int64)
+    args = (P, Z0, t_eval, float(t0), float(t1), float(rtol), atol, float(h_init), float(hmax),
+            int(max_steps))
+    over_ranges(lambda lo, hi: ent.forward_range(*args, lo, hi, Y, status, t_reached, stats), N, threads)
+    return Y, status, t_reached, stats

@@ -1,0 +1,197 @@
+"""The specialised explicit loop (``sciode.cpu.specialized``): the same steps and
+numbers as the generic loop, right against independent references, and the
+rule that chooses between them.
+
+The rest of the suite runs with ``SCIODE_SPECIALIZE=never`` (``conftest``), so
+that which loop a test runs does not depend on what an earlier test spent;
+here each test says which loop it wants.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import sympy as sp
+from scipy.integrate import solve_ivp
+
+import sciode
+from sciode.codegen import model_kernels
+from sciode.cpu import solvers, specialized
+
+METHODS = ("bosh3", "dopri5", "tsit5")
+
+
+def _solve(monkeypatch, which, *args, **kw):
+    monkeypatch.setenv(specialized.ENV, which)
+    return sciode.solve(*args, **kw)
+
+
+@pytest.fixture(scope="session")
+def blowup_model():
+    y = sp.symbols("y")
+    return sciode.Model(states=[y], rhs=[y**2], name="spec_blowup")
+
+
+def _lorenz_rhs(t, u, sigma, rho, beta):
+    x, y, z = u
+    return [sigma * (y - x), x * (rho - z) - y, x * y - beta * z]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_same_steps_and_numbers_as_the_generic_loop(monkeypatch, lorenz, method):
+    p, y0, te = [10.0, 28.0, 8.0 / 3.0], [1.0, 1.0, 1.0], np.linspace(0.0, 5.0, 41)
+    for rtol, atol in ((1e-4, 1e-7), (1e-8, 1e-10)):
+        gen = _solve(monkeypatch, "never", lorenz, y0, (0.0, 5.0), params=p, t_eval=te, method=method,
+                     rtol=rtol, atol=atol)
+        spe = _solve(monkeypatch, "always", lorenz, y0, (0.0, 5.0), params=p, t_eval=te, method=method,
+                     rtol=rtol, atol=atol)
+        assert spe.extra["raw"].ts.shape == (2,)  # ran specialised: only the two ends kept
+        assert gen.success and spe.success
+        assert spe.stats == gen.stats
+        np.testing.assert_array_equal(spe.y, gen.y)
+        np.testing.assert_array_equal(spe.t, gen.t)
+    # and right: against SciPy's DOP853 on a hand-written right-hand side at 1e-13
+    ref = solve_ivp(_lorenz_rhs, (0.0, 5.0), y0, t_eval=te, args=tuple(p), method="DOP853", rtol=1e-13,
+                    atol=1e-13)
+    assert np.abs(spe.y - ref.y.T).max() < 1e-5 * np.abs(ref.y).max()
+
+
+def test_backward_span_first_step_and_max_step(monkeypatch, oscillator):
+    """``x'' = -k x - c v`` integrated backward, with a given first step and a
+    step bound: the two loops agree, and both match the closed form."""
+    k, c = 4.0, 0.0
+    te = np.linspace(3.0, 0.0, 7)
+    kw = dict(params=[k, c], t_eval=te, rtol=1e-9, atol=1e-12, first_step=1e-3, max_step=0.05)
+    gen = _solve(monkeypatch, "never", oscillator, [1.0, 0.0], (3.0, 0.0), **kw)
+    spe = _solve(monkeypatch, "always", oscillator, [1.0, 0.0], (3.0, 0.0), **kw)
+    assert spe.stats == gen.stats
+    np.testing.assert_array_equal(spe.y, gen.y)
+    w = np.sqrt(k)
+    s = te - 3.0  # x(3) = 1, v(3) = 0
+    np.testing.assert_allclose(spe.y[:, 0], np.cos(w * s), atol=1e-7)
+    np.testing.assert_allclose(spe.y[:, 1], -w * np.sin(w * s), atol=1e-7)
+
+
+@pytest.mark.parametrize("max_steps", [100_000, 40])
+def test_failures_are_reported_as_the_generic_loop_reports_them(monkeypatch, blowup_model, max_steps):
+    """``y' = y^2`` blows up at t = 1; with 40 steps the solve runs out of steps first."""
+    te = np.linspace(0.0, 2.0, 9)
+    gen = _solve(monkeypatch, "never", blowup_model, [1.0], (0.0, 2.0), t_eval=te, max_steps=max_steps)
+    spe = _solve(monkeypatch, "always", blowup_model, [1.0], (0.0, 2.0), t_eval=te, max_steps=max_steps)
+    assert not spe.success and not gen.success
+    assert (spe.status, spe.message, spe.t_reached) == (gen.status, gen.message, gen.t_reached)
+    assert spe.stats == gen.stats
+    np.testing.assert_array_equal(spe.t, gen.t)
+    np.testing.assert_array_equal(spe.y, gen.y)
+    assert spe.t_reached < 1.0 + 1e-6  # the singularity stops both loops at t = 1
+    with pytest.raises(sciode.SolverError):
+        _solve(monkeypatch, "always", blowup_model, [1.0], (0.0, 2.0), t_eval=te, max_steps=max_steps,
+               raise_on_failure=True)
+
+
+def test_ensemble_members_equal_the_generic_loop(monkeypatch, lorenz):
+    rho = np.linspace(0.0, 28.0, 40)
+    P = np.column_stack([np.full_like(rho, 10.0), rho, np.full_like(rho, 8.0 / 3.0)])
+    te = np.linspace(0.0, 1.0, 11)
+    # with 25 steps the chaotic members run out of steps: they fail alone
+    kw = dict(t_eval=te, rtol=1e-6, atol=1e-6, threads=2, max_steps=25)
+    monkeypatch.setenv(specialized.ENV, "never")
+    gen = sciode.solve_ensemble(lorenz, [1.0, 1.0, 1.0], (0.0, 1.0), P, **kw)
+    monkeypatch.setenv(specialized.ENV, "always")
+    spe = sciode.solve_ensemble(lorenz, [1.0, 1.0, 1.0], (0.0, 1.0), P, **kw)
+    np.testing.assert_array_equal(spe.status, gen.status)
+    np.testing.assert_array_equal(spe.y, gen.y)
+    for k in gen.stats:
+        np.testing.assert_array_equal(spe.stats[k], gen.stats[k])
+    assert 0 < spe.failed.size < len(rho) and spe.success[0]
+    assert np.isnan(spe.y[spe.failed[-1], -1]).all() and np.isfinite(spe.y[spe.success]).all()
+
+
+def test_the_rule_rents_then_buys(monkeypatch, lorenz, tmp_path):
+    """``use``: the generic loop until the pair has spent the compile estimate
+    there, then the specialised one; an earlier process's marker, or the
+    environment, decide at once."""
+    monkeypatch.setenv("SCIODE_CACHE_DIR", str(tmp_path))  # no marker of earlier runs
+    monkeypatch.setattr(specialized, "_SPENT", specialized.defaultdict(float))
+    monkeypatch.setattr(specialized, "_ENTRIES", {})
+    mk, tab = model_kernels(lorenz), solvers.lookup_method("tsit5")
+    monkeypatch.setenv(specialized.ENV, "auto")
+    assert not specialized.use(mk, tab)
+    specialized.spent(mk, tab, 0.6 * specialized.COMPILE_ESTIMATE_S)
+    assert not specialized.use(mk, tab)
+    specialized.spent(mk, tab, 0.6 * specialized.COMPILE_ESTIMATE_S)
+    assert specialized.use(mk, tab)
+    # a fresh process with the marker left by one that compiled the pair
+    monkeypatch.setattr(specialized, "_SPENT", specialized.defaultdict(float))
+    assert not specialized.use(mk, tab)
+    specialized._marker(mk, tab).touch()
+    assert specialized.use(mk, tab)
+    monkeypatch.setenv(specialized.ENV, "never")
+    assert not specialized.use(mk, tab)
+    monkeypatch.setenv(specialized.ENV, "always")
+    assert specialized.use(mk, tab)
+    monkeypatch.setenv(specialized.ENV, "sometimes")
+    with pytest.raises(ValueError, match="SCIODE_SPECIALIZE"):
+        specialized.use(mk, tab)
+
+
+def test_auto_switches_after_the_generic_loop_spent_the_estimate(monkeypatch, lorenz, tmp_path):
+    monkeypatch.setenv("SCIODE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(specialized, "_SPENT", specialized.defaultdict(float))
+    monkeypatch.setattr(specialized, "_ENTRIES", {})
+    monkeypatch.setattr(specialized, "COMPILE_ESTIMATE_S", 1e-12)  # any time spent
+    kw = dict(params=[10.0, 28.0, 8.0 / 3.0], t_eval=[1.0], method="dopri5")
+    monkeypatch.setenv(specialized.ENV, "auto")
+    first = sciode.solve(lorenz, [1.0, 1.0, 1.0], (0.0, 1.0), **kw)
+    second = sciode.solve(lorenz, [1.0, 1.0, 1.0], (0.0, 1.0), **kw)
+    assert first.extra["raw"].ts.shape[0] > 2  # the generic loop kept its steps
+    assert second.extra["raw"].ts.shape == (2,)  # specialised
+    np.testing.assert_array_equal(first.y, second.y)
+
+
+def test_out_of_scope_calls_stay_generic(monkeypatch, lorenz, controlled):
+    monkeypatch.setenv(specialized.ENV, "always")
+    p = [10.0, 28.0, 8.0 / 3.0]
+    dense = sciode.solve(lorenz, [1.0, 1.0, 1.0], (0.0, 1.0), params=p, t_eval=[1.0], dense=True)
+    steps = sciode.solve(lorenz, [1.0, 1.0, 1.0], (0.0, 1.0), params=p)
+    d853 = sciode.solve(lorenz, [1.0, 1.0, 1.0], (0.0, 1.0), params=p, t_eval=[1.0], method="dop853")
+    ctrl = sciode.Controls([0.0, 1.0], [[0.0], [1.0]])
+    with_w = sciode.solve(controlled, [1.0], (0.0, 1.0), params=[-1.0, 1.0], t_eval=[1.0], controls=ctrl)
+    for sol in (dense, steps, d853, with_w):
+        assert sol.success and sol.extra["raw"].ts.shape[0] > 2
+
+
+def test_a_second_process_loads_the_specialised_loop_from_the_cache(tmp_path):
+    """The closures are keyed by stable names (``_numba_compat.stable_identity``):
+    a second process hits Numba's disk cache instead of compiling (and adds no
+    entry to it)."""
+    script = textwrap.dedent("""
+        import json, sys
+        import sympy as sp
+        import sciode
+        from sciode.codegen import model_kernels
+        from sciode.cpu import solvers, specialized
+        x, v = sp.symbols("x v")
+        m = sciode.Model(states=[x, v], rhs=[v, -x], name="spec_cache_probe")
+        sol = sciode.solve(m, [1.0, 0.0], (0.0, 1.0), t_eval=[1.0])
+        ent = specialized.entries(model_kernels(m), solvers.lookup_method("dopri5"))
+        print(json.dumps({"hits": sum(ent.solve.stats.cache_hits.values()),
+                          "misses": sum(ent.solve.stats.cache_misses.values()),
+                          "x": float(sol.y[-1, 0])}))
+    """)
+    env = {**__import__("os").environ, "SCIODE_CACHE_DIR": str(tmp_path), "SCIODE_SPECIALIZE": "always"}
+    runs = []
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                             timeout=600)
+        assert out.returncode == 0, out.stderr
+        runs.append(__import__("json").loads(out.stdout.strip().splitlines()[-1]))
+    assert runs[0]["misses"] == 1 and runs[0]["hits"] == 0
+    if sciode._numba_compat.CACHE_CLOSURES:
+        assert runs[1]["hits"] == 1 and runs[1]["misses"] == 0
+    assert abs(runs[1]["x"] - np.cos(1.0)) < 1e-6
+    assert len(list(tmp_path.rglob("specialized._build.locals.solve-*.nbc"))) <= 1
