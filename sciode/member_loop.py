@@ -29,36 +29,54 @@ import numpy as np
 
 from .cpu.explicit import FAC_MAX, FAC_MIN, SAFETY
 from .cpu.status import MAX_STEPS, NONFINITE, STEP_UNDERFLOW, SUCCESS
+from .cpu.stepping import SMALL
 
 
 def stage_functions(rhs, N, tab, dtype, jit):
-    """``(stages, stage_sum)`` of ``tab`` over ``N`` entries, compiled by ``jit``."""
+    """``(stages, stage_sum, scaled_sum)`` of ``tab`` over ``N`` entries, compiled by ``jit``.
+
+    The sums follow ``cpu.stepping.scaled_sum``'s order of operations (one dot
+    product per entry up to ``SMALL`` entries, row by row of ``K`` above), so
+    that the specialised loop and the generic one round alike."""
     S = tab.s
     A = np.ascontiguousarray(tab.A[:S, :S], dtype=dtype)
     c = np.ascontiguousarray(tab.c, dtype=dtype)
+    by_rows = N > SMALL
+
+    @jit
+    def scaled_sum(h, row, nrow, K, out):
+        # out = h sum_{j < nrow} row[j] K[j]
+        if by_rows:
+            for m in range(N):
+                out[m] = 0.0
+            for j in range(nrow):
+                wj = h * row[j]
+                if wj != 0.0:
+                    for m in range(N):
+                        out[m] += wj * K[j, m]
+        else:
+            for m in range(N):
+                acc = 0.0
+                for j in range(nrow):
+                    acc += row[j] * K[j, m]
+                out[m] = h * acc
 
     @jit
     def stage_sum(h, row, K, out, z):
-        # out = z + h sum_j row[j] K[j]  (scaled_sum's order: dot product, then h, then z)
+        # out = z + h sum_j row[j] K[j]  (scaled_sum, then z)
+        scaled_sum(h, row, row.shape[0], K, out)
         for m in range(N):
-            acc = 0.0
-            for j in range(row.shape[0]):
-                acc += row[j] * K[j, m]
-            out[m] = h * acc + z[m]
+            out[m] += z[m]
 
     @jit
     def stages(t, z, h, p, w, K, work):
         for i in range(1, S):
-            for m in range(N):
-                acc = 0.0
-                for j in range(i):
-                    acc += A[i, j] * K[j, m]
-                work[m] = h * acc
+            scaled_sum(h, A[i], i, K, work)
             for m in range(N):
                 work[m] += z[m]
             rhs(t + c[i] * h, work, p, w, K[i])
 
-    return stages, stage_sum
+    return stages, stage_sum, scaled_sum
 
 
 def build_loop(rhs, N, tab, dtype, jit):
@@ -74,14 +92,21 @@ def build_loop(rhs, N, tab, dtype, jit):
     S = tab.s
     b = np.ascontiguousarray(tab.b, dtype=dtype)
     e = np.ascontiguousarray(tab.e, dtype=dtype)
+    # DOP853: a second (3rd-order) estimator combined with ``e`` (``cpu.explicit.error_norm``)
+    two_errors = tab.e3 is not None
+    e3 = np.ascontiguousarray(tab.e3 if two_errors else np.zeros(S), dtype=dtype)
     Pd = np.ascontiguousarray(tab.P, dtype=dtype)
+    S_tot = Pd.shape[0]  # with the extra stages of the dense output (DOP853)
+    n_ext = S_tot - S
+    A_ext = np.ascontiguousarray(tab.A_extra if n_ext else np.zeros((1, S_tot)), dtype=dtype)
+    c_ext = np.ascontiguousarray(tab.c_extra if n_ext else np.zeros(1), dtype=dtype)
     D = Pd.shape[1]
     fsal = bool(tab.fsal)
     order = int(tab.order)
     q, beta = float(tab.controller_q), float(tab.pi_beta)  # as the CPU loop
     expo = 1.0 / q - 0.75 * beta
     eps = float(np.finfo(np.float64).eps)  # the CPU loop's guards, in float64
-    stages, stage_sum = stage_functions(rhs, N, tab, dtype, jit)
+    stages, stage_sum, scaled_sum = stage_functions(rhs, N, tab, dtype, jit)
 
     @jit
     def finite(v):
@@ -100,12 +125,34 @@ def build_loop(rhs, N, tab, dtype, jit):
 
     @jit
     def error_norm(h, K, z, z_new, rtol, atol, work):
+        scaled_sum(h, e, S, K, work)
+        if not two_errors:
+            return rms(work, z, z_new, rtol, atol)
+        err5 = 0.0
         for m in range(N):
-            acc = 0.0
-            for j in range(S):
-                acc += e[j] * K[j, m]
-            work[m] = h * acc
-        return rms(work, z, z_new, rtol, atol)
+            sc = atol[m] + rtol * max(abs(z[m]), abs(z_new[m]))
+            err5 += (work[m] / sc) ** 2
+        scaled_sum(h, e3, S, K, work)
+        err3 = 0.0
+        for m in range(N):
+            sc = atol[m] + rtol * max(abs(z[m]), abs(z_new[m]))
+            err3 += (work[m] / sc) ** 2
+        deno = err5 + 0.01 * err3
+        if deno <= 0.0:
+            return 0.0
+        return err5 / math.sqrt(N * deno)
+
+    @jit
+    def extra_stages(t, z, h, p, w, K, work):
+        # the dense output's extra stages K[S:] (cpu.explicit.extra_stages' order)
+        for k in range(n_ext):
+            i = S + k
+            for m in range(N):
+                acc = 0.0
+                for j in range(i):
+                    acc += A_ext[k, j] * K[j, m]
+                work[m] = z[m] + h * acc
+            rhs(t + c_ext[k] * h, work, p, w, K[i])
 
     @jit
     def initial_step(t0, z0, f0, direction, rtol, atol, hmax, span, p, w, work, f1):
@@ -127,7 +174,7 @@ def build_loop(rhs, N, tab, dtype, jit):
 
     @jit
     def dense(z, h, K, theta, wts, out):
-        for i in range(S):
+        for i in range(S_tot):
             acc = 0.0
             pw = theta
             for j in range(D):
@@ -197,6 +244,9 @@ def build_loop(rhs, N, tab, dtype, jit):
                 h_next = min(abs(hh) * fac, hmax)
                 err_prev = max(err, 1e-4)
                 t_new = t1 if reach else t + hh
+                if n_ext > 0 and i_eval < m_eval and (t_eval[i_eval] - t) * direction <= abs(hh):
+                    extra_stages(t, z, hh, p, w, K, work)
+                    nfev += n_ext
                 while i_eval < m_eval and (t_eval[i_eval] - t_new) * direction <= 0.0:
                     dense(z, hh, K, (t_eval[i_eval] - t) / hh, wts, Yrow[i_eval])
                     i_eval += 1

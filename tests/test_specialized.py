@@ -22,7 +22,7 @@ import sciode
 from sciode.codegen import model_kernels
 from sciode.cpu import solvers, specialized
 
-METHODS = ("bosh3", "dopri5", "tsit5")
+METHODS = ("bosh3", "dopri5", "tsit5", "dop853")
 
 
 def _solve(monkeypatch, which, *args, **kw):
@@ -58,6 +58,33 @@ def test_same_steps_and_numbers_as_the_generic_loop(monkeypatch, lorenz, method)
     ref = solve_ivp(_lorenz_rhs, (0.0, 5.0), y0, t_eval=te, args=tuple(p), method="DOP853", rtol=1e-13,
                     atol=1e-13)
     assert np.abs(spe.y - ref.y.T).max() < 1e-5 * np.abs(ref.y).max()
+
+
+@pytest.fixture(scope="session")
+def chain():
+    """A 20-state linear chain ``x_i' = k (x_{i-1} - x_i)`` (above ``SMALL``: the
+    stage sums run row by row of ``K``)."""
+    xs = sp.symbols("x0:20")
+    k = sp.symbols("k")
+    return sciode.Model(states=list(xs), rhs=[-k * xs[0]] + [k * (xs[i - 1] - xs[i]) for i in range(1, 20)],
+                        params=[k], name="spec_chain")
+
+
+@pytest.mark.parametrize("method", ["dopri5", "dop853"])
+def test_many_states_same_numbers_and_closed_form(monkeypatch, chain, method):
+    from scipy.linalg import expm
+
+    n, k = 20, 1.5
+    A = k * (np.eye(n, k=-1) - np.eye(n))
+    y0 = np.linspace(1.0, 0.0, n)
+    te = np.array([0.5, 1.0, 2.0])
+    kw = dict(params=[k], t_eval=te, method=method, rtol=1e-10, atol=1e-12)
+    gen = _solve(monkeypatch, "never", chain, y0, (0.0, 2.0), **kw)
+    spe = _solve(monkeypatch, "always", chain, y0, (0.0, 2.0), **kw)
+    assert spe.extra["raw"].ts.shape == (2,) and spe.stats == gen.stats
+    np.testing.assert_array_equal(spe.y, gen.y)
+    exact = np.array([expm(A * t) @ y0 for t in te])
+    np.testing.assert_allclose(spe.y, exact, atol=1e-8)
 
 
 def test_backward_span_first_step_and_max_step(monkeypatch, oscillator):
@@ -158,10 +185,9 @@ def test_out_of_scope_calls_stay_generic(monkeypatch, lorenz, controlled):
     p = [10.0, 28.0, 8.0 / 3.0]
     dense = sciode.solve(lorenz, [1.0, 1.0, 1.0], (0.0, 1.0), params=p, t_eval=[1.0], dense=True)
     steps = sciode.solve(lorenz, [1.0, 1.0, 1.0], (0.0, 1.0), params=p)
-    d853 = sciode.solve(lorenz, [1.0, 1.0, 1.0], (0.0, 1.0), params=p, t_eval=[1.0], method="dop853")
     ctrl = sciode.Controls([0.0, 1.0], [[0.0], [1.0]])
     with_w = sciode.solve(controlled, [1.0], (0.0, 1.0), params=[-1.0, 1.0], t_eval=[1.0], controls=ctrl)
-    for sol in (dense, steps, d853, with_w):
+    for sol in (dense, steps, with_w):
         assert sol.success and sol.extra["raw"].ts.shape[0] > 2
 
 
@@ -195,3 +221,38 @@ def test_a_second_process_loads_the_specialised_loop_from_the_cache(tmp_path):
         assert runs[1]["hits"] == 1 and runs[1]["misses"] == 0
     assert abs(runs[1]["x"] - np.cos(1.0)) < 1e-6
     assert len(list(tmp_path.rglob("specialized._build.locals.solve-*.nbc"))) <= 1
+
+
+_TWO_MODELS = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import sympy as sp
+    import sciode
+    x, v = sp.symbols("x v")
+    osc = sciode.Model(states=[x, v], rhs=[v, -4 * x], name="spec_link_osc")
+    a, b, c = sp.symbols("a b c")
+    decay = sciode.Model(states=[a, b, c], rhs=[-a, -2 * b, -3 * c], name="spec_link_decay")
+    te = np.linspace(0.0, 1.0, 5)
+    err = {}
+    for which in sys.argv[1].split(","):
+        if which == "osc":
+            y = sciode.solve(osc, [1.0, 0.0], (0.0, 1.0), t_eval=te, rtol=1e-10, atol=1e-12).y
+            err[which] = float(np.abs(y[:, 0] - np.cos(2 * te)).max())
+        else:
+            y = sciode.solve(decay, [1.0, 1.0, 1.0], (0.0, 1.0), t_eval=te, rtol=1e-10, atol=1e-12).y
+            err[which] = float(np.abs(y - np.exp(-np.outer(te, [1.0, 2.0, 3.0]))).max())
+    print(json.dumps(err))
+""")
+
+
+def test_loops_of_two_models_compiled_apart_link_apart(tmp_path):
+    """Two models' specialised loops, each compiled and cached by its own
+    process (where Numba's per-process counters name them alike), then loaded
+    into one: each still runs its own code."""
+    env = {**__import__("os").environ, "SCIODE_CACHE_DIR": str(tmp_path), "SCIODE_SPECIALIZE": "always"}
+    for which in ("osc", "decay", "osc,decay", "decay,osc"):
+        out = subprocess.run([sys.executable, "-c", _TWO_MODELS, which], env=env, capture_output=True,
+                             text=True, timeout=600)
+        assert out.returncode == 0, out.stderr
+        err = __import__("json").loads(out.stdout.strip().splitlines()[-1])
+        assert max(err.values()) < 1e-7, (which, err)

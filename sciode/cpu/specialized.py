@@ -22,9 +22,9 @@ often pays it once, and at most about twice what the best choice in
 hindsight would have cost.  ``SCIODE_SPECIALIZE=never|always`` overrides
 the rule (``auto`` is the default).
 
-Scope: explicit adaptive tableaus without extra dense-output stages
-(``bosh3``, ``dopri5``, ``tsit5``; the tableaus ``sciode.cuda`` runs), no
-controls, output at ``t_eval`` only (no stored steps, no dense output).
+Scope: the explicit adaptive tableaus (``bosh3``, ``dopri5``, ``tsit5``,
+``dop853``), no controls, output at ``t_eval`` only (no stored steps, no
+dense output).
 Everything else runs on the generic loop.
 """
 
@@ -56,12 +56,24 @@ _ENTRIES: dict = {}
 _SPENT: defaultdict = defaultdict(float)  # (digest, tableau) -> seconds on the generic loop
 
 
-def _jit_for(prefix: str):
+def _jit_for(mk, tab):
     """The ``jit`` of one (model, tableau) pair's closures: compiled with Numba's
-    disk cache under a stable identity (``_numba_compat.stable_identity``)."""
+    disk cache under a stable identity (``_numba_compat.stable_identity``).
+
+    Each closure's qualified name carries the pair: Numba names machine code
+    after its module, qualified name, argument types and a per-process
+    counter, and two closures of one source for two models take the same
+    argument types.  Loaded from the disk cache into one process, one model's
+    ``integrate`` compiled in one earlier process and another model's
+    compiled in another could then carry the same symbol, and a caller be
+    linked to the wrong one (measured: garbage statuses for Lorenz members
+    after an oscillator's loop had been loaded)."""
+    tag = f"{tab.name}_{mk.digest}"
+
     def jit(fn):
+        fn.__qualname__ = f"{fn.__qualname__}_{tag}"
         d = numba.njit(nogil=True, cache=_numba_compat.CACHE_CLOSURES)(fn)
-        return _numba_compat.stable_identity(d, f"{prefix}:{fn.__qualname__}")
+        return _numba_compat.stable_identity(d, f"sciode.specialized:{fn.__qualname__}")
     return jit
 
 
@@ -75,8 +87,7 @@ def mode() -> str:
 
 def supports(tab, n_controls: int, stored: bool = False) -> bool:
     """Whether the specialised loop can run this call (see the module docstring)."""
-    return (bool(tab.adaptive) and tab.e3 is None and tab.s_extra == 0 and n_controls == 0
-            and not stored)
+    return bool(tab.adaptive) and n_controls == 0 and not stored
 
 
 def _key(mk, tab):
@@ -121,11 +132,10 @@ def entries(mk, tab) -> Entries:
 
 
 def _build(mk, tab) -> Entries:
-    prefix = f"sciode.specialized:{mk.digest}:{tab.name}"
     # the generic loop's kernel (same compile options, so the same numbers)
-    rhs = _numba_compat.stable_identity(mk["rhs"].dispatcher, f"{prefix}:rhs")
-    N, S, NW = mk.n_states, tab.s, max(mk.n_controls, 1)
-    jit = _jit_for(prefix)
+    rhs = _numba_compat.stable_identity(mk["rhs"].dispatcher, f"sciode.kernel:rhs_{mk.digest}")
+    N, S, NW = mk.n_states, tab.s_total, max(mk.n_controls, 1)  # stages with the dense output's
+    jit = _jit_for(mk, tab)
     integrate = member_loop.build_loop(rhs, N, tab, np.float64, jit)
 
     @jit
@@ -185,7 +195,7 @@ def solve(mk, tab, p, z0, t0, t1, t_eval, rtol, atol, h_init, hmax, max_steps):
         ts, zs = np.array([t0, t]), np.stack([z0, z])
     else:
         ts, zs = np.array([t0]), z0[None, :].copy()
-    return RawResult(int(status), float(t), ts, zs, np.zeros(0), np.zeros((0, tab.s, z0.shape[0])), Y,
+    return RawResult(int(status), float(t), ts, zs, np.zeros(0), np.zeros((0, tab.s_total, z0.shape[0])), Y,
                      loop_stats(stats), tab.P)
 
 

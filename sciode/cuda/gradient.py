@@ -65,7 +65,7 @@ def _kernel(mk, ck, tab, dtype):
         L(t, z[:n], p, w, out[n:])
 
     integrate = build_loop(F, NA, tab, dtype)
-    stages, _ = stage_functions(F, NA, tab, dtype)
+    stages = stage_functions(F, NA, tab, dtype)[0]
 
     @cuda.jit(device=True)
     def stage_vjp(t, Y, p, w, kbar, ybar, pbar, tmp_n, tmp_p):

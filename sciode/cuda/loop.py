@@ -9,7 +9,7 @@ from .. import member_loop
 
 
 def stage_functions(rhs, N, tab, dtype):
-    """``(stages, stage_sum)`` device functions of ``tab`` over ``N`` entries."""
+    """``(stages, stage_sum, scaled_sum)`` device functions of ``tab`` over ``N`` entries."""
     return member_loop.stage_functions(rhs, N, tab, dtype, cuda.jit(device=True))
 
 
