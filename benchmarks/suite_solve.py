@@ -9,10 +9,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from . import frameworks as F
 from . import problems as P
 from ._util import (CacheDir, Config, Report, explicit_loop, fmt_time, interp_time_at_error, median_time,
-                    quiet, rel_err, run_cold)
+                    have, quiet, rel_err, run_cold)
 
 C_SOURCE = Path(__file__).resolve().parent / "c_ref" / "dopri5_lorenz.c"
 
@@ -154,6 +156,59 @@ def per_step(cfg, rep, tol=1e-8):
         rep.note("C reference skipped (no gcc).")
 
 
+def dop853_vs_numbalsoda(cfg, rep):
+    """sciode's dop853 (both loops) beside numbalsoda's (Hairer's dop853.f in
+    C++; its right-hand side a hand-written ``numba.cfunc``), same tolerances
+    and the same 101 output times, each call from Python (issue 18)."""
+    import sciode
+    if not have("numbalsoda"):
+        rep.note("numbalsoda: skipped, not installed (`pip install numbalsoda`; needs gfortran and cmake).")
+        return
+    import numba
+    import numbalsoda
+
+    @numba.cfunc(numbalsoda.lsoda_sig)
+    def lorenz_c(t, u, du, p):
+        du[0] = p[0] * (u[1] - u[0])
+        du[1] = u[0] * (p[1] - u[2]) - u[1]
+        du[2] = u[0] * u[1] - p[2] * u[2]
+
+    @numba.cfunc(numbalsoda.lsoda_sig)
+    def lv_c(t, u, du, p):
+        du[0] = p[0] * u[0] - p[1] * u[0] * u[1]
+        du[1] = -p[2] * u[1] + p[3] * u[0] * u[1]
+
+    rows = []
+    for prob, cf in ((P.lorenz(10.0), lorenz_c), (P.lotka_volterra(data=False), lv_c)):
+        p = np.asarray(prob.params, dtype=float)
+        te = np.linspace(*prob.t_span, 101)
+        ref = reference_at(prob, te)
+        for tol in (1e-6, 1e-8, 1e-10):
+            t_nb, (u, ok), _ = median_time(
+                lambda: numbalsoda.dop853(cf.address, prob.y0, te, data=p, rtol=tol, atol=tol), cfg)
+            row = [prob.name, f"{tol:.0e}", fmt_time(t_nb), f"{np.abs(u - ref).max():.1e}"]
+            for which in ("never", "always"):
+                with explicit_loop(which):
+                    def run():
+                        return sciode.solve(prob.model, prob.y0, prob.t_span, params=p, t_eval=te,
+                                            method="dop853", rtol=tol, atol=tol)
+                    run()
+                    t, sol, _ = median_time(run, cfg)
+                row += [fmt_time(t), f"{t / t_nb:.2f}"]
+            row += [sol.stats["nfev"], f"{np.abs(sol.y - ref).max():.1e}"]
+            rows.append(row)
+    rep.table(["problem", "rtol=atol", "numbalsoda dop853", "its max error", "sciode generic loop",
+               "/ numbalsoda", "sciode specialised loop", "/ numbalsoda", "sciode nfev", "sciode max error"],
+              rows, caption="DOP853 beside numbalsoda (issue 18 goal: sciode at most 1x), 101 output "
+                            "times on [0, 10]; errors against SciPy DOP853 at 1e-13.")
+
+
+def reference_at(prob, te):
+    from scipy.integrate import solve_ivp
+    return solve_ivp(prob.np_rhs(), prob.t_span, prob.y0, method="DOP853", rtol=1e-13, atol=1e-13,
+                     t_eval=te).y.T
+
+
 def run_end(model, prob, tol):
     import sciode
     return sciode.solve(model, prob.y0, prob.t_span, params=prob.params, rtol=tol, atol=tol).y[-1]
@@ -218,6 +273,8 @@ def run(cfg: Config) -> Report:
                       "(it never reached sciode's error), so the value is a bound.")
     rep.section("Per-step cost")
     per_step(cfg, rep)
+    rep.section("DOP853 beside numbalsoda")
+    dop853_vs_numbalsoda(cfg, rep)
     if cfg.cold and not cfg.quick:
         rep.section("Cold start (fresh process)")
         cold_start(cfg, rep)

@@ -60,7 +60,7 @@ def solve(model, y0, t_span, params=None, t_eval=None, method="dopri5", rtol=1e-
     mk = model_kernels(model)
     if isinstance(spec, Tableau) and te.size and not dense and specialized.supports(spec, model.n_controls):
         # two tiers of one loop (``cpu.specialized``): same steps, same numbers
-        if specialized.use(mk, spec):
+        if specialized.use(mk, spec, "forward"):
             raw = specialized.solve(mk, spec, p, z0, t0, t1, te, rtol, atol_arr, h_init, max_step,
                                     max_steps)
         else:

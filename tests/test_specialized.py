@@ -140,8 +140,8 @@ def test_ensemble_members_equal_the_generic_loop(monkeypatch, lorenz):
 
 def test_the_rule_rents_then_buys(monkeypatch, lorenz, tmp_path):
     """``use``: the generic loop until the pair has spent the compile estimate
-    there, then the specialised one; an earlier process's marker, or the
-    environment, decide at once."""
+    there, then the specialised one; an earlier process's marker, a generic
+    loop that is not compiled yet, or the environment, decide at once."""
     monkeypatch.setenv("SCIODE_CACHE_DIR", str(tmp_path))  # no marker of earlier runs
     monkeypatch.setattr(specialized, "_SPENT", specialized.defaultdict(float))
     monkeypatch.setattr(specialized, "_ENTRIES", {})
@@ -157,6 +157,14 @@ def test_the_rule_rents_then_buys(monkeypatch, lorenz, tmp_path):
     assert not specialized.use(mk, tab)
     specialized._marker(mk, tab).touch()
     assert specialized.use(mk, tab)
+    # a fresh installation: the generic loop's entry is not compiled, and
+    # compiling it costs an order of magnitude more than the specialised loop
+    monkeypatch.setattr(specialized, "_SPENT", specialized.defaultdict(float))
+    monkeypatch.setattr(specialized, "_marker", lambda mk, tab: tmp_path / "no-marker")
+    monkeypatch.setattr(specialized.drivers, "is_compiled", lambda *a: False)
+    assert specialized.use(mk, tab, "forward")
+    monkeypatch.setattr(specialized.drivers, "is_compiled", lambda *a: True)
+    assert not specialized.use(mk, tab, "forward")
     monkeypatch.setenv(specialized.ENV, "never")
     assert not specialized.use(mk, tab)
     monkeypatch.setenv(specialized.ENV, "always")
@@ -173,6 +181,7 @@ def test_auto_switches_after_the_generic_loop_spent_the_estimate(monkeypatch, lo
     monkeypatch.setattr(specialized, "COMPILE_ESTIMATE_S", 1e-12)  # any time spent
     kw = dict(params=[10.0, 28.0, 8.0 / 3.0], t_eval=[1.0], method="dopri5")
     monkeypatch.setenv(specialized.ENV, "auto")
+    monkeypatch.setattr(specialized.drivers, "is_compiled", lambda *a: True)
     first = sciode.solve(lorenz, [1.0, 1.0, 1.0], (0.0, 1.0), **kw)
     second = sciode.solve(lorenz, [1.0, 1.0, 1.0], (0.0, 1.0), **kw)
     assert first.extra["raw"].ts.shape[0] > 2  # the generic loop kept its steps
@@ -256,3 +265,15 @@ def test_loops_of_two_models_compiled_apart_link_apart(tmp_path):
         assert out.returncode == 0, out.stderr
         err = __import__("json").loads(out.stdout.strip().splitlines()[-1])
         assert max(err.values()) < 1e-7, (which, err)
+
+
+def test_generic_entries_leave_a_ready_marker():
+    """``drivers.is_compiled`` knows an entry this process has compiled or
+    loaded (``entry`` leaves a marker in the disk cache for later processes)."""
+    from sciode.cpu import drivers
+
+    method = solvers.rk_method(solvers.lookup_method("bosh3"))
+    drivers.entry("forward", method)
+    assert drivers.is_compiled("forward", method)
+    key = ("forward", drivers.method_type(method), None)
+    assert drivers._ready_marker(key).exists()

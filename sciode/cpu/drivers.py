@@ -12,6 +12,7 @@ compile per model.  Entry points are compiled lazily, on first use.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import sys
 import threading
@@ -70,11 +71,33 @@ def entry(name: str, method=None, method2=None):
         sig = tuple(slots[a] if isinstance(a, str) else a for a in argtypes)
         with quiet_compile(), _compile_notice(name):  # warnings about sciode's design: _numba_compat
             fn = _COMPILED[(name,) + mtypes] = nb.njit(sig, cache=True, nogil=True)(py)
+        with contextlib.suppress(OSError):  # a read-only cache only loses the shortcut
+            marker = _ready_marker((name,) + mtypes)
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
     if len(_BY_IDENTITY) > 256:  # stiff method tuples are rebuilt per call: keep this small
         _BY_IDENTITY.clear()
     # holds the methods: their ids cannot be reused meanwhile
     _BY_IDENTITY[(name, id(method), id(method2))] = (method, method2, fn)
     return fn
+
+
+def _ready_marker(key):
+    """The file that says the entry ``key`` (name and method types) is in the
+    disk cache of this source hash and path (fast or portable)."""
+    from .._numba_cache import SOURCE_HASH, numba_cache_root
+    from .._numba_compat import PORTABLE
+
+    tag = hashlib.sha256(str(key).encode()).hexdigest()[:20]
+    return numba_cache_root() / SOURCE_HASH / ("ready-portable" if PORTABLE else "ready") / f"{key[0]}-{tag}"
+
+
+def is_compiled(name: str, method=None, method2=None) -> bool:
+    """Whether the entry ``entry(name, method, method2)`` is compiled in this
+    process or loads from the disk cache (an earlier process compiled it), so
+    that asking for it costs no compile (``cpu.specialized`` weighs that)."""
+    mtypes = tuple(None if m is None else method_type(m) for m in (method, method2))
+    return (name,) + mtypes in _COMPILED or _ready_marker((name,) + mtypes).exists()
 
 
 _NOTICE = {"shown": False}

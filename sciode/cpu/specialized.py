@@ -19,7 +19,9 @@ estimated compile time, and on the specialised loop from then on (or at
 once when an earlier process compiled it: its marker is in the kernel cache).
 A pair that is solved rarely never pays the compile; one that is solved
 often pays it once, and at most about twice what the best choice in
-hindsight would have cost.  ``SCIODE_SPECIALIZE=never|always`` overrides
+hindsight would have cost.  While the generic loop itself is not compiled
+yet (a fresh installation), the specialised loop is the cheaper compile by
+an order of magnitude, and runs at once.  ``SCIODE_SPECIALIZE=never|always`` overrides
 the rule (``auto`` is the default).
 
 Scope: the explicit adaptive tableaus (``bosh3``, ``dopri5``, ``tsit5``,
@@ -38,6 +40,7 @@ import numba
 import numpy as np
 
 from .. import _numba_compat, member_loop
+from . import drivers
 
 #: What ``use`` reads: ``auto`` (the rule above), ``always`` or ``never``.
 ENV = "SCIODE_SPECIALIZE"
@@ -100,13 +103,24 @@ def _marker(mk, tab):
     return cache_dir() / f"{mk.digest}.specialized-{tab.name}"
 
 
-def use(mk, tab) -> bool:
-    """Whether a call of ``mk`` with ``tab`` (which ``supports``) runs specialised."""
+def use(mk, tab, generic: str | None = None) -> bool:
+    """Whether a call of ``mk`` with ``tab`` (which ``supports``) runs specialised.
+
+    ``generic``: the generic loop's entry the call would run otherwise
+    (``cpu.drivers``); while it is not compiled (a fresh installation before
+    ``sciode precompile``), asking for it costs tens of seconds of compile,
+    so the specialised loop, a few seconds, runs instead."""
     m = mode()
     if m != "auto":
         return m == "always"
     key = _key(mk, tab)
-    return key in _ENTRIES or _SPENT[key] >= COMPILE_ESTIMATE_S or _marker(mk, tab).exists()
+    if key in _ENTRIES or _SPENT[key] >= COMPILE_ESTIMATE_S or _marker(mk, tab).exists():
+        return True
+    if generic is not None:
+        from .solvers import rk_method
+
+        return not drivers.is_compiled(generic, rk_method(tab))
+    return False
 
 
 def spent(mk, tab, seconds: float) -> None:

@@ -244,7 +244,8 @@ def solve_ensemble(model, y0, t_span, params=None, t_eval=None, method="dopri5",
     else:
         Z0, P, _, _ = _rows(model, y0, params)
         fast = isinstance(spec, Tableau) and specialized.supports(spec, model.n_controls)
-        if fast and specialized.use(mk, spec):  # same steps and numbers, faster (``cpu.specialized``)
+        # same steps and numbers, faster (``cpu.specialized``)
+        if fast and specialized.use(mk, spec, "ensemble_forward"):
             Y, status, t_reached, stats = specialized.forward_members(
                 mk, spec, P, Z0, t0, t1, te, rtol, atol_arr, h_init, max_step, max_steps, threads)
         else:
