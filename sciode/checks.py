@@ -35,15 +35,21 @@ def check_t_eval(t_eval, t0, t1):
     if t_eval is None:
         return np.zeros(0)
     # a private, writeable copy: the compiled loops take no read-only arrays
-    te = np.array(np.atleast_1d(np.asarray(t_eval, dtype=np.float64)), copy=True)
-    if te.ndim != 1 or not np.all(np.isfinite(te)):
+    te = np.array(t_eval, dtype=np.float64, ndmin=1)
+    if te.ndim != 1:
+        raise ValueError("`t_eval` must be a 1-D array of finite times")
+    if te.size == 0:
+        return te
+    # min and max carry a NaN or an infinity along: one pass each instead of
+    # a mask per test (small solves in a loop pay these microseconds each)
+    first, last = float(te.min()), float(te.max())
+    if not (math.isfinite(first) and math.isfinite(last)):
         raise ValueError("`t_eval` must be a 1-D array of finite times")
     lo, hi = min(t0, t1), max(t0, t1)
-    outside = te[(te < lo) | (te > hi)]
-    if outside.size:
+    if first < lo or last > hi:
+        outside = te[(te < lo) | (te > hi)]
         raise ValueError(f"`t_eval` values must lie within `t_span` [{lo}, {hi}]; {outside[0]} does not")
-    d = np.diff(te) * (1.0 if t1 >= t0 else -1.0)
-    if np.any(d < 0):
+    if te.size > 1 and bool(np.any(te[1:] < te[:-1]) if t1 >= t0 else np.any(te[1:] > te[:-1])):
         raise ValueError("`t_eval` must be sorted in the direction of integration")
     return te
 

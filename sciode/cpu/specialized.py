@@ -202,15 +202,21 @@ def solve(mk, tab, p, z0, t0, t1, t_eval, rtol, atol, h_init, hmax, max_steps):
     two ends, as the generic loop keeps them with ``store_dense=-1``)."""
     from .solvers import RawResult, loop_stats
 
-    ent = entries(mk, tab)
+    ent = _ENTRIES.get(_key(mk, tab)) or entries(mk, tab)
     status, t, z, Y, stats = ent.solve(p, z0, float(t0), float(t1), float(rtol), atol, float(h_init),
                                        float(hmax), int(max_steps), t_eval)
+    n = z0.shape[0]
     if stats[2] > 0:  # accepted steps: the direction is known to ``finish``
-        ts, zs = np.array([t0, t]), np.stack([z0, z])
+        ts, zs = np.array([t0, t]), np.empty((2, n))
+        zs[0], zs[1] = z0, z
     else:
-        ts, zs = np.array([t0]), z0[None, :].copy()
-    return RawResult(int(status), float(t), ts, zs, np.zeros(0), np.zeros((0, tab.s_total, z0.shape[0])), Y,
+        ts, zs = np.array([t0]), z0.reshape(1, n).copy()
+    return RawResult(int(status), float(t), ts, zs, _NO_STEPS, np.empty((0, tab.s_total, n)), Y,
                      loop_stats(stats), tab.P)
+
+
+_NO_STEPS = np.zeros(0)
+_NO_STEPS.flags.writeable = False  # shared by every result: the step sizes it did not keep
 
 
 def forward_members(mk, tab, P, Z0, t0, t1, t_eval, rtol, atol, h_init, hmax, max_steps, threads=None):
