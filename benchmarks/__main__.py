@@ -21,6 +21,12 @@ import sys
 import time
 import warnings
 
+# Which explicit loop sciode runs must not depend on how long a suite has run
+# (``sciode.cpu.specialized`` switches after seconds): the generic loop, as
+# the figures before it; sections that show the specialised loop force it
+# (``_util.explicit_loop``).
+os.environ.setdefault("SCIODE_SPECIALIZE", "never")
+
 SUITES = ("solve", "stiff", "grad", "scaling", "fit", "ensemble", "torch", "cuda", "petab")
 
 

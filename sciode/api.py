@@ -58,7 +58,7 @@ def solve(model, y0, t_span, params=None, t_eval=None, method="dopri5", rtol=1e-
     h_init, max_step, max_steps, _ = check_steps(
         first_step, max_step, max_steps, spec if isinstance(spec, Tableau) else None, dt, method)
     mk = model_kernels(model)
-    if isinstance(spec, Tableau) and te.size and not dense and specialized.supports(spec, model.n_controls):
+    if isinstance(spec, Tableau) and specialized.supports(spec, model.n_controls, bool(dense)):
         # two tiers of one loop (``cpu.specialized``): same steps, same numbers
         if specialized.use(mk, spec, "forward"):
             raw = specialized.solve(mk, spec, p, z0, t0, t1, te, rtol, atol_arr, h_init, max_step,

@@ -60,6 +60,30 @@ def test_same_steps_and_numbers_as_the_generic_loop(monkeypatch, lorenz, method)
     assert np.abs(spe.y - ref.y.T).max() < 1e-5 * np.abs(ref.y).max()
 
 
+@pytest.mark.parametrize("room", [None, 8 * 5 * 10])
+def test_accepted_steps_without_t_eval(monkeypatch, lorenz, blowup_model, room):
+    """Without ``t_eval`` both loops return every accepted step; a solve that
+    outgrows the room for its steps (10 here) runs on the generic loop."""
+    if room is not None:
+        monkeypatch.setattr(specialized, "STEPS_BYTES", room)
+    p = [10.0, 28.0, 8.0 / 3.0]
+    for method in ("dopri5", "dop853"):
+        gen = _solve(monkeypatch, "never", lorenz, [1.0, 1.0, 1.0], (0.0, 2.0), params=p, method=method,
+                     rtol=1e-8, atol=1e-8)
+        spe = _solve(monkeypatch, "always", lorenz, [1.0, 1.0, 1.0], (0.0, 2.0), params=p, method=method,
+                     rtol=1e-8, atol=1e-8)
+        assert gen.t.size > 40 and spe.stats == gen.stats
+        np.testing.assert_array_equal(spe.t, gen.t)
+        np.testing.assert_array_equal(spe.y, gen.y)
+    # the step bound still binds, and a failure returns the steps up to it
+    for kw in ({"max_steps": 7}, {}):
+        gen = _solve(monkeypatch, "never", blowup_model, [1.0], (0.0, 2.0), **kw)
+        spe = _solve(monkeypatch, "always", blowup_model, [1.0], (0.0, 2.0), **kw)
+        assert not spe.success and (spe.status, spe.message) == (gen.status, gen.message)
+        np.testing.assert_array_equal(spe.t, gen.t)
+        np.testing.assert_array_equal(spe.y, gen.y)
+
+
 @pytest.fixture(scope="session")
 def chain():
     """A 20-state linear chain ``x_i' = k (x_{i-1} - x_i)`` (above ``SMALL``: the
@@ -193,10 +217,9 @@ def test_out_of_scope_calls_stay_generic(monkeypatch, lorenz, controlled):
     monkeypatch.setenv(specialized.ENV, "always")
     p = [10.0, 28.0, 8.0 / 3.0]
     dense = sciode.solve(lorenz, [1.0, 1.0, 1.0], (0.0, 1.0), params=p, t_eval=[1.0], dense=True)
-    steps = sciode.solve(lorenz, [1.0, 1.0, 1.0], (0.0, 1.0), params=p)
     ctrl = sciode.Controls([0.0, 1.0], [[0.0], [1.0]])
     with_w = sciode.solve(controlled, [1.0], (0.0, 1.0), params=[-1.0, 1.0], t_eval=[1.0], controls=ctrl)
-    for sol in (dense, steps, with_w):
+    for sol in (dense, with_w):
         assert sol.success and sol.extra["raw"].ts.shape[0] > 2
 
 

@@ -25,8 +25,8 @@ an order of magnitude, and runs at once.  ``SCIODE_SPECIALIZE=never|always`` ove
 the rule (``auto`` is the default).
 
 Scope: the explicit adaptive tableaus (``bosh3``, ``dopri5``, ``tsit5``,
-``dop853``), no controls, output at ``t_eval`` only (no stored steps, no
-dense output).
+``dop853``), no controls, no dense output (``dense=True`` keeps every
+step's stages, which the generic loop stores).
 Everything else runs on the generic loop.
 """
 
@@ -41,6 +41,7 @@ import numpy as np
 
 from .. import _numba_compat, member_loop
 from . import drivers
+from .status import MAX_STEPS
 
 #: What ``use`` reads: ``auto`` (the rule above), ``always`` or ``never``.
 ENV = "SCIODE_SPECIALIZE"
@@ -50,10 +51,12 @@ MODES = ("auto", "always", "never")
 COMPILE_ESTIMATE_S = 3.0
 
 #: One model's compiled entries: ``solve(p, z0, t0, t1, rtol, atol, h_init,
-#: hmax, max_steps, t_eval) -> (status, t_reached, z, Y, stats)`` and
+#: hmax, max_steps, t_eval) -> (status, t_reached, z, Y, stats)``,
+#: ``solve_steps(..., max_steps, cap) -> (status, t_reached, z, Ts, Zs, stats)``
+#: (the accepted steps' start times and states, room for ``cap``) and
 #: ``forward_range(P, Z0, t_eval, t0, t1, rtol, atol, h_init, hmax, max_steps,
 #: lo, hi, Y, status, t_reached, stats)`` (members ``lo..hi-1``, ``nogil``).
-Entries = namedtuple("Entries", ["solve", "forward_range"])
+Entries = namedtuple("Entries", ["solve", "forward_range", "solve_steps"])
 
 _ENTRIES: dict = {}
 _SPENT: defaultdict = defaultdict(float)  # (digest, tableau) -> seconds on the generic loop
@@ -88,9 +91,9 @@ def mode() -> str:
     return m
 
 
-def supports(tab, n_controls: int, stored: bool = False) -> bool:
+def supports(tab, n_controls: int, dense: bool = False) -> bool:
     """Whether the specialised loop can run this call (see the module docstring)."""
-    return bool(tab.adaptive) and n_controls == 0 and not stored
+    return bool(tab.adaptive) and n_controls == 0 and not dense
 
 
 def _key(mk, tab):
@@ -178,7 +181,20 @@ def _build(mk, tab) -> Entries:
                 P[mem], w, z, t0, t1, rtol, atol, h_init, hmax, max_steps, t_eval, Y[mem],
                 none[0], none[0], none, False, K, z_new, work, wts, stats[mem, :4])
 
-    return Entries(solve, forward_range)
+    @jit
+    def solve_steps(p, z0, t0, t1, rtol, atol, h_init, hmax, max_steps, cap):
+        # the accepted steps' starts (room for ``cap``: more stops with MAX_STEPS)
+        z = z0.copy()
+        K = np.zeros((S, N))
+        z_new, work, wts, w = np.empty(N), np.empty(N), np.empty(S), np.zeros(NW)
+        Ts, Hs, Zs = np.empty(cap), np.empty(cap), np.empty((cap, N))
+        none = np.empty(0)
+        stats = np.zeros(4, dtype=np.int64)
+        status, t = integrate(p, w, z, t0, t1, rtol, atol, h_init, hmax, max_steps, none, Zs[:0],
+                              Ts, Hs, Zs, True, K, z_new, work, wts, stats)
+        return status, t, z, Ts, Zs, stats
+
+    return Entries(solve, forward_range, solve_steps)
 
 
 class Timer:
@@ -196,13 +212,37 @@ class Timer:
         return False
 
 
+#: Bytes reserved for the accepted steps of a solve without ``t_eval``
+#: (``max_steps`` rows when they fit): the memory is only touched as far as the
+#: steps go.  A solve that needs more rows runs on the generic loop, which
+#: grows its storage.
+STEPS_BYTES = 32 << 20
+
+
 def solve(mk, tab, p, z0, t0, t1, t_eval, rtol, atol, h_init, hmax, max_steps):
     """``sciode.solve``'s integration on the specialised loop, as the generic
-    loop's ``solvers.RawResult`` (with ``t_eval``: the stored steps are the
-    two ends, as the generic loop keeps them with ``store_dense=-1``)."""
+    loop's ``solvers.RawResult``: with ``t_eval``, the stored steps are the
+    two ends (as the generic loop keeps them with ``store_dense=-1``);
+    without, the accepted steps (``store_dense=0``)."""
     from .solvers import RawResult, loop_stats
 
     ent = _ENTRIES.get(_key(mk, tab)) or entries(mk, tab)
+    if t_eval.size == 0:
+        n = z0.shape[0]
+        cap = max(2, min(int(max_steps), STEPS_BYTES // (8 * (n + 2))))
+        status, t, z, Ts, Zs, stats = ent.solve_steps(p, z0, float(t0), float(t1), float(rtol), atol,
+                                                      float(h_init), float(hmax), int(max_steps), cap)
+        if status == MAX_STEPS and stats[1] < max_steps:  # out of room, not of steps
+            from .solvers import run_explicit
+
+            return run_explicit(mk, tab, p, None, z0, t0, t1, t_eval, rtol, atol, h_init, hmax, 0.0,
+                                max_steps, False)
+        k = int(stats[2])
+        ts, zs = np.empty(k + 1), np.empty((k + 1, z0.shape[0]))
+        ts[:k], zs[:k] = Ts[:k], Zs[:k]
+        ts[k], zs[k] = t, z
+        return RawResult(int(status), float(t), ts, zs, _NO_STEPS, np.empty((0, tab.s_total, z0.shape[0])),
+                         np.empty((0, z0.shape[0])), loop_stats(stats), tab.P)
     status, t, z, Y, stats = ent.solve(p, z0, float(t0), float(t1), float(rtol), atol, float(h_init),
                                        float(hmax), int(max_steps), t_eval)
     n = z0.shape[0]
