@@ -169,6 +169,7 @@ def test_the_rule_rents_then_buys(monkeypatch, lorenz, tmp_path):
     monkeypatch.setenv("SCIODE_CACHE_DIR", str(tmp_path))  # no marker of earlier runs
     monkeypatch.setattr(specialized, "_SPENT", specialized.defaultdict(float))
     monkeypatch.setattr(specialized, "_ENTRIES", {})
+    monkeypatch.setattr(specialized, "_LOOKED", {})
     mk, tab = model_kernels(lorenz), solvers.lookup_method("tsit5")
     monkeypatch.setenv(specialized.ENV, "auto")
     assert not specialized.use(mk, tab)
@@ -180,10 +181,12 @@ def test_the_rule_rents_then_buys(monkeypatch, lorenz, tmp_path):
     monkeypatch.setattr(specialized, "_SPENT", specialized.defaultdict(float))
     assert not specialized.use(mk, tab)
     specialized._marker(mk, tab).touch()
+    monkeypatch.setattr(specialized, "_LOOKED", {})  # (a process looks once)
     assert specialized.use(mk, tab)
     # a fresh installation: the generic loop's entry is not compiled, and
     # compiling it costs an order of magnitude more than the specialised loop
     monkeypatch.setattr(specialized, "_SPENT", specialized.defaultdict(float))
+    monkeypatch.setattr(specialized, "_LOOKED", {})
     monkeypatch.setattr(specialized, "_marker", lambda mk, tab: tmp_path / "no-marker")
     monkeypatch.setattr(specialized.drivers, "is_compiled", lambda *a: False)
     assert specialized.use(mk, tab, "forward")
@@ -202,6 +205,7 @@ def test_auto_switches_after_the_generic_loop_spent_the_estimate(monkeypatch, lo
     monkeypatch.setenv("SCIODE_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(specialized, "_SPENT", specialized.defaultdict(float))
     monkeypatch.setattr(specialized, "_ENTRIES", {})
+    monkeypatch.setattr(specialized, "_LOOKED", {})
     monkeypatch.setattr(specialized, "COMPILE_ESTIMATE_S", 1e-12)  # any time spent
     kw = dict(params=[10.0, 28.0, 8.0 / 3.0], t_eval=[1.0], method="dopri5")
     monkeypatch.setenv(specialized.ENV, "auto")

@@ -33,6 +33,7 @@ Everything else runs on the generic loop.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import defaultdict, namedtuple
 
@@ -59,6 +60,9 @@ COMPILE_ESTIMATE_S = 3.0
 Entries = namedtuple("Entries", ["solve", "forward_range", "solve_steps"])
 
 _ENTRIES: dict = {}
+_BUILDING = threading.Lock()
+_RAN: set = set()  # pairs whose marker this process has left
+_LOOKED: dict = {}  # pair -> whether an earlier process left its marker
 _SPENT: defaultdict = defaultdict(float)  # (digest, tableau) -> seconds on the generic loop
 
 
@@ -117,7 +121,11 @@ def use(mk, tab, generic: str | None = None) -> bool:
     if m != "auto":
         return m == "always"
     key = _key(mk, tab)
-    if key in _ENTRIES or _SPENT[key] >= COMPILE_ESTIMATE_S or _marker(mk, tab).exists():
+    if key in _ENTRIES or _SPENT[key] >= COMPILE_ESTIMATE_S:
+        return True
+    if key not in _LOOKED:  # an earlier process's marker: one file test per pair and process
+        _LOOKED[key] = _marker(mk, tab).exists()
+    if _LOOKED[key]:
         return True
     if generic is not None:
         from .solvers import rk_method
@@ -139,13 +147,26 @@ def entries(mk, tab) -> Entries:
     got = _ENTRIES.get(key)
     if got is not None:
         return got
-    got = _build(mk, tab)
-    _ENTRIES[key] = got
+    with _BUILDING:  # threads solving one new pair build it once
+        got = _ENTRIES.get(key)
+        if got is not None:
+            return got
+        got = _build(mk, tab)
+        _ENTRIES[key] = got
+    return got
+
+
+def _ran(mk, tab) -> None:
+    """After a pair's first specialised call returned (so it compiled): leave
+    the marker that lets a later process use the loop at once."""
+    key = _key(mk, tab)
+    if key in _RAN:
+        return
+    _RAN.add(key)
     try:
         _marker(mk, tab).touch()
     except OSError:  # a read-only cache only loses the next process's shortcut
         pass
-    return got
 
 
 def _build(mk, tab) -> Entries:
@@ -232,6 +253,7 @@ def solve(mk, tab, p, z0, t0, t1, t_eval, rtol, atol, h_init, hmax, max_steps):
         cap = max(2, min(int(max_steps), STEPS_BYTES // (8 * (n + 2))))
         status, t, z, Ts, Zs, stats = ent.solve_steps(p, z0, float(t0), float(t1), float(rtol), atol,
                                                       float(h_init), float(hmax), int(max_steps), cap)
+        _ran(mk, tab)
         if status == MAX_STEPS and stats[1] < max_steps:  # out of room, not of steps
             from .solvers import run_explicit
 
@@ -245,6 +267,7 @@ def solve(mk, tab, p, z0, t0, t1, t_eval, rtol, atol, h_init, hmax, max_steps):
                          np.empty((0, z0.shape[0])), loop_stats(stats), tab.P)
     status, t, z, Y, stats = ent.solve(p, z0, float(t0), float(t1), float(rtol), atol, float(h_init),
                                        float(hmax), int(max_steps), t_eval)
+    _ran(mk, tab)
     n = z0.shape[0]
     if stats[2] > 0:  # accepted steps: the direction is known to ``finish``
         ts, zs = np.array([t0, t]), np.empty((2, n))
@@ -274,4 +297,5 @@ def forward_members(mk, tab, P, Z0, t0, t1, t_eval, rtol, atol, h_init, hmax, ma
     args = (P, Z0, t_eval, float(t0), float(t1), float(rtol), atol, float(h_init), float(hmax),
             int(max_steps))
     over_ranges(lambda lo, hi: ent.forward_range(*args, lo, hi, Y, status, t_reached, stats), N, threads)
+    _ran(mk, tab)
     return Y, status, t_reached, stats
