@@ -47,7 +47,7 @@ def main():
     N = 5
     P = np.column_stack([np.full(N, 10.0), np.linspace(0, 28, N), np.full(N, 8 / 3)])
     te = np.linspace(0.0, 1.0, 5)
-    for method in ("dopri5", "tsit5", "bosh3"):
+    for method in ("dopri5", "tsit5", "bosh3", "dop853"):
         res[method] = members_vs_solve(L, [1.0, 1.0, 1.0], (0.0, 1.0), P, te, method,
                                        rtol=1e-6, atol=1e-6)
     res["backward"] = members_vs_solve(L, [1.0, 2.0, 3.0], (0.3, 0.0), P[:3], te[::-1] * 0.3,
@@ -71,16 +71,17 @@ def main():
     # gradients: the discrete adjoint of each member's steps, against the CPU's
     x, y, z = L.states
     cost = sciode.Cost(terminal=x**2 + y**2 + z**2, running=0.1 * x * y)
-    g = sciode.value_and_grad_ensemble(L, cost, [1.0, 1.0, 1.0], (0.0, 1.0), P, rtol=1e-6,
-                                       atol=1e-6, device="cuda")
     rows = []
-    for m in range(N):
-        ref = sciode.value_and_grad(L, cost, [1.0, 1.0, 1.0], (0.0, 1.0), P[m],
-                                    sensitivity="discrete", rtol=1e-6, atol=1e-6)
-        rows.append({"value": abs(g.value[m] - ref.value) / abs(ref.value),
-                     "grad": float(np.abs(np.r_[g.grad_params[m] - ref.grad_params,
-                                               g.grad_y0[m] - ref.grad_y0]).max()
-                                   / np.abs(np.r_[ref.grad_params, ref.grad_y0]).max())})
+    for method, members in (("dopri5", range(N)), ("dop853", range(2))):
+        g = sciode.value_and_grad_ensemble(L, cost, [1.0, 1.0, 1.0], (0.0, 1.0), P[list(members)],
+                                           rtol=1e-6, atol=1e-6, device="cuda", method=method)
+        for i, m in enumerate(members):
+            ref = sciode.value_and_grad(L, cost, [1.0, 1.0, 1.0], (0.0, 1.0), P[m], method=method,
+                                        sensitivity="discrete", rtol=1e-6, atol=1e-6)
+            rows.append({"value": abs(g.value[i] - ref.value) / abs(ref.value),
+                         "grad": float(np.abs(np.r_[g.grad_params[i] - ref.grad_params,
+                                                   g.grad_y0[i] - ref.grad_y0]).max()
+                                       / np.abs(np.r_[ref.grad_params, ref.grad_y0]).max())})
     res["grad_vs_discrete"] = rows
     # closed form: x' = -k x, J = x(T)^2 + int x^2 dt (see test_ensemble.py)
     xs, ks = sp.symbols("x k")
@@ -109,8 +110,8 @@ def main():
     errors = {}
     data = sciode.LeastSquares([0.5, 1.0], np.ones((2, 3)))
     calls = {
-        "dop853": lambda: sciode.solve_ensemble(L, np.ones(3), (0, 1), P, device="cuda",
-                                                method="dop853"),
+        "rk4": lambda: sciode.solve_ensemble(L, np.ones(3), (0, 1), P, device="cuda",
+                                             method="rk4", dt=0.1),
         "data": lambda: sciode.value_and_grad_ensemble(L, data, np.ones(3), (0, 1), P,
                                                        device="cuda"),
     }

@@ -29,7 +29,7 @@ def sim():
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("method", ["dopri5", "tsit5", "bosh3"])
+@pytest.mark.parametrize("method", ["dopri5", "tsit5", "bosh3", "dop853"])
 def test_members_take_the_steps_of_solve(sim, method):
     """Same steps, same function evaluations, same numbers (the kernel mirrors
     the CPU loop's operations; the simulator runs them in float64)."""
@@ -85,7 +85,7 @@ def test_gradient_options_and_failures(sim):
 
 
 def test_unsupported_is_a_clear_error(sim):
-    assert "bosh3, dopri5, tsit5" in sim["errors"]["dop853"]
+    assert "bosh3, dopri5, tsit5, dop853" in sim["errors"]["rk4"]
     assert "least-squares" in sim["errors"]["data"]
 
 

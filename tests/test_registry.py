@@ -49,4 +49,4 @@ def test_a_pair_that_does_not_exist_is_a_clear_error_before_compiling(lotka_volt
     with pytest.raises(ValueError, match="`method` must be one of 'euler'"):
         registry.check("rk45")
     with pytest.raises(ValueError, match="does not run on device='cuda'"):
-        registry.check("dop853", device="cuda")
+        registry.check("rk4", device="cuda")

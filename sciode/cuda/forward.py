@@ -12,8 +12,8 @@ operations as the CPU loop, so that a member takes the steps
 right-hand side is its generated plain-Python kernel compiled as a device
 function; the tableau's arrays are captured as constants.
 
-Methods: the adaptive tableaus without extra dense-output stages (``bosh3``,
-``dopri5``, ``tsit5``).  float64 and float32 (the loop's arithmetic in the
+Methods: the adaptive explicit tableaus (``bosh3``, ``dopri5``, ``tsit5``,
+``dop853`` with its extra dense-output stages).  float64 and float32 (the loop's arithmetic in the
 state's dtype).  Inputs may be NumPy arrays (copied to the device) or device
 arrays of any library with ``__cuda_array_interface__`` (CuPy, torch, Numba;
 not copied).
@@ -56,7 +56,7 @@ def _kernel(mk, tab, dtype):
         return k
     ftype = numba.float64 if np.dtype(dtype) == np.float64 else numba.float32
     rhs = cuda.jit(device=True)(mk.module.rhs)
-    N, S = mk.n_states, tab.s
+    N, S = mk.n_states, tab.s_total  # with DOP853's extra dense-output stages
     NW = max(mk.n_controls, 1)
     integrate = build_loop(rhs, N, tab, dtype)
 

@@ -42,7 +42,7 @@ def _kernel(mk, ck, tab, dtype):
         return k
     ftype = numba.float64 if np.dtype(dtype) == np.float64 else numba.float32
     n, n_p = mk.n_states, mk.n_params
-    NA, S = n + 1, tab.s
+    NA, S, S_tot = n + 1, tab.s, tab.s_total
     NP = max(n_p, 1)
     NW = max(mk.n_controls, 1)
     f = cuda.jit(device=True)(mk.module.rhs)
@@ -93,8 +93,8 @@ def _kernel(mk, ck, tab, dtype):
         z = cuda.local.array(NA, ftype)
         z_new = cuda.local.array(NA, ftype)
         work = cuda.local.array(NA, ftype)
-        K = cuda.local.array((S, NA), ftype)
-        wts = cuda.local.array(S, ftype)
+        K = cuda.local.array((S_tot, NA), ftype)  # the loop's stages (no output times: no extras used)
+        wts = cuda.local.array(S_tot, ftype)
         w = cuda.local.array(NW, ftype)
         nothing = cuda.local.array((1, 1), ftype)
         for m in range(n):

@@ -205,7 +205,7 @@ def solve_ensemble(model, y0, t_span, params=None, t_eval=None, method="dopri5",
     method, rtol, atol, controls, dt, max_steps, first_step, max_step :
         as ``sciode.solve`` (``controls`` are shared by all members)
     device : ``"cpu"`` (threads) or ``"cuda"`` (one GPU thread per member;
-        methods bosh3, dopri5, tsit5; float64 or float32 as ``y0``; inputs
+        methods bosh3, dopri5, tsit5, dop853; float64 or float32 as ``y0``; inputs
         may be device arrays: ``sciode.cuda``)
     threads : int, optional
     raise_on_failure : raise ``SolverError`` naming the first failed member
@@ -234,8 +234,8 @@ def solve_ensemble(model, y0, t_span, params=None, t_eval=None, method="dopri5",
 
         _check_cuda_model(model)
         if not cuda.forward.supported(spec.name):
-            raise ValueError(f"device='cuda' supports the adaptive methods without extra dense "
-                             f"stages (bosh3, dopri5, tsit5); got method={method!r}")
+            raise ValueError(f"device='cuda' supports the adaptive explicit methods (bosh3, dopri5, "
+                             f"tsit5, dop853); got method={method!r}")
         if controls is not None:
             raise ValueError("device='cuda' does not take controls yet; use device='cpu'")
         Z0, P = _cuda_rows(model, y0, params)
@@ -305,8 +305,8 @@ def _gradients_cuda(prob, P, Z0, options) -> EnsembleGradResult:
 
     spec = prob.spec
     if not (isinstance(spec, Tableau) and cuda.forward.supported(spec.name)):
-        raise ValueError(f"device='cuda' supports the adaptive methods without extra dense "
-                         f"stages (bosh3, dopri5, tsit5); got method={prob.method!r}")
+        raise ValueError(f"device='cuda' supports the adaptive explicit methods (bosh3, dopri5, "
+                         f"tsit5, dop853); got method={prob.method!r}")
     if prob.controls is not None:
         raise ValueError("device='cuda' does not take controls yet; use device='cpu'")
     if prob.t_rows.size:

@@ -47,7 +47,7 @@ def _explicit(tab) -> MethodInfo:
         on = " on the combined 5th/3rd-order estimate" if tab.e3 is not None else ""
         controller = (f"PI, exponent 1/{q}, beta {tab.pi_beta:g}{on}" if tab.pi_beta
                       else f"I, exponent 1/{q}{on}")
-    cuda = tab.adaptive and tab.e3 is None and tab.s_extra == 0
+    cuda = tab.adaptive  # sciode.member_loop: every adaptive tableau, DOP853's extra stages too
     return MethodInfo(tab.name, "explicit", tab.order, tab.error_order, tab.adaptive, controller,
                       ALL_MODES, ("cpu", "torch", "cuda") if cuda else ("cpu", "torch"))
 
