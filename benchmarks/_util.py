@@ -7,7 +7,6 @@ call of a fresh subprocess (``cold``: see ``benchmarks.cold``).
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import math
@@ -20,6 +19,7 @@ import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
+from unittest import mock
 from pathlib import Path
 
 import numpy as np
@@ -270,17 +270,8 @@ class CacheDir:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-@contextlib.contextmanager
 def explicit_loop(which: str):
     """Run sciode's explicit solves on one loop: ``"never"`` the generic loop,
     ``"always"`` the per-model specialised one (``sciode.cpu.specialized``;
-    ``SCIODE_SPECIALIZE``), ``"auto"`` sciode's own choice."""
-    old = os.environ.get("SCIODE_SPECIALIZE")
-    os.environ["SCIODE_SPECIALIZE"] = which
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("SCIODE_SPECIALIZE", None)
-        else:
-            os.environ["SCIODE_SPECIALIZE"] = old
+    ``SCIODE_SPECIALIZE``), ``"auto"`` sciode's own choice (a context manager)."""
+    return mock.patch.dict(os.environ, {"SCIODE_SPECIALIZE": which})

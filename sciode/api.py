@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from .checks import (
@@ -58,18 +60,16 @@ def solve(model, y0, t_span, params=None, t_eval=None, method="dopri5", rtol=1e-
     h_init, max_step, max_steps, _ = check_steps(
         first_step, max_step, max_steps, spec if isinstance(spec, Tableau) else None, dt, method)
     mk = model_kernels(model)
-    if isinstance(spec, Tableau) and specialized.supports(spec, model.n_controls, bool(dense)):
+    if isinstance(spec, Tableau):
         # two tiers of one loop (``cpu.specialized``): same steps, same numbers
-        if specialized.use(mk, spec, "forward"):
+        fast = specialized.supports(spec, model.n_controls, bool(dense))
+        if fast and specialized.use(mk, spec, "forward"):
             raw = specialized.solve(mk, spec, p, z0, t0, t1, te, rtol, atol_arr, h_init, max_step,
                                     max_steps)
         else:
-            with specialized.Timer(mk, spec):
+            with specialized.Timer(mk, spec) if fast else contextlib.nullcontext():
                 raw = solvers.run_explicit(mk, spec, p, controls, z0, t0, t1, te, rtol, atol_arr, h_init,
-                                           float(max_step), 0.0, int(max_steps), False)
-    elif isinstance(spec, Tableau):
-        raw = solvers.run_explicit(mk, spec, p, controls, z0, t0, t1, te, rtol, atol_arr, h_init,
-                                   float(max_step), float(dt or 0.0), int(max_steps), bool(dense))
+                                           float(max_step), float(dt or 0.0), int(max_steps), bool(dense))
     else:
         from .cpu.stiff import model_linear_mode
 

@@ -24,12 +24,19 @@ the same numbers (checked member by member in the tests).
 from __future__ import annotations
 
 import math
+import types
 
 import numpy as np
 
-from .cpu.explicit import FAC_MAX, FAC_MIN, SAFETY
+from . import step_rules
 from .cpu.status import MAX_STEPS, NONFINITE, STEP_UNDERFLOW, SUCCESS
-from .cpu.stepping import SMALL
+from .cpu.stepping import NONFINITE_SHRINK, SMALL
+
+
+def _own(fn):
+    """A copy of the shared rule ``fn`` (``step_rules``) for one loop's ``jit``,
+    which may rename what it compiles (``cpu.specialized``)."""
+    return types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
 
 
 def stage_functions(rhs, N, tab, dtype, jit):
@@ -107,6 +114,9 @@ def build_loop(rhs, N, tab, dtype, jit):
     expo = 1.0 / q - 0.75 * beta
     eps = float(np.finfo(np.float64).eps)  # the CPU loop's guards, in float64
     stages, stage_sum, scaled_sum = stage_functions(rhs, N, tab, dtype, jit)
+    first_guess, starting_step = jit(_own(step_rules.first_guess)), jit(_own(step_rules.starting_step))
+    shrink_factor, grow_factor = jit(_own(step_rules.shrink_factor)), jit(_own(step_rules.grow_factor))
+    dop853_error = jit(_own(step_rules.dop853_error))
 
     @jit
     def finite(v):
@@ -137,10 +147,7 @@ def build_loop(rhs, N, tab, dtype, jit):
         for m in range(N):
             sc = atol[m] + rtol * max(abs(z[m]), abs(z_new[m]))
             err3 += (work[m] / sc) ** 2
-        deno = err5 + 0.01 * err3
-        if deno <= 0.0:
-            return 0.0
-        return err5 / math.sqrt(N * deno)
+        return dop853_error(err5, err3, N)
 
     @jit
     def extra_stages(t, z, h, p, w, K, work):
@@ -158,19 +165,14 @@ def build_loop(rhs, N, tab, dtype, jit):
     def initial_step(t0, z0, f0, direction, rtol, atol, hmax, span, p, w, work, f1):
         d0 = rms(z0, z0, z0, rtol, atol)
         d1 = rms(f0, z0, z0, rtol, atol)
-        h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5 or not math.isfinite(d1)) else 0.01 * d0 / d1
-        h0 = min(h0, hmax, span)
+        h0 = first_guess(d0, d1, hmax, span)
         for m in range(N):
             work[m] = z0[m] + direction * h0 * f0[m]
         rhs(t0 + direction * h0, work, p, w, f1)
         for m in range(N):
             work[m] = f1[m] - f0[m]
         d2 = rms(work, z0, z0, rtol, atol) / h0
-        dmax = max(d1, d2)
-        if not math.isfinite(dmax):
-            return h0 * 1e-3
-        h1 = max(1e-6, h0 * 1e-3) if dmax <= 1e-15 else (0.01 / dmax) ** (1.0 / (order + 1))
-        return min(100.0 * h0, h1, hmax, span)
+        return starting_step(h0, d1, d2, order, hmax, span, t0, direction)
 
     @jit
     def dense(z, h, K, theta, wts, out):
@@ -229,19 +231,15 @@ def build_loop(rhs, N, tab, dtype, jit):
                 if not math.isfinite(err):
                     saw_nonfinite = True
                     nrej += 1
-                    h = abs(hh) * FAC_MIN
+                    h = abs(hh) * NONFINITE_SHRINK
                     rejected_last = True
                     continue
                 if err > 1.0:
                     nrej += 1
-                    h = abs(hh) * max(FAC_MIN, SAFETY * err ** (-1.0 / q))
+                    h = abs(hh) * shrink_factor(err, q)
                     rejected_last = True
                     continue
-                fac = FAC_MAX if err == 0.0 else SAFETY * err ** (-expo) * err_prev ** beta
-                fac = min(FAC_MAX, max(FAC_MIN, fac))
-                if rejected_last:
-                    fac = min(fac, 1.0)
-                h_next = min(abs(hh) * fac, hmax)
+                h_next = min(abs(hh) * grow_factor(err, err_prev, expo, beta, rejected_last), hmax)
                 err_prev = max(err, 1e-4)
                 t_new = t1 if reach else t + hh
                 if n_ext > 0 and i_eval < m_eval and (t_eval[i_eval] - t) * direction <= abs(hh):

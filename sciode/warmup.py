@@ -15,11 +15,11 @@ what is compiled is exactly what a user's call would compile.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from unittest import mock
 
 #: One unit of work per compiled loop: (name, ((method, sensitivity modes), ...),
 #: whether it runs the ensemble entry points).  Each unit runs in one process,
@@ -49,18 +49,9 @@ def _problem():
     return model, cost, np.array([1.0, 0.5]), (0.0, 1.0), np.array([2.0, 1.0]), t_obs
 
 
-@contextlib.contextmanager
 def _quiet():
     """No per-loop compile notice (``cpu.drivers``): precompile has its own display."""
-    old = os.environ.get("SCIODE_QUIET")
-    os.environ["SCIODE_QUIET"] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("SCIODE_QUIET", None)
-        else:
-            os.environ["SCIODE_QUIET"] = old
+    return mock.patch.dict(os.environ, {"SCIODE_QUIET": "1"})
 
 
 def _run_unit(unit: tuple) -> tuple[str, float]:

@@ -304,3 +304,20 @@ def test_generic_entries_leave_a_ready_marker():
     assert drivers.is_compiled("forward", method)
     key = ("forward", drivers.method_type(method), None)
     assert drivers._ready_marker(key).exists()
+
+
+@pytest.mark.parametrize("method", ["dopri5", "dop853"])
+def test_first_step_floor_is_the_generic_loops(monkeypatch, method):
+    """Both loops apply the shared starting-step rule (``step_rules``), with
+    its floor at ``100 eps max(|t0|, |t1|)``: the specialised loop used to
+    miss it and underflow at t0 = 240 on the model of
+    ``test_solve.test_first_step_is_never_below_the_resolution_of_t``."""
+    from test_solve import _quadrature_model
+
+    model = _quadrature_model()
+    ts = np.array([240.0, 250.0, 300.0])
+    kw = dict(t_eval=ts, method=method, rtol=1e-8, atol=1e-12)
+    gen = _solve(monkeypatch, "never", model, [1e6, 0.0], (240.0, 300.0), [0.01, 1e6], **kw)
+    spe = _solve(monkeypatch, "always", model, [1e6, 0.0], (240.0, 300.0), [0.01, 1e6], **kw)
+    assert spe.success and spe.stats == gen.stats
+    np.testing.assert_array_equal(spe.y, gen.y)

@@ -25,15 +25,19 @@ from collections import namedtuple
 import numba as nb
 import numpy as np
 
+from .. import step_rules
 from .._numba_compat import NO_NRT
 from .status import NONFINITE, SUCCESS
-from .stepping import (EPS, NONFINITE_SHRINK, Storage, full, grow_storage, land_step,
+from .stepping import (NONFINITE_SHRINK, Storage, full, grow_storage, land_step,
                        next_attempt, scaled_sum, start_storage, stored, weighted_sum)
 from .systems import sys_coupled, sys_rhs
 
-SAFETY = 0.9
-FAC_MIN = 0.2
-FAC_MAX = 10.0
+# the rules every explicit loop shares, compiled into this one
+_first_guess = nb.njit(cache=True, nogil=True, inline="always")(step_rules.first_guess)
+_starting_step = nb.njit(cache=True, nogil=True, inline="always")(step_rules.starting_step)
+_shrink_factor = nb.njit(cache=True, nogil=True, inline="always")(step_rules.shrink_factor)
+_grow_factor = nb.njit(cache=True, nogil=True, inline="always")(step_rules.grow_factor)
+_dop853_error = nb.njit(cache=True, nogil=True, inline="always")(step_rules.dop853_error)
 
 #: ``rk_integrate``'s work arrays, kept by ``rk_steps`` between its calls:
 #: stages ``K (s_total, n)``, scratch ``work``, the state ``z`` and the trial
@@ -83,29 +87,14 @@ def initial_step(sys, t0, z0, f0, direction, order, rtol, atol, hmax, span, work
     of information about the scale of ``z`` and of its derivatives."""
     d0 = rms_scaled(z0, z0, z0, rtol, atol)
     d1 = rms_scaled(f0, z0, z0, rtol, atol)
-    # d1 = inf (|f| / scale overflows its square while f is finite) would make
-    # h0 = 0 and then divide by it: take the small step instead
-    h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5 or not math.isfinite(d1)) else 0.01 * d0 / d1
-    h0 = min(h0, hmax, span)
+    h0 = _first_guess(d0, d1, hmax, span)
     for i in range(z0.shape[0]):
         work[i] = z0[i] + direction * h0 * f0[i]
     sys_rhs(sys, t0 + direction * h0, work, f1)
     for i in range(z0.shape[0]):
         work[i] = f1[i] - f0[i]
     d2 = rms_scaled(work, z0, z0, rtol, atol) / h0
-    dmax = max(d1, d2)
-    if not math.isfinite(dmax):
-        h = h0 * 1e-3
-    else:
-        h1 = max(1e-6, h0 * 1e-3) if dmax <= 1e-15 else (0.01 / dmax) ** (1.0 / (order + 1))
-        h = min(100.0 * h0, h1, hmax, span)
-    # CVODES's lower bound (``cvHin``: 100 uround max(|t0|, |t1|)).  A component
-    # at zero with a huge rate beside a large one (a costate sweep's gradient
-    # quadrature) makes ``0.01 d0 / d1`` tiny; a first step below the
-    # resolution of t would end the solve as an underflow before any trial,
-    # while the error test shortens a floor that is too long.
-    floor = 100.0 * EPS * max(abs(t0), abs(t0 + direction * span))
-    return max(h, min(floor, span))
+    return _starting_step(h0, d1, d2, order, hmax, span, t0, direction)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -181,12 +170,7 @@ def error_norm(h, e, e3, K, z, z_new, rtol, atol, work, n_err):
     for m in range(n_err):
         sc = atol[m] + rtol * max(abs(z[m]), abs(z_new[m]))
         err3 += (work[m] / sc) ** 2
-    deno = err5 + 0.01 * err3
-    if deno <= 0.0:
-        return 0.0
-    # err5 and err3 above already carry h; dop853.f's formula has one factor h
-    # outside: |h| err5 / sqrt(n deno) with unscaled sums, i.e. this.
-    return err5 / math.sqrt(n * deno)
+    return _dop853_error(err5, err3, n)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")  # see ``integrate``: one compiled layer
@@ -307,18 +291,14 @@ def rk_steps(sys, loop, span_, t_eval, store_dense, w, st):
             err = error_norm(hh, e, e3, K, z, z_new, rtol, atol, work, n_err) if finite else np.inf
             if not err <= 1.0:  # rejected, or not finite: shrink and retry
                 if math.isfinite(err):
-                    h = abs(hh) * max(FAC_MIN, SAFETY * err ** (-1.0 / q))
+                    h = abs(hh) * _shrink_factor(err, q)
                 else:
                     saw_nonfinite = True
                     h = abs(hh) * NONFINITE_SHRINK
                 stats[3] += 1
                 rejected_last = True
                 continue
-            fac = FAC_MAX if err == 0.0 else SAFETY * err ** (-expo) * err_prev ** beta
-            fac = min(FAC_MAX, max(FAC_MIN, fac))
-            if rejected_last:
-                fac = min(fac, 1.0)
-            h_next = min(abs(hh) * fac, hmax)
+            h_next = min(abs(hh) * _grow_factor(err, err_prev, expo, beta, rejected_last), hmax)
             err_prev = max(err, 1e-4)
         else:
             if not finite:

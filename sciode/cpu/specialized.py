@@ -81,7 +81,7 @@ def _jit_for(mk, tab):
     tag = f"{tab.name}_{mk.digest}"
 
     def jit(fn):
-        fn.__qualname__ = f"{fn.__qualname__}_{tag}"
+        fn.__qualname__ = f"{fn.__qualname__}_{tag}"  # fn is the pair's own (built, or member_loop._own)
         d = numba.njit(nogil=True, cache=_numba_compat.CACHE_CLOSURES)(fn)
         return _numba_compat.stable_identity(d, f"sciode.specialized:{fn.__qualname__}")
     return jit

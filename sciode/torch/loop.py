@@ -32,7 +32,7 @@ import dataclasses
 
 import torch
 
-from ..cpu.explicit import FAC_MAX, FAC_MIN, SAFETY
+from ..step_rules import FAC_MAX, FAC_MIN, SAFETY
 from ..cpu.status import MAX_STEPS, NONFINITE, STEP_UNDERFLOW, SUCCESS
 from .methods import Method
 
