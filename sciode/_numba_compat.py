@@ -28,6 +28,12 @@ a dispatcher's pickled UUID set     a closure over a compiled function  no disk 
 quiet ``NumbaIRAssumptionWarning``  (inlining on purpose; first-class   the same: they are warnings about
 and the experimental-feature        functions are the design)           our design, in both modes
 warning while compiling the loops
+generated kernels compiled to       Numba compiles a kernel at ~25 ms   the kernels compiled by Numba
+machine code by ``codegen.native``  per line; llvmlite in milliseconds  (``numba.njit``)
+with the argument types Numba's
+data model gives an array and the
+C address a loop calls
+(``DirectKernel``)
 ==================================  ==================================  =================================
 
 At import a self-test compares the private layouts with what the fast path
@@ -265,6 +271,107 @@ def declare_type(cls, numba_type) -> None:
     typeof_impl.register(cls)(lambda val, c: numba_type)
     if not PORTABLE:
         cls._numba_type_ = numba_type
+
+
+# --- kernels compiled without Numba (``codegen.native``) -----------------------------------------
+#: The LLVM-level signature of a kernel that Numba's loops call through its
+#: C address (a first-class function's ``c_addr``, when ``jit_addr`` is null):
+#: ``arg_types`` as Numba's data model gives them (an array is its struct, by
+#: value), ``ndims`` (``None`` for a float argument), ``ret_type`` (Numba's
+#: ``void``), the struct's ``data`` and ``shape`` fields, the data pointer's
+#: type and ``make_array(builder, ndim, data, shape)``.
+DirectABI = None
+DirectKernel = None
+
+if not PORTABLE:
+    from collections import namedtuple as _namedtuple
+
+    DirectABI = _namedtuple("DirectABI", ["arg_types", "ndims", "ret_type", "data_field", "shape_field",
+                                          "data_type", "make_array"])
+    _DIRECT_ABIS: dict = {}
+
+    def direct_kernel_abi(sig):
+        """The ``DirectABI`` of the kernel signature ``sig`` (float64 scalars and
+        C-contiguous float64 arrays), from Numba's own data model: the same
+        types the loops' call through a first-class function's C address
+        passes (``numba.experimental.function_type.FunctionProtoModel``)."""
+        hit = _DIRECT_ABIS.get(sig)
+        if hit is not None:
+            return hit
+        from llvmlite import ir
+        from numba.core.datamodel import default_manager
+
+        ndims = []
+        for a in sig.args:
+            if a == types.float64:
+                ndims.append(None)
+            elif isinstance(a, types.Array) and a.dtype == types.float64 and a.layout == "C":
+                ndims.append(a.ndim)
+            else:
+                raise TypeError(f"no direct kernel ABI for an argument of type {a}")
+        arg_types = [default_manager.lookup(a).get_value_type() for a in sig.args]
+        fields = list(EXPECTED_ARRAY_FIELDS)
+        data_field, shape_field = fields.index("data"), fields.index("shape")
+        data_type = default_manager.lookup(types.float64[::1]).get_value_type().elements[data_field]
+        ret_type = default_manager.lookup(sig.return_type).get_value_type()
+
+        def make_array(builder, nd, data, shape):
+            sty = default_manager.lookup(types.Array(types.float64, nd, "C")).get_value_type()
+            i64 = ir.IntType(64)
+            nitems = shape[0]
+            for extent in shape[1:]:
+                nitems = builder.mul(nitems, extent)
+            strides, step = [], ir.Constant(i64, 8)
+            for extent in reversed(shape):
+                strides.insert(0, step)
+                step = builder.mul(step, extent)
+            v = ir.Constant(sty, None)
+            values = {"meminfo": ir.Constant(sty.elements[0], None), "parent": ir.Constant(sty.elements[1], None),
+                      "nitems": nitems, "itemsize": ir.Constant(i64, 8), "data": data}
+            for name, value in values.items():
+                v = builder.insert_value(v, value, fields.index(name))
+            for k in range(nd):
+                v = builder.insert_value(v, shape[k], [shape_field, k])
+                v = builder.insert_value(v, strides[k], [fields.index("strides"), k])
+            return v
+
+        hit = _DIRECT_ABIS[sig] = DirectABI(arg_types, tuple(ndims), ret_type, data_field, shape_field,
+                                            data_type, make_array)
+        return hit
+
+    class DirectKernel(_KernelBase):
+        """A kernel whose machine code ``codegen.native`` made: the loops call
+        it through its C address (``jit_addr`` null), Python through ``call``.
+        ``dispatcher``, for the code that compiles the kernel's source into a
+        loop of its own (``cpu.specialized``), is Numba's compile of the same
+        source with the same arithmetic (``options``: no fast-math flags),
+        made on first use."""
+
+        def __init__(self, fn, sig, address, call, **options):
+            self._fn = fn
+            self._sig = sig
+            self._options = options
+            self._dispatcher = None
+            self._c_addr = address
+            self._addresses = struct.pack("PP", address, 0)
+            self._numba_type_ = KernelType(sig)
+            self._call = call
+
+        @property
+        def dispatcher(self):
+            if self._dispatcher is None:
+                self._dispatcher = nb.njit(self._sig, cache=True, nogil=True, **self._options)(self._fn)
+            return self._dispatcher
+
+        def __call__(self, *args):
+            return self._call(*args)
+
+        def __wrapper_address__(self) -> int:
+            return self._c_addr
+
+        def jit_address(self) -> int:
+            """0: the loops call this kernel through its C address."""
+            return 0
 
 
 # --- borrowed views ----------------------------------------------------------------------------

@@ -470,13 +470,18 @@ def test_cache_directories_are_private(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(_numba_compat.PORTABLE, reason="the fast path's addresses (the portable path: "
                     "tests/test_numba_compat.py)")
-def test_kernel_addresses_match_numba(lorenz):
+def test_kernel_addresses_match_numba(lorenz, monkeypatch):
     """A kernel is unboxed from the addresses it computed once (``abi.KernelType``);
-    they must be Numba's own answers for the dispatcher, and the loops must
-    call through them (the kernel's output reaches the caller)."""
+    for a kernel Numba compiled they must be Numba's own answers for the
+    dispatcher, and the loops must call through them (the kernel's output
+    reaches the caller).  (Kernels of ``codegen.native``:
+    ``tests/test_native_kernels.py``.)"""
     from numba.experimental import function_type as ft
 
+    monkeypatch.setenv(codegen.KERNEL_COMPILER_ENV, "numba")
+    monkeypatch.setattr(codegen, "_SETS", {})
     k = codegen.model_kernels(lorenz)["rhs"]
+    assert type(k) is _numba_compat.Kernel
     sig = abi.MODEL_KERNELS["rhs"]
     assert k.__wrapper_address__() == ft._get_wrapper_address(k.dispatcher, sig)
     assert k.jit_address() == ft._get_jit_address(k.dispatcher, sig)

@@ -9,6 +9,8 @@ Numba functions with the signatures of ``sciode.abi``; downstream code
 from __future__ import annotations
 
 import contextlib
+import os
+import warnings
 
 import numpy as np
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
@@ -19,6 +21,61 @@ from ..errors import ModelError
 from . import cache
 from .cache import STATS, cache_dir
 from .shared import KERNEL_FASTMATH, KERNEL_OPTIONS, Kernel, compile_kernel, zero_kernel  # noqa: F401  (re-exported)
+
+
+#: Which compiler makes the generated kernels' machine code: ``native``
+#: (``codegen.native``, through llvmlite, in milliseconds; Numba for a kernel it
+#: does not translate) or ``numba``.  The portable path always uses Numba.
+KERNEL_COMPILER_ENV = "SCIODE_KERNEL_COMPILER"
+#: Why kernels fell back to Numba: ``{(module, kernel): reason}``.
+NATIVE_FALLBACKS: dict = {}
+_PARSED: dict = {}
+
+
+def native_enabled() -> bool:
+    """Whether generated kernels are compiled by ``codegen.native``."""
+    from .. import _numba_compat
+
+    choice = os.environ.get(KERNEL_COMPILER_ENV, "native").strip().lower()
+    if choice not in ("native", "numba"):
+        raise ValueError(f"{KERNEL_COMPILER_ENV} must be 'native' or 'numba', got {choice!r}")
+    return choice == "native" and not _numba_compat.PORTABLE
+
+
+def native_kernel(module, name: str, sig):
+    """The kernel ``name`` of the generated ``module`` compiled by
+    ``codegen.native`` (a ``_numba_compat.DirectKernel``), or ``None`` where
+    that is off or the kernel uses Python it does not translate."""
+    if not native_enabled():
+        return None
+    from .. import _numba_compat
+    from . import native
+
+    source = getattr(module, "__sciode_source__", None)
+    if source is None:
+        return None
+    parsed = _PARSED.get(module.__name__)
+    if parsed is None:
+        parsed = _PARSED[module.__name__] = native.parse_module(source)
+    functions, consts = parsed
+    tree = functions.get(name)
+    if tree is None:
+        return None
+    abi_ = _numba_compat.direct_kernel_abi(sig)
+    try:
+        address, py_address = native.compile_function(tree, consts, abi_)
+    except native.Unsupported as exc:
+        NATIVE_FALLBACKS[(module.__name__, name)] = str(exc)
+        return None
+    except Exception as exc:  # a translator bug must cost speed, never a result
+        NATIVE_FALLBACKS[(module.__name__, name)] = f"error: {type(exc).__name__}: {exc}"
+        warnings.warn(f"sciode: the native kernel compiler failed on `{name}` of {module.__name__} "
+                      f"({type(exc).__name__}: {str(exc)[:200]}); Numba compiles it instead",
+                      RuntimeWarning, stacklevel=3)
+        return None
+    options = {k: v for k, v in KERNEL_OPTIONS.items() if k != "fastmath"}
+    return _numba_compat.DirectKernel(getattr(module, name), sig, address,
+                                      native.python_caller(py_address, abi_.ndims), **options)
 
 
 class KernelSet:
@@ -49,7 +106,9 @@ class KernelSet:
             if name in getattr(self.module, "ZERO_KERNELS", ()):
                 fn = self._compiled[name] = zero_kernel(sig)
                 return fn
-            fn = compile_kernel(getattr(self.module, name), sig)
+            fn = native_kernel(self.module, name, sig)
+            if fn is None:
+                fn = compile_kernel(getattr(self.module, name), sig)
             self._compiled[name] = fn
         return fn
 

@@ -153,4 +153,5 @@ def load_or_build(kind: str, digest: str, build_source):
     # compiled under the file's name, so Numba's cache finds its machine code beside it
     exec(compile(DIGEST_PREFIX + _sha(source) + "\n" + source, str(path), "exec"),  # noqa: S102
          module.__dict__)
+    module.__sciode_source__ = source  # what codegen.native translates: the checked text
     return module

@@ -1,0 +1,569 @@
+"""Generated kernels compiled straight to machine code with llvmlite.
+
+A generated kernel is a few hundred to a few thousand lines of straight
+arithmetic (``out[3] = p[0]*y[1] - ...``), with loops where rows repeat
+(``rolling.py``).  Numba compiles it like any Python function: it types and
+lowers every operation through its generic machinery, about 25 ms per line on
+this project's 2-core machine (measured: 500 lines in 12.6 s, 2,000 in 81 s;
+splitting into chunks saves little, since the cost is per operation).  That
+is most of a new model's first gradient (Lotka--Volterra: 0.5 of 1.0 s; the
+PEtab model Boehm: 3 of 4.4 s).
+
+The kernels use a small, fixed part of Python, which this module translates
+to LLVM IR itself, from the generated module's syntax tree (``ast``: the
+source is parsed, never executed here), and compiles with llvmlite's public
+API in milliseconds:
+
+- statements: ``name = expr`` (each name assigned once), ``out[i, j] = expr``,
+  ``out[i] += expr``, ``out[:] = 0.0``, ``row = M[k]`` (a row view),
+  ``for i in range(...)`` and ``return``;
+- expressions: float and integer constants, ``+ - * /``, ``**`` (an integer
+  constant exponent by Numba's own unrolled multiplication, anything else by
+  ``llvm.pow``), unary minus, ``math`` functions (the same intrinsic or C
+  library call that Numba makes for each), ``abs``, ``a if c else b`` with
+  comparisons, ``and``/``or``, and array reads at integer index expressions,
+  ``S.shape[1]``.
+
+Anything else raises ``Unsupported`` and that kernel is compiled by Numba, as
+before (the matrix-form kernels of ``structured.py`` allocate temporaries:
+Numba compiles them).  The IR evaluates every operation in the order
+Python would, without fast-math flags: the result is what Python's floats
+give, and what Numba gives for the same source without ``fastmath``
+(``tests/test_native_kernels.py`` compares them bit for bit).
+
+The function has the C-callable signature Numba's loops call a first-class
+function through (``_numba_compat.direct_kernel_abi``: array arguments as
+Numba's array structs, by value); a second function with plain pointer and
+size arguments serves calls from Python through ``ctypes``.
+"""
+
+from __future__ import annotations
+
+import ast
+import ctypes
+import math
+import threading
+
+import numpy as np
+from llvmlite import binding as llvm
+from llvmlite import ir
+
+F64 = ir.DoubleType()
+I64 = ir.IntType(64)
+I1 = ir.IntType(1)
+
+#: ``math`` functions lowered to an LLVM intrinsic, as Numba lowers them
+#: (``numba.cpython.mathimpl``: ``unary_math_intr``).
+INTRINSICS = {"exp": "llvm.exp", "log": "llvm.log", "log10": "llvm.log10", "sin": "llvm.sin",
+              "cos": "llvm.cos", "fabs": "llvm.fabs", "exp2": "llvm.exp2"}
+#: ``math`` functions Numba calls in the C library (``unary_math_extern``).
+EXTERNS = {"tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh",
+           "log1p", "expm1", "erf", "erfc", "sqrt", "lgamma"}
+#: Two-argument ``math`` functions: (intrinsic or C name, is intrinsic).
+BINARY = {"copysign": ("llvm.copysign", True), "pow": ("llvm.pow", True), "atan2": ("atan2", False)}
+
+
+#: ``math`` constants the printer emits (``math.pi``, ``math.e``).
+MATH_CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau}
+
+
+class Unsupported(Exception):
+    """The kernel uses Python outside what this module translates (Numba compiles it)."""
+
+
+class _Array:
+    """An array argument or a row view: its data pointer and shape (``i64`` values)."""
+
+    def __init__(self, data, shape):
+        self.data = data
+        self.shape = list(shape)
+
+
+def _fail(node, why: str):
+    raise Unsupported(f"{why} (line {getattr(node, 'lineno', '?')}: {ast.unparse(node)[:80]})")
+
+
+class _FunctionEmitter:
+    """Emit one kernel's body into ``fn`` (see the module docstring for the subset)."""
+
+    def __init__(self, fn: ir.Function, tree: ast.FunctionDef, args: dict, consts: dict):
+        self.fn = fn
+        self.module = fn.module
+        self.builder = ir.IRBuilder(fn.append_basic_block("entry"))
+        self.scopes = [dict(args)]
+        self.consts = consts
+        self.bound_to: dict = {}  # name -> the source of the value it was first bound to
+        # accumulators (``_acc = 0.0; for ...: _acc += x``) live in memory, which
+        # LLVM's mem2reg turns back into registers
+        self.mutable = {n.target.id for n in ast.walk(tree)
+                        if isinstance(n, ast.AugAssign) and isinstance(n.target, ast.Name)}
+        self.slots = {name: self.builder.alloca(F64, name=name) for name in sorted(self.mutable)}
+        self.assigned: set = set()
+
+    # --- names ---------------------------------------------------------------------------
+    def lookup(self, node: ast.Name):
+        if node.id in self.mutable:
+            if node.id not in self.assigned:
+                _fail(node, f"`{node.id}` is read before it is assigned")
+            return self.builder.load(self.slots[node.id], typ=F64)
+        for scope in reversed(self.scopes):
+            if node.id in scope:
+                return scope[node.id]
+        if node.id in self.consts:
+            v = self.consts[node.id]
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                _fail(node, f"module constant `{node.id}` is not a number")
+            return ir.Constant(I64, v) if isinstance(v, int) else ir.Constant(F64, float(v))
+        _fail(node, f"unknown name `{node.id}`")
+
+    def bind(self, name: str, value, node: ast.Assign):
+        if name in self.mutable:
+            if value.type == I1:
+                _fail(node, "a truth value in an accumulator")
+            value = self.as_float(value)
+            self.builder.store(value, self.slots[name])
+            self.assigned.add(name)
+            return
+        # Generated kernels carry no value across loop iterations or out of a
+        # loop; a name bound again is the same read again (``_y3 = y[3]`` at
+        # the top of a loop body and after it), so each binding is its own
+        # SSA value in its scope.  Anything else is not translated.
+        text = ast.unparse(node.value)
+        if self.bound_to.setdefault(name, text) != text:
+            _fail(node, f"`{name}` is bound to two different values")
+        self.scopes[-1][name] = value
+
+    # --- statements ----------------------------------------------------------------------
+    def body(self, stmts):
+        for s in stmts:
+            if self.builder.block.is_terminated:
+                _fail(s, "code after return")
+            self.statement(s)
+
+    def statement(self, s):
+        b = self.builder
+        if isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant) and isinstance(s.value.value, str):
+            return  # the docstring
+        if isinstance(s, ast.Return):
+            if s.value is not None:
+                _fail(s, "a kernel returns nothing")
+            b.ret(ir.Constant(self.fn.function_type.return_type, None))
+            return
+        if isinstance(s, ast.Assign):
+            if len(s.targets) != 1:
+                _fail(s, "chained assignment")
+            target = s.targets[0]
+            if isinstance(target, ast.Name):
+                if isinstance(s.value, ast.Subscript):
+                    arr = self.array_of(s.value.value)
+                    if arr is not None and len(arr.shape) == 2 and not isinstance(s.value.slice, ast.Tuple):
+                        # ``row = M[k]``: a view of row k
+                        k = self.integer(s.value.slice)
+                        data = self.gep(arr.data, b.mul(k, arr.shape[1]))
+                        self.bind(target.id, _Array(data, arr.shape[1:]), s)
+                        return
+                self.bind(target.id, self.value(s.value), s)
+                return
+            if isinstance(target, ast.Subscript):
+                arr = self.array_of(target.value)
+                if arr is None:
+                    _fail(s, "assignment into something that is not an array")
+                if isinstance(target.slice, ast.Slice):
+                    self.fill(arr, target, s.value)
+                    return
+                b.store(self.scalar(s.value), self.element(arr, target.slice))
+                return
+            _fail(s, "unsupported assignment target")
+        if isinstance(s, ast.AugAssign) and isinstance(s.target, ast.Name):
+            if not isinstance(s.op, (ast.Add, ast.Sub)) or s.target.id not in self.assigned:
+                _fail(s, "an accumulator takes += or -= after its first assignment")
+            ptr = self.slots[s.target.id]
+            old, value = b.load(ptr, typ=F64), self.scalar(s.value)
+            b.store(b.fadd(old, value) if isinstance(s.op, ast.Add) else b.fsub(old, value), ptr)
+            return
+        if isinstance(s, ast.AugAssign):
+            if not isinstance(s.target, ast.Subscript) or not isinstance(s.op, (ast.Add, ast.Sub)):
+                _fail(s, "only `a[i] += x` and `a[i] -= x` are augmented assignments")
+            arr = self.array_of(s.target.value)
+            if arr is None:
+                _fail(s, "augmented assignment into something that is not an array")
+            ptr = self.element(arr, s.target.slice)
+            old = b.load(ptr, typ=F64)
+            value = self.scalar(s.value)
+            b.store(b.fadd(old, value) if isinstance(s.op, ast.Add) else b.fsub(old, value), ptr)
+            return
+        if isinstance(s, ast.For):
+            self.loop(s)
+            return
+        _fail(s, f"statement {type(s).__name__}")
+
+    def fill(self, arr: _Array, target, value):
+        sl = target.slice
+        if sl.lower is not None or sl.upper is not None or sl.step is not None:
+            _fail(target, "only the whole-array slice `a[:]` is supported")
+        if not (isinstance(value, ast.Constant) and value.value == 0.0):
+            _fail(value, "only `a[:] = 0.0` is supported")
+        n = arr.shape[0]
+        for extent in arr.shape[1:]:
+            n = self.builder.mul(n, extent)
+        self.count_loop(ir.Constant(I64, 0), n, ir.Constant(I64, 1),
+                        lambda i: self.builder.store(ir.Constant(F64, 0.0), self.gep(arr.data, i)))
+
+    def loop(self, s: ast.For):
+        if s.orelse or not isinstance(s.target, ast.Name):
+            _fail(s, "for-else or a loop target that is not a name")
+        it = s.iter
+        if not (isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range"
+                and 1 <= len(it.args) <= 3 and not it.keywords):
+            _fail(s, "loops run over range(...)")
+        args = [self.integer(a) for a in it.args]
+        start, stop, step = ((ir.Constant(I64, 0), args[0], ir.Constant(I64, 1)) if len(args) == 1
+                             else (args[0], args[1], args[2] if len(args) == 3 else ir.Constant(I64, 1)))
+        if len(args) == 3 and not (isinstance(args[2], ir.Constant) and args[2].constant > 0):
+            _fail(s, "a loop step must be a positive integer constant")
+
+        def body(i):
+            self.scopes.append({s.target.id: i})
+            self.body(s.body)
+            self.scopes.pop()
+            if self.builder.block.is_terminated:
+                _fail(s, "return inside a loop")
+
+        self.count_loop(start, stop, step, body)
+
+    def count_loop(self, start, stop, step, emit_body):
+        """``for i in range(start, stop, step)`` (``step > 0``) with ``emit_body(i)``."""
+        b = self.builder
+        pre = b.block
+        head = self.fn.append_basic_block("loop.head")
+        body = self.fn.append_basic_block("loop.body")
+        done = self.fn.append_basic_block("loop.end")
+        b.branch(head)
+        b.position_at_end(head)
+        i = b.phi(I64)
+        i.add_incoming(start, pre)
+        b.cbranch(b.icmp_signed("<", i, stop), body, done)
+        b.position_at_end(body)
+        emit_body(i)
+        nxt = b.add(i, step)
+        i.add_incoming(nxt, b.block)
+        b.branch(head)
+        b.position_at_end(done)
+
+    # --- arrays --------------------------------------------------------------------------
+    def array_of(self, node):
+        if isinstance(node, ast.Name):
+            for scope in reversed(self.scopes):
+                if node.id in scope:
+                    v = scope[node.id]
+                    return v if isinstance(v, _Array) else None
+        return None
+
+    def gep(self, data, index):
+        return self.builder.gep(data, [index], inbounds=True, source_etype=F64)
+
+    def element(self, arr: _Array, index_node):
+        idx = index_node.elts if isinstance(index_node, ast.Tuple) else [index_node]
+        if len(idx) != len(arr.shape):
+            _fail(index_node, f"{len(idx)} indices into a {len(arr.shape)}-d array")
+        b = self.builder
+        flat = self.integer(idx[0])
+        for k in range(1, len(idx)):
+            flat = b.add(b.mul(flat, arr.shape[k]), self.integer(idx[k]))
+        return self.gep(arr.data, flat)
+
+    # --- expressions ---------------------------------------------------------------------
+    def integer(self, node):
+        v = self.value(node)
+        if v.type != I64:
+            _fail(node, "an index must be an integer")
+        return v
+
+    def scalar(self, node):
+        v = self.value(node)
+        if v.type == I64:
+            return self.builder.sitofp(v, F64)
+        if v.type == I1:
+            _fail(node, "a truth value used as a number")
+        if v.type != F64:
+            _fail(node, "not a number")
+        return v
+
+    def value(self, node):
+        b = self.builder
+        if isinstance(node, ast.Constant):
+            v = node.value
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                _fail(node, "constant that is not a number")
+            return ir.Constant(I64, v) if isinstance(v, int) else ir.Constant(F64, v)
+        if isinstance(node, ast.Name):
+            v = self.lookup(node)
+            if isinstance(v, _Array):
+                _fail(node, "an array used as a number")
+            return v
+        if isinstance(node, ast.BinOp):
+            if isinstance(node.op, ast.Pow):
+                return self.power(node)
+            left, right = self.value(node.left), self.value(node.right)
+            if I1 in (left.type, right.type):
+                _fail(node, "arithmetic on a truth value")
+            if left.type == I64 and right.type == I64 and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult)):
+                op = {ast.Add: b.add, ast.Sub: b.sub, ast.Mult: b.mul}[type(node.op)]
+                return op(left, right)
+            ops = {ast.Add: b.fadd, ast.Sub: b.fsub, ast.Mult: b.fmul, ast.Div: b.fdiv}
+            if type(node.op) not in ops:
+                _fail(node, f"operator {type(node.op).__name__}")
+            return ops[type(node.op)](self.as_float(left), self.as_float(right))
+        if isinstance(node, ast.UnaryOp):
+            v = self.value(node.operand)
+            if isinstance(node.op, ast.UAdd):
+                return v
+            if isinstance(node.op, ast.USub):
+                return b.neg(v) if v.type == I64 else b.fneg(v)
+            _fail(node, f"unary {type(node.op).__name__}")
+        if isinstance(node, ast.Subscript):
+            base = node.value
+            if (isinstance(base, ast.Attribute) and base.attr == "shape"
+                    and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, int)):
+                arr = self.array_of(base.value)
+                if arr is None or not 0 <= node.slice.value < len(arr.shape):
+                    _fail(node, "shape of something that is not an array")
+                return arr.shape[node.slice.value]
+            arr = self.array_of(base)
+            if arr is None:
+                _fail(node, "indexing something that is not an array")
+            return b.load(self.element(arr, node.slice), typ=F64)
+        if isinstance(node, ast.Call):
+            return self.call(node)
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "math"
+                and node.attr in MATH_CONSTANTS):
+            return ir.Constant(F64, MATH_CONSTANTS[node.attr])
+        if isinstance(node, (ast.Compare, ast.BoolOp)) or (isinstance(node, ast.UnaryOp)
+                                                            and isinstance(node.op, ast.Not)):
+            return self.condition(node)  # a truth value (CSE names conditions: ``_c1 = (y0 > 0.2)``)
+        if isinstance(node, ast.IfExp):
+            cond = self.condition(node.test)
+            return b.select(cond, self.scalar(node.body), self.scalar(node.orelse))
+        _fail(node, f"expression {type(node).__name__}")
+
+    def as_float(self, v):
+        return self.builder.sitofp(v, F64) if v.type == I64 else v
+
+    def power(self, node):
+        exp = node.right
+        k = None
+        if isinstance(exp, ast.Constant) and isinstance(exp.value, int) and not isinstance(exp.value, bool):
+            k = exp.value
+        elif (isinstance(exp, ast.UnaryOp) and isinstance(exp.op, ast.USub) and isinstance(exp.operand, ast.Constant)
+              and isinstance(exp.operand.value, int) and not isinstance(exp.operand.value, bool)):
+            k = -exp.operand.value
+        base = self.scalar(node.left)
+        b = self.builder
+        if k is not None and abs(k) <= 0x10000:
+            # Numba's ``static_power_impl``: the same multiplications in the same order
+            invert, e = k < 0, abs(k)
+            res = ir.Constant(F64, 1.0)
+            val = base
+            while e != 0:
+                if e & 1:
+                    res = b.fmul(res, val)
+                e >>= 1
+                if e:
+                    val = b.fmul(val, val)
+            return b.fdiv(ir.Constant(F64, 1.0), res) if invert else res
+        return b.call(self.intrinsic("llvm.pow", 2), [base, self.scalar(exp)])
+
+    def intrinsic(self, name: str, nargs: int):
+        """The float64 overload of the LLVM intrinsic ``name`` taking ``nargs`` floats."""
+        return self.module.declare_intrinsic(name, [F64], ir.FunctionType(F64, [F64] * nargs))
+
+    def extern(self, name: str, nargs: int):
+        fn = self.module.globals.get(name)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(F64, [F64] * nargs), name=name)
+        return fn
+
+    def call(self, node: ast.Call):
+        if node.keywords:
+            _fail(node, "keyword arguments")
+        f = node.func
+        if isinstance(f, ast.Name) and f.id == "abs" and len(node.args) == 1:
+            return self.builder.call(self.intrinsic("llvm.fabs", 1), [self.scalar(node.args[0])])
+        if not (isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == "math"):
+            _fail(node, "a call of something other than a `math` function or abs")
+        args = [self.scalar(a) for a in node.args]
+        name = f.attr
+        if name in INTRINSICS and len(args) == 1:
+            return self.builder.call(self.intrinsic(INTRINSICS[name], 1), args)
+        if name in EXTERNS and len(args) == 1:
+            return self.builder.call(self.extern(name, 1), args)
+        if name in BINARY and len(args) == 2:
+            target, is_intrinsic = BINARY[name]
+            fn = self.intrinsic(target, 2) if is_intrinsic else self.extern(target, 2)
+            return self.builder.call(fn, args)
+        _fail(node, f"math.{name} with {len(args)} argument(s)")
+
+    def condition(self, node):
+        b = self.builder
+        if isinstance(node, ast.BoolOp):
+            values = [self.condition(v) for v in node.values]
+            out = values[0]
+            for v in values[1:]:
+                out = b.and_(out, v) if isinstance(node.op, ast.And) else b.or_(out, v)
+            return out
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            return b.not_(self.condition(node.operand))
+        if isinstance(node, ast.Compare) and len(node.ops) == 1:
+            ops = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
+            op = ops.get(type(node.ops[0]))
+            if op is None:
+                _fail(node, "comparison")
+            left, right = self.value(node.left), self.value(node.comparators[0])
+            if left.type == I64 and right.type == I64:
+                return b.icmp_signed(op, left, right)
+            left, right = self.as_float(left), self.as_float(right)
+            # Python's float comparisons: false with a NaN, except ``!=`` (Numba's too)
+            return b.fcmp_unordered(op, left, right) if op == "!=" else b.fcmp_ordered(op, left, right)
+        if isinstance(node, ast.Constant) and isinstance(node.value, bool):
+            return ir.Constant(I1, int(node.value))
+        if isinstance(node, ast.Name):
+            v = self.lookup(node)
+            if getattr(v, "type", None) == I1:
+                return v
+        _fail(node, "condition")
+
+
+# --- compiling ----------------------------------------------------------------------------------
+
+_LOCK = threading.Lock()
+_ENGINE = None
+_MODULES: list = []  # compiled modules stay alive with the engine (their code is in use)
+
+
+def _engine():
+    global _ENGINE
+    if _ENGINE is None:
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        target = llvm.Target.from_triple(llvm.get_process_triple())
+        tm = target.create_target_machine(cpu=llvm.get_host_cpu_name(),
+                                          features=llvm.get_host_cpu_features().flatten(),
+                                          opt=3, codemodel="jitdefault")
+        _ENGINE = (llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm), tm)
+    return _ENGINE
+
+
+def _optimize(mod, tm) -> None:
+    """LLVM's O3 pipeline (the new pass manager; the legacy one on older llvmlite)."""
+    if hasattr(llvm, "create_pass_builder"):
+        pto = llvm.create_pipeline_tuning_options(speed_level=3)
+        pb = llvm.create_pass_builder(tm, pto)
+        pb.getModulePassManager().run(mod, pb)
+        return
+    pmb = llvm.PassManagerBuilder()  # pragma: no cover (llvmlite < 0.44)
+    pmb.opt_level = 3
+    pm = llvm.ModulePassManager()
+    pmb.populate(pm)
+    pm.run(mod)
+
+
+def parse_module(source: str) -> tuple[dict, dict]:
+    """``({name: FunctionDef}, {name: numeric constant})`` of a generated module's source."""
+    tree = ast.parse(source)
+    functions, consts = {}, {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            functions[node.name] = node
+        elif (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+              and isinstance(node.value, ast.Constant) and isinstance(node.value.value, (int, float))
+              and not isinstance(node.value.value, bool)):
+            consts[node.targets[0].id] = node.value.value
+    return functions, consts
+
+
+def compile_function(tree: ast.FunctionDef, consts: dict, abi) -> tuple[int, int]:
+    """Machine code of the kernel ``tree``: ``(address, python_address)``.
+
+    ``abi`` (``_numba_compat.DirectABI``) gives the LLVM types of the
+    arguments as Numba's loops pass them (``arg_types``, each array's
+    dimensions in ``ndims``, ``None`` for a float), the return type, and
+    ``make_array``, which builds an array struct from a data pointer and
+    shape for the Python entry.  Raises ``Unsupported``.
+    """
+    names = [a.arg for a in tree.args.args]
+    if tree.args.vararg or tree.args.kwarg or tree.args.kwonlyargs or len(names) != len(abi.ndims):
+        raise Unsupported(f"{tree.name}: arguments do not match the kernel ABI")
+    mod = ir.Module(name=f"sciode_native_{tree.name}")
+    mod.triple = llvm.get_process_triple()
+    fn = ir.Function(mod, ir.FunctionType(abi.ret_type, abi.arg_types), name=tree.name)
+    args = {}
+    emitter = _FunctionEmitter(fn, tree, {}, consts)
+    b = emitter.builder
+    for name, value, nd in zip(names, fn.args, abi.ndims):
+        if nd is None:
+            args[name] = value
+        else:
+            args[name] = _Array(b.extract_value(value, abi.data_field),
+                                [b.extract_value(value, [abi.shape_field, k]) for k in range(nd)])
+    emitter.scopes = [args]
+    emitter.body(tree.body)
+    if not b.block.is_terminated:
+        b.ret(ir.Constant(abi.ret_type, None))
+    # the entry for Python calls: plain pointers and sizes, the structs built here
+    py_args = []
+    for nd in abi.ndims:
+        py_args += [F64] if nd is None else [abi.data_type] + [I64] * nd
+    py = ir.Function(mod, ir.FunctionType(ir.VoidType(), py_args), name=f"{tree.name}__py")
+    pb = ir.IRBuilder(py.append_basic_block("entry"))
+    it = iter(py.args)
+    call_args = []
+    for nd in abi.ndims:
+        if nd is None:
+            call_args.append(next(it))
+        else:
+            data = next(it)
+            call_args.append(abi.make_array(pb, nd, data, [next(it) for _ in range(nd)]))
+    pb.call(fn, call_args)
+    pb.ret_void()
+    with _LOCK:
+        engine, tm = _engine()
+        compiled = llvm.parse_assembly(str(mod))
+        compiled.verify()
+        _optimize(compiled, tm)
+        engine.add_module(compiled)
+        engine.finalize_object()
+        _MODULES.append(compiled)
+        return engine.get_function_address(tree.name), engine.get_function_address(f"{tree.name}__py")
+
+
+def python_caller(address: int, ndims):
+    """A Python callable for the ``__py`` entry at ``address``: float64
+    arguments and C-contiguous float64 arrays of the given dimensions."""
+    argtypes = []
+    for nd in ndims:
+        argtypes += [ctypes.c_double] if nd is None else [ctypes.c_void_p] + [ctypes.c_int64] * nd
+    cfn = ctypes.CFUNCTYPE(None, *argtypes)(address)
+
+    def call(*args):
+        if len(args) != len(ndims):
+            raise TypeError(f"a kernel takes {len(ndims)} arguments, got {len(args)}")
+        flat = []
+        keep = []
+        for a, nd in zip(args, ndims):
+            if nd is None:
+                flat.append(float(a))
+                continue
+            if not (isinstance(a, np.ndarray) and a.dtype == np.float64 and a.ndim == nd
+                    and a.flags.c_contiguous):
+                raise TypeError(f"a kernel takes C-contiguous float64 arrays of {nd} dimension(s), "
+                                f"got {type(a).__name__} {getattr(a, 'dtype', '')} "
+                                f"{getattr(a, 'shape', '')}")
+            if nd and not a.flags.writeable and a is args[-1]:
+                raise TypeError("a kernel's output array must be writeable")
+            keep.append(a)
+            flat.append(a.ctypes.data)
+            flat.extend(a.shape)
+        cfn(*flat)
+
+    call.cfunc = cfn
+    return call
