@@ -548,7 +548,6 @@ def python_caller(address: int, ndims):
         if len(args) != len(ndims):
             raise TypeError(f"a kernel takes {len(ndims)} arguments, got {len(args)}")
         flat = []
-        keep = []
         for a, nd in zip(args, ndims):
             if nd is None:
                 flat.append(float(a))
@@ -558,11 +557,10 @@ def python_caller(address: int, ndims):
                 raise TypeError(f"a kernel takes C-contiguous float64 arrays of {nd} dimension(s), "
                                 f"got {type(a).__name__} {getattr(a, 'dtype', '')} "
                                 f"{getattr(a, 'shape', '')}")
-            if nd and not a.flags.writeable and a is args[-1]:
-                raise TypeError("a kernel's output array must be writeable")
-            keep.append(a)
             flat.append(a.ctypes.data)
             flat.extend(a.shape)
+        if not args[-1].flags.writeable:
+            raise TypeError("a kernel's output array must be writeable")
         cfn(*flat)
 
     call.cfunc = cfn
