@@ -30,7 +30,7 @@ def _functions_model():
     rhs = [a * (y - x) + sp.tanh(x) ** 3 / (1 + y ** 2) - sp.exp(-z) * x ** -2 + sp.sin(w * x),
            sp.log(1 + x ** 2) * sp.cos(y) - sp.sqrt(1 + z ** 2) + sp.Abs(x) ** sp.Rational(3, 2) + c ** 2.5,
            sp.Piecewise((x * y, x > 0.2), (-z, True)) + sp.atan(y) * sp.sinh(b) - 1 / sp.sqrt(2 + y ** 2)
-           + sp.erf(z) * sp.log(2 + sp.cosh(z)) + sp.Abs(x - y) * c]
+           + sp.erf(z) * sp.log(2 + sp.cosh(z)) + sp.Abs(x - y) * c + sp.Max(0, x * c) + sp.Min(y, z, 0.3)]
     return sciode.Model(states=[x, y, z], rhs=rhs, params=[a, b, c], controls=[w], name="native_functions")
 
 
@@ -194,7 +194,7 @@ def two(t, y, p, w, out):
     out[0] = a
 
 def lib(t, y, p, w, out):
-    out[0] = min(y[0], y[1])
+    out[0] = math.floor(y[0])
 '''
     functions, consts = native.parse_module(src)
     abi_ = _numba_compat.direct_kernel_abi(abi.VEC_SIG)

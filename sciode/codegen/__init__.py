@@ -64,8 +64,8 @@ def native_kernel(module, name: str, sig):
     abi_ = _numba_compat.direct_kernel_abi(sig)
     try:
         address, py_address = native.compile_function(tree, consts, abi_)
-    except native.Unsupported as exc:
-        NATIVE_FALLBACKS[(module.__name__, name)] = str(exc)
+    except (native.Unsupported, RecursionError) as exc:  # (an expression nested too deep to walk)
+        NATIVE_FALLBACKS[(module.__name__, name)] = str(exc) or type(exc).__name__
         return None
     except Exception as exc:  # a translator bug must cost speed, never a result
         NATIVE_FALLBACKS[(module.__name__, name)] = f"error: {type(exc).__name__}: {exc}"

@@ -20,7 +20,7 @@ API in milliseconds:
 - expressions: float and integer constants, ``+ - * /``, ``**`` (an integer
   constant exponent by Numba's own unrolled multiplication, anything else by
   ``llvm.pow``), unary minus, ``math`` functions (the same intrinsic or C
-  library call that Numba makes for each), ``abs``, ``a if c else b`` with
+  library call that Numba makes for each), ``abs``, ``min``, ``max``, ``a if c else b`` with
   comparisons, ``and``/``or``, and array reads at integer index expressions,
   ``S.shape[1]``.
 
@@ -80,7 +80,11 @@ class _Array:
 
 
 def _fail(node, why: str):
-    raise Unsupported(f"{why} (line {getattr(node, 'lineno', '?')}: {ast.unparse(node)[:80]})")
+    try:
+        text = ast.unparse(node)[:80]
+    except RecursionError:
+        text = type(node).__name__
+    raise Unsupported(f"{why} (line {getattr(node, 'lineno', '?')}: {text})")
 
 
 class _FunctionEmitter:
@@ -128,8 +132,8 @@ class _FunctionEmitter:
         # loop; a name bound again is the same read again (``_y3 = y[3]`` at
         # the top of a loop body and after it), so each binding is its own
         # SSA value in its scope.  Anything else is not translated.
-        text = ast.unparse(node.value)
-        if self.bound_to.setdefault(name, text) != text:
+        first = self.bound_to.setdefault(name, node.value)
+        if first is not node.value and ast.dump(first) != ast.dump(node.value):
             _fail(node, f"`{name}` is bound to two different values")
         self.scopes[-1][name] = value
 
@@ -304,16 +308,15 @@ class _FunctionEmitter:
         if isinstance(node, ast.BinOp):
             if isinstance(node.op, ast.Pow):
                 return self.power(node)
-            left, right = self.value(node.left), self.value(node.right)
-            if I1 in (left.type, right.type):
-                _fail(node, "arithmetic on a truth value")
-            if left.type == I64 and right.type == I64 and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult)):
-                op = {ast.Add: b.add, ast.Sub: b.sub, ast.Mult: b.mul}[type(node.op)]
-                return op(left, right)
-            ops = {ast.Add: b.fadd, ast.Sub: b.fsub, ast.Mult: b.fmul, ast.Div: b.fdiv}
-            if type(node.op) not in ops:
-                _fail(node, f"operator {type(node.op).__name__}")
-            return ops[type(node.op)](self.as_float(left), self.as_float(right))
+            # a long sum ``a + b + c + ...`` is a left-deep chain: walk its spine
+            # instead of recursing once per term
+            spine = [node]
+            while isinstance(spine[-1].left, ast.BinOp) and not isinstance(spine[-1].left.op, ast.Pow):
+                spine.append(spine[-1].left)
+            acc = self.value(spine[-1].left)
+            for n in reversed(spine):
+                acc = self.binary(n, acc, self.value(n.right))
+            return acc
         if isinstance(node, ast.UnaryOp):
             v = self.value(node.operand)
             if isinstance(node.op, ast.UAdd):
@@ -343,8 +346,26 @@ class _FunctionEmitter:
             return self.condition(node)  # a truth value (CSE names conditions: ``_c1 = (y0 > 0.2)``)
         if isinstance(node, ast.IfExp):
             cond = self.condition(node.test)
-            return b.select(cond, self.scalar(node.body), self.scalar(node.orelse))
+            yes, no = self.value(node.body), self.value(node.orelse)
+            if yes.type == I1 and no.type == I1:
+                return b.select(cond, yes, no)  # a condition chosen by a condition
+            if I1 in (yes.type, no.type):
+                _fail(node, "a truth value used as a number")
+            return b.select(cond, self.as_float(yes), self.as_float(no))
         _fail(node, f"expression {type(node).__name__}")
+
+    def binary(self, node: ast.BinOp, left, right):
+        """``left op right`` for the arithmetic operator of ``node`` (not ``**``)."""
+        b = self.builder
+        if I1 in (left.type, right.type):
+            _fail(node, "arithmetic on a truth value")
+        if left.type == I64 and right.type == I64 and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult)):
+            op = {ast.Add: b.add, ast.Sub: b.sub, ast.Mult: b.mul}[type(node.op)]
+            return op(left, right)
+        ops = {ast.Add: b.fadd, ast.Sub: b.fsub, ast.Mult: b.fmul, ast.Div: b.fdiv}
+        if type(node.op) not in ops:
+            _fail(node, f"operator {type(node.op).__name__}")
+        return ops[type(node.op)](self.as_float(left), self.as_float(right))
 
     def as_float(self, v):
         return self.builder.sitofp(v, F64) if v.type == I64 else v
@@ -389,6 +410,14 @@ class _FunctionEmitter:
         f = node.func
         if isinstance(f, ast.Name) and f.id == "abs" and len(node.args) == 1:
             return self.builder.call(self.intrinsic("llvm.fabs", 1), [self.scalar(node.args[0])])
+        if isinstance(f, ast.Name) and f.id in ("min", "max") and node.args:
+            # Python's (and Numba's) fold: the next argument replaces the running
+            # one when it compares strictly less (min) or greater (max)
+            args = [self.scalar(a) for a in node.args]
+            acc = args[0]
+            for v in args[1:]:
+                acc = self.builder.select(self.builder.fcmp_ordered("<" if f.id == "min" else ">", v, acc), v, acc)
+            return acc
         if not (isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == "math"):
             _fail(node, "a call of something other than a `math` function or abs")
         args = [self.scalar(a) for a in node.args]
@@ -426,8 +455,8 @@ class _FunctionEmitter:
             return b.fcmp_unordered(op, left, right) if op == "!=" else b.fcmp_ordered(op, left, right)
         if isinstance(node, ast.Constant) and isinstance(node.value, bool):
             return ir.Constant(I1, int(node.value))
-        if isinstance(node, ast.Name):
-            v = self.lookup(node)
+        if isinstance(node, (ast.Name, ast.IfExp)):
+            v = self.value(node)
             if getattr(v, "type", None) == I1:
                 return v
         _fail(node, "condition")
