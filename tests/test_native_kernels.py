@@ -200,4 +200,67 @@ def lib(t, y, p, w, out):
     abi_ = _numba_compat.direct_kernel_abi(abi.VEC_SIG)
     for name, why in (("rhs", "While"), ("two", "two different values"), ("lib", "math")):
         with pytest.raises(native.Unsupported, match=why):
-            native.compile_function(functions[name], consts, abi_)
+            native.compile_function(functions[name], consts, abi_, "test-source")
+
+
+_STORE_CHILD = """
+import json, sys
+import numpy as np
+import sympy as sp
+import sciode
+from sciode import codegen
+from sciode.codegen import native
+compiled = []
+optimize = native._optimize
+native._optimize = lambda *a: (compiled.append(1), optimize(*a))
+x, y, a = sp.symbols("x y a")
+model = sciode.Model(states=[x, y], params=[a], rhs=[a * sp.tanh(y) - x ** 3, sp.exp(-x) * y], name="native_store")
+mk = codegen.model_kernels(model)
+out = np.zeros(2)
+mk["rhs"](0.0, np.array([0.3, -1.2]), np.array([0.7]), np.zeros(0), out)
+print(json.dumps({"type": type(mk["rhs"]).__name__, "out": out.tolist(), "compiled": len(compiled)}))
+"""
+
+
+def test_machine_code_is_stored_and_loaded_by_the_next_process(tmp_path):
+    """A second process loads a kernel's object code from the cache (compiling
+    nothing) and computes the same bits; a stored object that does not match
+    its digest is compiled again, never loaded."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, SCIODE_CACHE_DIR=str(tmp_path))
+
+    def run(mode):
+        r = subprocess.run([sys.executable, "-c", _STORE_CHILD, mode], env=env, capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    first = run("compile")
+    stored = sorted((tmp_path / "kernels" / "native").glob("*.o"))
+    assert first["type"] == "DirectKernel" and first["compiled"] == 1 and len(stored) == 1
+    assert (tmp_path / "kernels" / "native").stat().st_mode & 0o777 == 0o700
+    second = run("load")
+    assert second == dict(first, compiled=0)
+    data = bytearray(stored[0].read_bytes())  # corrupt the stored object: compiled again
+    data[-1] ^= 0xFF
+    stored[0].write_bytes(bytes(data))
+    assert run("load") == first
+    assert run("load") == second
+
+
+def test_one_process_holds_many_models_kernels_of_one_name():
+    """Every model has an ``rhs``: each native kernel's symbols carry its key,
+    so two models' kernels in one process stay apart."""
+    x, a = sp.symbols("x a")
+    ks = [codegen.model_kernels(sciode.Model(states=[x], params=[a], rhs=[e], name=f"native_twin{i}"))
+          for i, e in enumerate((a * x, a + x))]
+    outs = []
+    for k in ks:
+        out = np.zeros(1)
+        k["rhs"](0.0, np.array([3.0]), np.array([2.0]), np.zeros(0), out)
+        outs.append(out[0])
+    assert outs == [6.0, 5.0]

@@ -56,14 +56,18 @@ def native_kernel(module, name: str, sig):
         return None
     parsed = _PARSED.get(module.__name__)
     if parsed is None:
-        parsed = _PARSED[module.__name__] = native.parse_module(source)
-    functions, consts = parsed
+        import hashlib
+
+        parsed = _PARSED[module.__name__] = (*native.parse_module(source),
+                                             hashlib.sha256(source.encode()).hexdigest())
+    functions, consts, source_key = parsed
     tree = functions.get(name)
     if tree is None:
         return None
     abi_ = _numba_compat.direct_kernel_abi(sig)
     try:
-        address, py_address = native.compile_function(tree, consts, abi_)
+        address, py_address = native.compile_function(tree, consts, abi_, source_key,
+                                                      native.ObjectStore(cache_dir() / "native"))
     except (native.Unsupported, RecursionError) as exc:  # (an expression nested too deep to walk)
         NATIVE_FALLBACKS[(module.__name__, name)] = str(exc) or type(exc).__name__
         return None

@@ -119,6 +119,19 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def write_atomic_bytes(path: Path, data: bytes) -> None:
+    """``write_atomic`` for bytes."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def load_or_build(kind: str, digest: str, build_source):
     """Import the cached module ``kind_digest``, writing it first if missing.
 

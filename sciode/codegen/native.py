@@ -34,13 +34,17 @@ give, and what Numba gives for the same source without ``fastmath``
 The function has the C-callable signature Numba's loops call a first-class
 function through (``_numba_compat.direct_kernel_abi``: array arguments as
 Numba's array structs, by value); a second function with plain pointer and
-size arguments serves calls from Python through ``ctypes``.
+size arguments serves calls from Python through ``ctypes``.  The object code
+is kept in the kernel cache (``ObjectStore``: ``native/<key>.o``, checked
+against its digest before it is loaded), so a later process loads a model's
+kernels in milliseconds instead of compiling them again.
 """
 
 from __future__ import annotations
 
 import ast
 import ctypes
+import hashlib
 import math
 import threading
 
@@ -466,7 +470,7 @@ class _FunctionEmitter:
 
 _LOCK = threading.Lock()
 _ENGINE = None
-_MODULES: list = []  # compiled modules stay alive with the engine (their code is in use)
+_LOADED: set = set()  # symbols whose object code the engine holds
 
 
 def _engine():
@@ -510,8 +514,28 @@ def parse_module(source: str) -> tuple[dict, dict]:
     return functions, consts
 
 
-def compile_function(tree: ast.FunctionDef, consts: dict, abi) -> tuple[int, int]:
-    """Machine code of the kernel ``tree``: ``(address, python_address)``.
+#: Bumped when the translation changes: cached machine code of older translations is not used.
+NATIVE_API = 1
+
+
+def _target_key() -> str:
+    """What machine code depends on besides the source: the translator, LLVM and the CPU."""
+    import llvmlite
+
+    return "|".join((f"native={NATIVE_API}", f"llvmlite={llvmlite.__version__}", llvm.get_process_triple(),
+                     llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()))
+
+
+def object_key(source_key: str, name: str, abi) -> str:
+    """The cache key of kernel ``name`` of the module whose source hashes to
+    ``source_key``, for the argument types of ``abi`` on this machine."""
+    text = "\0".join((source_key, name, repr(abi.arg_types), repr(abi.ret_type), _target_key()))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def emit_module(tree: ast.FunctionDef, consts: dict, abi, symbol: str) -> ir.Module:
+    """The LLVM module of the kernel ``tree``: ``symbol`` with the loops' ABI and
+    ``symbol__py`` with plain pointer and size arguments (calls from Python).
 
     ``abi`` (``_numba_compat.DirectABI``) gives the LLVM types of the
     arguments as Numba's loops pass them (``arg_types``, each array's
@@ -522,9 +546,9 @@ def compile_function(tree: ast.FunctionDef, consts: dict, abi) -> tuple[int, int
     names = [a.arg for a in tree.args.args]
     if tree.args.vararg or tree.args.kwarg or tree.args.kwonlyargs or len(names) != len(abi.ndims):
         raise Unsupported(f"{tree.name}: arguments do not match the kernel ABI")
-    mod = ir.Module(name=f"sciode_native_{tree.name}")
+    mod = ir.Module(name=symbol)
     mod.triple = llvm.get_process_triple()
-    fn = ir.Function(mod, ir.FunctionType(abi.ret_type, abi.arg_types), name=tree.name)
+    fn = ir.Function(mod, ir.FunctionType(abi.ret_type, abi.arg_types), name=symbol)
     args = {}
     emitter = _FunctionEmitter(fn, tree, {}, consts)
     b = emitter.builder
@@ -538,11 +562,10 @@ def compile_function(tree: ast.FunctionDef, consts: dict, abi) -> tuple[int, int
     emitter.body(tree.body)
     if not b.block.is_terminated:
         b.ret(ir.Constant(abi.ret_type, None))
-    # the entry for Python calls: plain pointers and sizes, the structs built here
     py_args = []
     for nd in abi.ndims:
         py_args += [F64] if nd is None else [abi.data_type] + [I64] * nd
-    py = ir.Function(mod, ir.FunctionType(ir.VoidType(), py_args), name=f"{tree.name}__py")
+    py = ir.Function(mod, ir.FunctionType(ir.VoidType(), py_args), name=f"{symbol}__py")
     pb = ir.IRBuilder(py.append_basic_block("entry"))
     it = iter(py.args)
     call_args = []
@@ -554,15 +577,61 @@ def compile_function(tree: ast.FunctionDef, consts: dict, abi) -> tuple[int, int
             call_args.append(abi.make_array(pb, nd, data, [next(it) for _ in range(nd)]))
     pb.call(fn, call_args)
     pb.ret_void()
+    return mod
+
+
+def compile_function(tree: ast.FunctionDef, consts: dict, abi, source_key: str = "", store=None):
+    """Machine code of the kernel ``tree``: ``(address, python_address)``.
+
+    The symbols are named after ``object_key`` (unique per source, kernel and
+    machine: one process holds many models' ``rhs``).  ``store`` (an
+    ``ObjectStore``, or None) keeps the object code on disk, so a later
+    process loads it instead of compiling.  Raises ``Unsupported``.
+    """
+    key = object_key(source_key or ast.dump(tree), tree.name, abi)
+    symbol = f"sciode_{key}_{tree.name}"
     with _LOCK:
         engine, tm = _engine()
-        compiled = llvm.parse_assembly(str(mod))
-        compiled.verify()
-        _optimize(compiled, tm)
-        engine.add_module(compiled)
-        engine.finalize_object()
-        _MODULES.append(compiled)
-        return engine.get_function_address(tree.name), engine.get_function_address(f"{tree.name}__py")
+        if symbol not in _LOADED:
+            obj = store.load(key) if store is not None else None
+            if obj is None:
+                compiled = llvm.parse_assembly(str(emit_module(tree, consts, abi, symbol)))
+                compiled.verify()
+                _optimize(compiled, tm)
+                obj = tm.emit_object(compiled)
+                if store is not None:
+                    store.save(key, obj)
+            engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+            engine.finalize_object()
+            _LOADED.add(symbol)
+        return engine.get_function_address(symbol), engine.get_function_address(f"{symbol}__py")
+
+
+class ObjectStore:
+    """Object code of native kernels in a directory (the kernel cache's
+    ``native/``), each file ``<key>.o`` holding a sha256 of its bytes first:
+    a file that does not match (a truncated write, an edit) is compiled again,
+    never loaded."""
+
+    def __init__(self, directory):
+        self.directory = directory
+
+    def load(self, key: str):
+        path = self.directory / f"{key}.o"
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        digest, body = data[:32], data[32:]
+        if len(data) <= 32 or hashlib.sha256(body).digest() != digest:
+            return None
+        return body
+
+    def save(self, key: str, obj: bytes) -> None:
+        from .cache import private_dir, write_atomic_bytes
+
+        private_dir(self.directory)
+        write_atomic_bytes(self.directory / f"{key}.o", hashlib.sha256(obj).digest() + obj)
 
 
 def python_caller(address: int, ndims):
