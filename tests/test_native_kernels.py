@@ -264,3 +264,29 @@ def test_one_process_holds_many_models_kernels_of_one_name():
         k["rhs"](0.0, np.array([3.0]), np.array([2.0]), np.zeros(0), out)
         outs.append(out[0])
     assert outs == [6.0, 5.0]
+
+
+def test_a_failing_native_compile_costs_speed_never_a_result(monkeypatch):
+    """An llvmlite the translator does not fit (or a translator bug): Numba
+    compiles the kernel, with one warning per process, and the numbers stand."""
+    from sciode.codegen import native
+
+    def broken(*a, **k):
+        raise RuntimeError("planted")
+
+    monkeypatch.setattr(native, "compile_function", broken)
+    monkeypatch.setattr(codegen, "_WARNED", [])
+    x, a = sp.symbols("x a")
+    mk = codegen.model_kernels(sciode.Model(states=[x], params=[a], rhs=[a * x ** 2], name="native_broken"))
+    with pytest.warns(RuntimeWarning, match="planted"):
+        k = mk["rhs"]
+    assert type(k) is _numba_compat.Kernel
+    assert codegen.NATIVE_FALLBACKS[(mk.module.__name__, "rhs")].startswith("error: RuntimeError")
+    out = np.zeros(1)
+    k(0.0, np.array([3.0]), np.array([2.0]), np.zeros(0), out)
+    assert out[0] == 18.0
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert type(mk["vjp_y"]) is _numba_compat.Kernel  # no second warning

@@ -30,6 +30,7 @@ KERNEL_COMPILER_ENV = "SCIODE_KERNEL_COMPILER"
 #: Why kernels fell back to Numba: ``{(module, kernel): reason}``.
 NATIVE_FALLBACKS: dict = {}
 _PARSED: dict = {}
+_WARNED: list = []
 
 
 def native_enabled() -> bool:
@@ -73,8 +74,12 @@ def native_kernel(module, name: str, sig):
         return None
     except Exception as exc:  # a translator bug must cost speed, never a result
         NATIVE_FALLBACKS[(module.__name__, name)] = f"error: {type(exc).__name__}: {exc}"
+        if _WARNED:
+            return None
+        _WARNED.append(True)  # once per process: an llvmlite the translator does not fit fails every kernel
         warnings.warn(f"sciode: the native kernel compiler failed on `{name}` of {module.__name__} "
-                      f"({type(exc).__name__}: {str(exc)[:200]}); Numba compiles it instead",
+                      f"({type(exc).__name__}: {str(exc)[:200]}); Numba compiles it instead (and any other "
+                      f"kernel the native compiler fails on: `codegen.NATIVE_FALLBACKS` lists them)",
                       RuntimeWarning, stacklevel=3)
         return None
     options = {k: v for k, v in KERNEL_OPTIONS.items() if k != "fastmath"}
