@@ -43,6 +43,7 @@ UNCOMPILED = (
     # are cached by their own content digest, ``codegen.cache``)
     "symbolic", "codegen.__init__", "codegen.cache", "codegen.emit", "codegen.modules",
     "codegen.printer", "codegen.rolling", "codegen.structured", "codegen.torch_kernels",
+    "codegen.native",  # llvmlite, no Numba-compiled code
     # Python drivers that call the compiled entries
     "api", "solution", "cpu.__init__", "methods.__init__", "adjoint.__init__", "adjoint.backsolve",
     "adjoint.checkpoint", "adjoint.fd", "adjoint.forward", "adjoint.interpolating", "adjoint.memory",

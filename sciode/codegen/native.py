@@ -399,7 +399,7 @@ class _FunctionEmitter:
         return b.call(self.intrinsic("llvm.pow", 2), [base, self.scalar(exp)])
 
     def intrinsic(self, name: str, nargs: int):
-        """The float64 overload of the LLVM intrinsic ``name`` taking ``nargs`` floats."""
+        """The float64 variant of the LLVM intrinsic ``name`` taking ``nargs`` floats."""
         return self.module.declare_intrinsic(name, [F64], ir.FunctionType(F64, [F64] * nargs))
 
     def extern(self, name: str, nargs: int):
