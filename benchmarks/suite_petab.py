@@ -250,12 +250,12 @@ def amici_tables(rep: Report, rows: list) -> None:
               f"SBML file to first gradient (forward sensitivities), each in a fresh process, vs AMICI "
               f"{am0.get('amici_version')}.  sciode: `import_problem` (SBML and PEtab tables, SymPy) + first "
               "`nllh_and_grad` with an *empty* kernel cache, so the model's kernels are generated and "
-              "compiled by Numba, but with sciode's shared stepping loops *already compiled* (copied "
+              "compiled (`codegen.native`), but with sciode's shared stepping loops *already compiled* (copied "
               "from the populated cache; compiling those is a one-time cost per installation, about a "
               "minute per method family).  AMICI: reading the PEtab tables + `import_petab_problem` into "
               "a fresh output directory (SBML import, code generation, C++ compile with "
               f"AMICI_PARALLEL_COMPILE={am0.get('parallel_compile')}) + solver / ExpData / mapping "
-              "set-up + first `simulate_petab`.  Package imports are left out on both sides "
+              "set-up + first `simulate_petab`.  Package imports (petab and libsbml included) are left out on both sides "
               f"(`import sciode` {fmt_time(np.median([r['cold'].get('module_import_s', np.nan) for r in ok]))}, "
               f"`import amici` {fmt_time(np.median([r['am']['module_import_s'] for r in ok]))}, medians).")
     rep.table(["problem", "nllh sciode", "nllh AMICI", "AMICI / sciode",

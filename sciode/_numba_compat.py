@@ -309,11 +309,18 @@ if not PORTABLE:
                 ndims.append(a.ndim)
             else:
                 raise TypeError(f"no direct kernel ABI for an argument of type {a}")
-        arg_types = [default_manager.lookup(a).get_value_type() for a in sig.args]
+        # the function type a loop calls a first-class function's C address through
+        # (``FunctionProtoModel``): the kernel is defined with exactly these types
+        call_type = getattr(default_manager.lookup(types.FunctionType(sig).ftype).get_value_type(),
+                            "pointee", None)
+        if not isinstance(call_type, ir.FunctionType):
+            raise TypeError("Numba's first-class function prototype is not a pointer to a function type")
+        arg_types, ret_type = list(call_type.args), call_type.return_type
+        if arg_types != [default_manager.lookup(a).get_value_type() for a in sig.args]:
+            raise TypeError("Numba calls a first-class function's C address with other argument types")
         fields = list(EXPECTED_ARRAY_FIELDS)
         data_field, shape_field = fields.index("data"), fields.index("shape")
         data_type = default_manager.lookup(types.float64[::1]).get_value_type().elements[data_field]
-        ret_type = default_manager.lookup(sig.return_type).get_value_type()
 
         def make_array(builder, nd, data, shape):
             sty = default_manager.lookup(types.Array(types.float64, nd, "C")).get_value_type()
