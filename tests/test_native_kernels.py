@@ -195,10 +195,17 @@ def two(t, y, p, w, out):
 
 def lib(t, y, p, w, out):
     out[0] = math.floor(y[0])
+
+def reread(t, y, p, w, out):
+    a = out[0]
+    out[0] = a + y[0]
+    a = out[0]
+    out[1] = a
 '''
     functions, consts = native.parse_module(src)
     abi_ = _numba_compat.direct_kernel_abi(abi.VEC_SIG)
-    for name, why in (("rhs", "While"), ("two", "two different values"), ("lib", "math")):
+    for name, why in (("rhs", "While"), ("two", "two different values"), ("lib", "math"),
+                      ("reread", "two different values")):
         with pytest.raises(native.Unsupported, match=why):
             native.compile_function(functions[name], consts, abi_, "test-source")
 

@@ -106,7 +106,18 @@ class _FunctionEmitter:
         self.mutable = {n.target.id for n in ast.walk(tree)
                         if isinstance(n, ast.AugAssign) and isinstance(n.target, ast.Name)}
         self.slots = {name: self.builder.alloca(F64, name=name) for name in sorted(self.mutable)}
+        for slot in self.slots.values():  # never undefined (Python would raise): NaN
+            self.builder.store(ir.Constant(F64, math.nan), slot)
         self.assigned: set = set()
+        # arrays the kernel writes (and the row views bound to them): a value read
+        # from one may change between two bindings of a name
+        self.written = {t.value.id for n in ast.walk(tree) if isinstance(n, (ast.Assign, ast.AugAssign))
+                        for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
+                        if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name)}
+        self.written |= {n.targets[0].id for n in ast.walk(tree)
+                         if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)
+                         and isinstance(n.value, ast.Subscript) and isinstance(n.value.value, ast.Name)
+                         and n.value.value.id in self.written}
 
     # --- names ---------------------------------------------------------------------------
     def lookup(self, node: ast.Name):
@@ -137,7 +148,8 @@ class _FunctionEmitter:
         # the top of a loop body and after it), so each binding is its own
         # SSA value in its scope.  Anything else is not translated.
         first = self.bound_to.setdefault(name, node.value)
-        if first is not node.value and ast.dump(first) != ast.dump(node.value):
+        if first is not node.value and (ast.dump(first) != ast.dump(node.value) or any(
+                isinstance(n, ast.Name) and n.id in self.written for n in ast.walk(node.value))):
             _fail(node, f"`{name}` is bound to two different values")
         self.scopes[-1][name] = value
 
@@ -580,15 +592,16 @@ def emit_module(tree: ast.FunctionDef, consts: dict, abi, symbol: str) -> ir.Mod
     return mod
 
 
-def compile_function(tree: ast.FunctionDef, consts: dict, abi, source_key: str = "", store=None):
+def compile_function(tree: ast.FunctionDef, consts: dict, abi, source_key: str, store=None):
     """Machine code of the kernel ``tree``: ``(address, python_address)``.
 
     The symbols are named after ``object_key`` (unique per source, kernel and
-    machine: one process holds many models' ``rhs``).  ``store`` (an
+    machine: one process holds many models' ``rhs``); ``source_key`` is a
+    digest of the module's source.  ``store`` (an
     ``ObjectStore``, or None) keeps the object code on disk, so a later
     process loads it instead of compiling.  Raises ``Unsupported``.
     """
-    key = object_key(source_key or ast.dump(tree), tree.name, abi)
+    key = object_key(source_key, tree.name, abi)
     symbol = f"sciode_{key}_{tree.name}"
     with _LOCK:
         engine, tm = _engine()
