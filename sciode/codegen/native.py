@@ -24,12 +24,18 @@ API in milliseconds:
   comparisons, ``and``/``or``, and array reads at integer index expressions,
   ``S.shape[1]``.
 
+and, for the matrix-form kernels of ``structured.py``, temporaries
+``np.empty``/``np.zeros`` of constant shape (on the stack: no allocation per
+call), module tables ``np.array([...], dtype=np.int64)`` and row copies
+``out[k, :] = v``.
+
 Anything else raises ``Unsupported`` and that kernel is compiled by Numba, as
-before (the matrix-form kernels of ``structured.py`` allocate temporaries:
-Numba compiles them).  The IR evaluates every operation in the order
-Python would, without fast-math flags: the result is what Python's floats
-give, and what Numba gives for the same source without ``fastmath``
-(``tests/test_native_kernels.py`` compares them bit for bit).
+before.  The IR evaluates every operation in the order Python would, without
+fast-math flags, except the sums that loops accumulate (``_acc += e``), which
+carry ``reassoc`` as every operation of Numba's kernels does, so that LLVM
+may run them in SIMD lanes: a kernel without such a loop is what Python's
+floats give and what Numba gives for its source without ``fastmath``, bit
+for bit; one with them equals it to rounding (``tests/test_native_kernels.py``).
 
 The function has the C-callable signature Numba's loops call a first-class
 function through (``_numba_compat.direct_kernel_abi``: array arguments as
@@ -67,6 +73,13 @@ EXTERNS = {"tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "asinh", "acos
 BINARY = {"copysign": ("llvm.copysign", True), "pow": ("llvm.pow", True), "atan2": ("atan2", False)}
 
 
+#: Reductions in loops (``_acc += e``, ``out[j] += e``) carry ``reassoc``: LLVM
+#: may sum them in SIMD lanes (a matrix-form network's matrix-vector products).
+#: Every other operation runs in Python's order.
+REASSOC_REDUCTIONS = True
+#: Temporaries (``np.empty``/``np.zeros``) of one kernel live on the stack up to
+#: this many floats (128 KiB); a kernel needing more is compiled by Numba.
+MAX_STACK_FLOATS = 16384
 #: ``math`` constants the printer emits (``math.pi``, ``math.e``).
 MATH_CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau}
 
@@ -97,7 +110,13 @@ class _FunctionEmitter:
     def __init__(self, fn: ir.Function, tree: ast.FunctionDef, args: dict, consts: dict):
         self.fn = fn
         self.module = fn.module
-        self.builder = ir.IRBuilder(fn.append_basic_block("entry"))
+        # stack slots go in the entry block (once per call, whatever loop they are
+        # declared in); the code starts in the next block (``finish`` links them)
+        self.allocas = ir.IRBuilder(fn.append_basic_block("entry"))
+        self.start = fn.append_basic_block("start")
+        self.builder = ir.IRBuilder(self.start)
+        self.stack_floats = 0
+        self.depth = 0  # loops around the statement being emitted
         self.scopes = [dict(args)]
         self.consts = consts
         self.bound_to: dict = {}  # name -> the source of the value it was first bound to
@@ -105,7 +124,7 @@ class _FunctionEmitter:
         # LLVM's mem2reg turns back into registers
         self.mutable = {n.target.id for n in ast.walk(tree)
                         if isinstance(n, ast.AugAssign) and isinstance(n.target, ast.Name)}
-        self.slots = {name: self.builder.alloca(F64, name=name) for name in sorted(self.mutable)}
+        self.slots = {name: self.allocas.alloca(F64, name=name) for name in sorted(self.mutable)}
         for slot in self.slots.values():  # never undefined (Python would raise): NaN
             self.builder.store(ir.Constant(F64, math.nan), slot)
         self.assigned: set = set()
@@ -119,6 +138,33 @@ class _FunctionEmitter:
                          and isinstance(n.value, ast.Subscript) and isinstance(n.value.value, ast.Name)
                          and n.value.value.id in self.written}
 
+    def finish(self):
+        """Close the entry block (its stack slots) with a jump to the code."""
+        self.allocas.branch(self.start)
+
+    def temporary(self, node: ast.Call):
+        """``np.empty(shape)`` / ``np.zeros(shape)`` with constant integer extents:
+        a C-contiguous float64 array on the stack (zeroed here for ``zeros``)."""
+        if node.keywords or len(node.args) != 1:
+            _fail(node, "np.empty/np.zeros take one shape argument")
+        shape_node = node.args[0]
+        elts = shape_node.elts if isinstance(shape_node, ast.Tuple) else [shape_node]
+        extents = []
+        for e in elts:
+            if not (isinstance(e, ast.Constant) and isinstance(e.value, int) and not isinstance(e.value, bool)
+                    and e.value >= 0):
+                _fail(node, "a temporary's shape must be constant integers")
+            extents.append(e.value)
+        size = max(1, math.prod(extents))
+        self.stack_floats += size
+        if self.stack_floats > MAX_STACK_FLOATS:
+            _fail(node, "temporaries too large for the stack")
+        slot = self.allocas.alloca(ir.ArrayType(F64, size))
+        arr = _Array(self.builder.bitcast(slot, self.data_type), [ir.Constant(I64, e) for e in extents])
+        if node.func.attr == "zeros":
+            self.fill_zero(arr)
+        return arr
+
     # --- names ---------------------------------------------------------------------------
     def lookup(self, node: ast.Name):
         if node.id in self.mutable:
@@ -130,6 +176,8 @@ class _FunctionEmitter:
                 return scope[node.id]
         if node.id in self.consts:
             v = self.consts[node.id]
+            if isinstance(v, tuple):
+                _fail(node, f"module array `{node.id}` used as a number")
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 _fail(node, f"module constant `{node.id}` is not a number")
             return ir.Constant(I64, v) if isinstance(v, int) else ir.Constant(F64, float(v))
@@ -174,6 +222,14 @@ class _FunctionEmitter:
                 _fail(s, "chained assignment")
             target = s.targets[0]
             if isinstance(target, ast.Name):
+                v = s.value
+                if (isinstance(v, ast.Call) and isinstance(v.func, ast.Attribute) and isinstance(v.func.value, ast.Name)
+                        and v.func.value.id == "np" and v.func.attr in ("empty", "zeros")):
+                    if target.id in self.bound_to or any(target.id in sc for sc in self.scopes):
+                        _fail(s, f"temporary `{target.id}` is declared twice")
+                    self.bound_to[target.id] = v
+                    self.scopes[-1][target.id] = self.temporary(v)
+                    return
                 if isinstance(s.value, ast.Subscript):
                     arr = self.array_of(s.value.value)
                     if arr is not None and len(arr.shape) == 2 and not isinstance(s.value.slice, ast.Tuple):
@@ -191,6 +247,18 @@ class _FunctionEmitter:
                 if isinstance(target.slice, ast.Slice):
                     self.fill(arr, target, s.value)
                     return
+                sl = target.slice
+                if (isinstance(sl, ast.Tuple) and len(sl.elts) == 2 and len(arr.shape) == 2
+                        and isinstance(sl.elts[1], ast.Slice) and sl.elts[1].lower is None
+                        and sl.elts[1].upper is None and sl.elts[1].step is None):
+                    # ``out[k, :] = v``: a row from a 1-d array (no broadcasting)
+                    src = self.array_of(s.value)
+                    if src is None or len(src.shape) != 1:
+                        _fail(s, "a row is assigned from a 1-d array")
+                    row = self.gep(arr.data, b.mul(self.integer(sl.elts[0]), arr.shape[1]))
+                    self.count_loop(ir.Constant(I64, 0), arr.shape[1], ir.Constant(I64, 1),
+                                    lambda i: b.store(b.load(self.gep(src.data, i), typ=F64), self.gep(row, i)))
+                    return
                 b.store(self.scalar(s.value), self.element(arr, target.slice))
                 return
             _fail(s, "unsupported assignment target")
@@ -199,7 +267,7 @@ class _FunctionEmitter:
                 _fail(s, "an accumulator takes += or -= after its first assignment")
             ptr = self.slots[s.target.id]
             old, value = b.load(ptr, typ=F64), self.scalar(s.value)
-            b.store(b.fadd(old, value) if isinstance(s.op, ast.Add) else b.fsub(old, value), ptr)
+            b.store(self.accumulate(s.op, old, value), ptr)
             return
         if isinstance(s, ast.AugAssign):
             if not isinstance(s.target, ast.Subscript) or not isinstance(s.op, (ast.Add, ast.Sub)):
@@ -210,7 +278,7 @@ class _FunctionEmitter:
             ptr = self.element(arr, s.target.slice)
             old = b.load(ptr, typ=F64)
             value = self.scalar(s.value)
-            b.store(b.fadd(old, value) if isinstance(s.op, ast.Add) else b.fsub(old, value), ptr)
+            b.store(self.accumulate(s.op, old, value), ptr)
             return
         if isinstance(s, ast.For):
             self.loop(s)
@@ -223,11 +291,23 @@ class _FunctionEmitter:
             _fail(target, "only the whole-array slice `a[:]` is supported")
         if not (isinstance(value, ast.Constant) and value.value == 0.0):
             _fail(value, "only `a[:] = 0.0` is supported")
+        self.fill_zero(arr)
+
+    def fill_zero(self, arr: _Array):
         n = arr.shape[0]
         for extent in arr.shape[1:]:
             n = self.builder.mul(n, extent)
         self.count_loop(ir.Constant(I64, 0), n, ir.Constant(I64, 1),
                         lambda i: self.builder.store(ir.Constant(F64, 0.0), self.gep(arr.data, i)))
+
+    def accumulate(self, op, old, value):
+        """``old + value`` (or ``-``) of an augmented assignment: inside a loop a
+        reduction, which may be reordered (``reassoc``, as Numba's kernels are
+        compiled) so that it runs in SIMD lanes; everywhere else Python's order."""
+        flags = ("reassoc",) if REASSOC_REDUCTIONS and self.depth > 0 else ()
+        if isinstance(op, ast.Add):
+            return self.builder.fadd(old, value, flags=flags)
+        return self.builder.fsub(old, value, flags=flags)
 
     def loop(self, s: ast.For):
         if s.orelse or not isinstance(s.target, ast.Name):
@@ -244,7 +324,9 @@ class _FunctionEmitter:
 
         def body(i):
             self.scopes.append({s.target.id: i})
+            self.depth += 1
             self.body(s.body)
+            self.depth -= 1
             self.scopes.pop()
             if self.builder.block.is_terminated:
                 _fail(s, "return inside a loop")
@@ -278,6 +360,23 @@ class _FunctionEmitter:
                     v = scope[node.id]
                     return v if isinstance(v, _Array) else None
         return None
+
+    def int_table(self, node):
+        """The module's constant integer array ``node`` names (``_NZ_PTR = np.array([...],
+        dtype=np.int64)``), as a constant global, or None."""
+        if not (isinstance(node, ast.Name) and isinstance(self.consts.get(node.id), tuple)):
+            return None
+        if any(node.id in scope for scope in self.scopes):
+            return None
+        g = self.module.globals.get(f"table.{node.id}")
+        if g is None:
+            values = self.consts[node.id]
+            ty = ir.ArrayType(I64, len(values))
+            g = ir.GlobalVariable(self.module, ty, name=f"table.{node.id}")
+            g.initializer = ir.Constant(ty, list(values))
+            g.global_constant = True
+            g.linkage = "internal"
+        return g
 
     def gep(self, data, index):
         return self.builder.gep(data, [index], inbounds=True, source_etype=F64)
@@ -348,6 +447,11 @@ class _FunctionEmitter:
                 if arr is None or not 0 <= node.slice.value < len(arr.shape):
                     _fail(node, "shape of something that is not an array")
                 return arr.shape[node.slice.value]
+            table = self.int_table(base)
+            if table is not None:
+                ptr = b.gep(table, [ir.Constant(I64, 0), self.integer(node.slice)], inbounds=True,
+                            source_etype=table.value_type)
+                return b.load(ptr, typ=I64)
             arr = self.array_of(base)
             if arr is None:
                 _fail(node, "indexing something that is not an array")
@@ -384,6 +488,8 @@ class _FunctionEmitter:
         return ops[type(node.op)](self.as_float(left), self.as_float(right))
 
     def as_float(self, v):
+        if v.type == I1:
+            raise Unsupported("a truth value used as a number")
         return self.builder.sitofp(v, F64) if v.type == I64 else v
 
     def power(self, node):
@@ -464,6 +570,8 @@ class _FunctionEmitter:
             if op is None:
                 _fail(node, "comparison")
             left, right = self.value(node.left), self.value(node.comparators[0])
+            if I1 in (left.type, right.type):
+                _fail(node, "a comparison of truth values")
             if left.type == I64 and right.type == I64:
                 return b.icmp_signed(op, left, right)
             left, right = self.as_float(left), self.as_float(right)
@@ -512,6 +620,21 @@ def _optimize(mod, tm) -> None:
     pm.run(mod)
 
 
+def _int_array(node):
+    """The values of ``np.array([ints], dtype=np.int64)``, or None."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "array"
+            and isinstance(node.func.value, ast.Name) and node.func.value.id == "np" and len(node.args) == 1
+            and isinstance(node.args[0], ast.List) and len(node.keywords) == 1
+            and node.keywords[0].arg == "dtype" and ast.unparse(node.keywords[0].value) == "np.int64"):
+        return None
+    values = []
+    for e in node.args[0].elts:
+        if not (isinstance(e, ast.Constant) and isinstance(e.value, int) and not isinstance(e.value, bool)):
+            return None
+        values.append(e.value)
+    return tuple(values)
+
+
 def parse_module(source: str) -> tuple[dict, dict]:
     """``({name: FunctionDef}, {name: numeric constant})`` of a generated module's source."""
     tree = ast.parse(source)
@@ -523,6 +646,9 @@ def parse_module(source: str) -> tuple[dict, dict]:
               and isinstance(node.value, ast.Constant) and isinstance(node.value.value, (int, float))
               and not isinstance(node.value.value, bool)):
             consts[node.targets[0].id] = node.value.value
+        elif (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+              and _int_array(node.value) is not None):
+            consts[node.targets[0].id] = _int_array(node.value)
     return functions, consts
 
 
@@ -571,9 +697,11 @@ def emit_module(tree: ast.FunctionDef, consts: dict, abi, symbol: str) -> ir.Mod
             args[name] = _Array(b.extract_value(value, abi.data_field),
                                 [b.extract_value(value, [abi.shape_field, k]) for k in range(nd)])
     emitter.scopes = [args]
+    emitter.data_type = abi.data_type
     emitter.body(tree.body)
     if not b.block.is_terminated:
         b.ret(ir.Constant(abi.ret_type, None))
+    emitter.finish()
     py_args = []
     for nd in abi.ndims:
         py_args += [F64] if nd is None else [abi.data_type] + [I64] * nd
