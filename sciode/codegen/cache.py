@@ -106,24 +106,11 @@ def module_path(kind: str, digest: str) -> Path:
     return cache_dir() / f"{kind}_{digest}.py"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers never see a partial file."""
+def write_atomic(path: Path, data) -> None:
+    """Write ``data`` (text or bytes) to ``path`` so that readers never see a partial file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_atomic_bytes(path: Path, data: bytes) -> None:
-    """``write_atomic`` for bytes."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
+        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as fh:
             fh.write(data)
         os.replace(tmp, path)
     except BaseException:

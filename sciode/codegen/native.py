@@ -73,10 +73,6 @@ EXTERNS = {"tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "asinh", "acos
 BINARY = {"copysign": ("llvm.copysign", True), "pow": ("llvm.pow", True), "atan2": ("atan2", False)}
 
 
-#: Reductions in loops (``_acc += e``, ``out[j] += e``) carry ``reassoc``: LLVM
-#: may sum them in SIMD lanes (a matrix-form network's matrix-vector products).
-#: Every other operation runs in Python's order.
-REASSOC_REDUCTIONS = True
 #: Temporaries (``np.empty``/``np.zeros``) of one kernel live on the stack up to
 #: this many floats (128 KiB); a kernel needing more is compiled by Numba.
 MAX_STACK_FLOATS = 16384
@@ -107,7 +103,7 @@ def _fail(node, why: str):
 class _FunctionEmitter:
     """Emit one kernel's body into ``fn`` (see the module docstring for the subset)."""
 
-    def __init__(self, fn: ir.Function, tree: ast.FunctionDef, args: dict, consts: dict):
+    def __init__(self, fn: ir.Function, tree: ast.FunctionDef, consts: dict, abi):
         self.fn = fn
         self.module = fn.module
         # stack slots go in the entry block (once per call, whatever loop they are
@@ -115,9 +111,15 @@ class _FunctionEmitter:
         self.allocas = ir.IRBuilder(fn.append_basic_block("entry"))
         self.start = fn.append_basic_block("start")
         self.builder = ir.IRBuilder(self.start)
+        self.data_type = abi.data_type
         self.stack_floats = 0
         self.depth = 0  # loops around the statement being emitted
-        self.scopes = [dict(args)]
+        b = self.builder
+        args = {}  # the kernel's arguments: floats, and arrays as data pointer and shape
+        for arg, value, nd in zip(tree.args.args, fn.args, abi.ndims):
+            args[arg.arg] = value if nd is None else _Array(
+                b.extract_value(value, abi.data_field), [b.extract_value(value, [abi.shape_field, k]) for k in range(nd)])
+        self.scopes = [args]
         self.consts = consts
         self.bound_to: dict = {}  # name -> the source of the value it was first bound to
         # accumulators (``_acc = 0.0; for ...: _acc += x``) live in memory, which
@@ -262,23 +264,22 @@ class _FunctionEmitter:
                 b.store(self.scalar(s.value), self.element(arr, target.slice))
                 return
             _fail(s, "unsupported assignment target")
-        if isinstance(s, ast.AugAssign) and isinstance(s.target, ast.Name):
-            if not isinstance(s.op, (ast.Add, ast.Sub)) or s.target.id not in self.assigned:
-                _fail(s, "an accumulator takes += or -= after its first assignment")
-            ptr = self.slots[s.target.id]
-            old, value = b.load(ptr, typ=F64), self.scalar(s.value)
-            b.store(self.accumulate(s.op, old, value), ptr)
-            return
         if isinstance(s, ast.AugAssign):
-            if not isinstance(s.target, ast.Subscript) or not isinstance(s.op, (ast.Add, ast.Sub)):
-                _fail(s, "only `a[i] += x` and `a[i] -= x` are augmented assignments")
-            arr = self.array_of(s.target.value)
-            if arr is None:
-                _fail(s, "augmented assignment into something that is not an array")
-            ptr = self.element(arr, s.target.slice)
-            old = b.load(ptr, typ=F64)
-            value = self.scalar(s.value)
-            b.store(self.accumulate(s.op, old, value), ptr)
+            if not isinstance(s.op, (ast.Add, ast.Sub)):
+                _fail(s, "augmented assignments are += and -=")
+            t = s.target
+            if isinstance(t, ast.Name) and t.id in self.assigned:  # an accumulator
+                ptr = self.slots[t.id]
+            elif isinstance(t, ast.Subscript) and self.array_of(t.value) is not None:
+                ptr = self.element(self.array_of(t.value), t.slice)
+            else:
+                _fail(s, "+= and -= go to an array entry or an assigned accumulator")
+            old, value = b.load(ptr, typ=F64), self.scalar(s.value)
+            # in a loop a reduction, which may be reordered (``reassoc``, as Numba's
+            # kernels are compiled) to run in SIMD lanes; elsewhere Python's order
+            flags = ("reassoc",) if self.depth > 0 else ()
+            b.store(b.fadd(old, value, flags=flags) if isinstance(s.op, ast.Add)
+                    else b.fsub(old, value, flags=flags), ptr)
             return
         if isinstance(s, ast.For):
             self.loop(s)
@@ -299,15 +300,6 @@ class _FunctionEmitter:
             n = self.builder.mul(n, extent)
         self.count_loop(ir.Constant(I64, 0), n, ir.Constant(I64, 1),
                         lambda i: self.builder.store(ir.Constant(F64, 0.0), self.gep(arr.data, i)))
-
-    def accumulate(self, op, old, value):
-        """``old + value`` (or ``-``) of an augmented assignment: inside a loop a
-        reduction, which may be reordered (``reassoc``, as Numba's kernels are
-        compiled) so that it runs in SIMD lanes; everywhere else Python's order."""
-        flags = ("reassoc",) if REASSOC_REDUCTIONS and self.depth > 0 else ()
-        if isinstance(op, ast.Add):
-            return self.builder.fadd(old, value, flags=flags)
-        return self.builder.fsub(old, value, flags=flags)
 
     def loop(self, s: ast.For):
         if s.orelse or not isinstance(s.target, ast.Name):
@@ -400,13 +392,9 @@ class _FunctionEmitter:
 
     def scalar(self, node):
         v = self.value(node)
-        if v.type == I64:
-            return self.builder.sitofp(v, F64)
         if v.type == I1:
             _fail(node, "a truth value used as a number")
-        if v.type != F64:
-            _fail(node, "not a number")
-        return v
+        return self.as_float(v)
 
     def value(self, node):
         b = self.builder
@@ -432,8 +420,10 @@ class _FunctionEmitter:
             for n in reversed(spine):
                 acc = self.binary(n, acc, self.value(n.right))
             return acc
-        if isinstance(node, ast.UnaryOp):
+        if isinstance(node, ast.UnaryOp) and not isinstance(node.op, ast.Not):
             v = self.value(node.operand)
+            if v.type == I1:
+                _fail(node, "arithmetic on a truth value")
             if isinstance(node.op, ast.UAdd):
                 return v
             if isinstance(node.op, ast.USub):
@@ -681,23 +671,13 @@ def emit_module(tree: ast.FunctionDef, consts: dict, abi, symbol: str) -> ir.Mod
     ``make_array``, which builds an array struct from a data pointer and
     shape for the Python entry.  Raises ``Unsupported``.
     """
-    names = [a.arg for a in tree.args.args]
-    if tree.args.vararg or tree.args.kwarg or tree.args.kwonlyargs or len(names) != len(abi.ndims):
+    if tree.args.vararg or tree.args.kwarg or tree.args.kwonlyargs or len(tree.args.args) != len(abi.ndims):
         raise Unsupported(f"{tree.name}: arguments do not match the kernel ABI")
     mod = ir.Module(name=symbol)
     mod.triple = llvm.get_process_triple()
     fn = ir.Function(mod, ir.FunctionType(abi.ret_type, abi.arg_types), name=symbol)
-    args = {}
-    emitter = _FunctionEmitter(fn, tree, {}, consts)
+    emitter = _FunctionEmitter(fn, tree, consts, abi)
     b = emitter.builder
-    for name, value, nd in zip(names, fn.args, abi.ndims):
-        if nd is None:
-            args[name] = value
-        else:
-            args[name] = _Array(b.extract_value(value, abi.data_field),
-                                [b.extract_value(value, [abi.shape_field, k]) for k in range(nd)])
-    emitter.scopes = [args]
-    emitter.data_type = abi.data_type
     emitter.body(tree.body)
     if not b.block.is_terminated:
         b.ret(ir.Constant(abi.ret_type, None))
@@ -769,10 +749,10 @@ class ObjectStore:
         return body
 
     def save(self, key: str, obj: bytes) -> None:
-        from .cache import private_dir, write_atomic_bytes
+        from .cache import private_dir, write_atomic
 
         private_dir(self.directory)
-        write_atomic_bytes(self.directory / f"{key}.o", hashlib.sha256(obj).digest() + obj)
+        write_atomic(self.directory / f"{key}.o", hashlib.sha256(obj).digest() + obj)
 
 
 def python_caller(address: int, ndims):
